@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Events and outcomes.  An event is one allocation: the struct, then its
+ * strings inline.  It is reference-counted with atomics so fan-out to N
+ * subscribers is N pointer copies and one atomic add.  The JSON text is
+ * rendered on first request and published with a compare-and-swap, so
+ * concurrent first readers may render twice but exactly one copy wins and
+ * the other is freed; after that every reader shares it.
+ */
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/event.h"
+
+struct council_event {
+    atomic_uint refs;
+    council_event_type type;
+    int round;
+    uint64_t seq;
+    int64_t ts_us;
+    const char *run_id;
+    const char *stage;
+    const char *member;
+    const char *text;
+    size_t text_len;
+    json_t *data;
+    _Atomic(char *) json;
+    char buf[]; /* run_id, stage, member, text, each NUL-terminated */
+};
+
+static const char *const type_names[] = {
+    [COUNCIL_EV_RUN_STARTED] = "run_started",
+    [COUNCIL_EV_STAGE_STARTED] = "stage_started",
+    [COUNCIL_EV_STAGE_COMPLETED] = "stage_completed",
+    [COUNCIL_EV_MEMBER_STARTED] = "member_started",
+    [COUNCIL_EV_MEMBER_DELTA] = "member_delta",
+    [COUNCIL_EV_MEMBER_COMPLETED] = "member_completed",
+    [COUNCIL_EV_MEMBER_FAILED] = "member_failed",
+    [COUNCIL_EV_REVIEW_COMPLETED] = "review_completed",
+    [COUNCIL_EV_RANKINGS_AGGREGATED] = "rankings_aggregated",
+    [COUNCIL_EV_SYNTHESIS_STARTED] = "synthesis_started",
+    [COUNCIL_EV_SYNTHESIS_DELTA] = "synthesis_delta",
+    [COUNCIL_EV_SYNTHESIS_COMPLETED] = "synthesis_completed",
+    [COUNCIL_EV_RUN_COMPLETED] = "run_completed",
+    [COUNCIL_EV_RUN_FAILED] = "run_failed",
+};
+
+#define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
+
+const char *
+council_event_type_name(council_event_type type)
+{
+    if ((size_t)type >= N_TYPES || type_names[type] == NULL)
+        return "unknown";
+    return type_names[type];
+}
+
+council_event_type
+council__event_type_from_name(const char *name)
+{
+    size_t i;
+
+    if (name == NULL)
+        return 0;
+    for (i = 1; i < N_TYPES; i++)
+        if (type_names[i] != NULL && strcmp(type_names[i], name) == 0)
+            return (council_event_type)i;
+    return 0;
+}
+
+int
+council__event_is_terminal(council_event_type type)
+{
+    return type == COUNCIL_EV_RUN_COMPLETED || type == COUNCIL_EV_RUN_FAILED;
+}
+
+int64_t
+council__now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static char *
+put(char **cursor, const char *s, size_t n)
+{
+    char *at = *cursor;
+
+    memcpy(at, s, n);
+    at[n] = '\0';
+    *cursor = at + n + 1;
+    return at;
+}
+
+council_event *
+council__event_new(const council__event_init *in)
+{
+    size_t rl, sl, ml, tl;
+    council_event *ev;
+    char *cur;
+
+    if (in == NULL || in->run_id == NULL) {
+        if (in != NULL)
+            json_decref(in->data);
+        return NULL;
+    }
+    rl = strlen(in->run_id);
+    sl = in->stage != NULL ? strlen(in->stage) : 0;
+    ml = in->member != NULL ? strlen(in->member) : 0;
+    tl = in->text != NULL ? in->text_len : 0;
+    ev = council__malloc(sizeof(*ev) + rl + sl + ml + tl + 4);
+    if (ev == NULL) {
+        json_decref(in->data);
+        return NULL;
+    }
+    atomic_init(&ev->refs, 1);
+    ev->type = in->type;
+    ev->round = in->round;
+    ev->seq = in->seq;
+    ev->ts_us = in->ts_us;
+    ev->data = in->data;
+    atomic_init(&ev->json, NULL);
+    cur = ev->buf;
+    ev->run_id = put(&cur, in->run_id, rl);
+    ev->stage = in->stage != NULL ? put(&cur, in->stage, sl) : NULL;
+    ev->member = in->member != NULL ? put(&cur, in->member, ml) : NULL;
+    ev->text = in->text != NULL ? put(&cur, in->text, tl) : NULL;
+    ev->text_len = tl;
+    return ev;
+}
+
+void
+council__event_stamp(council_event *ev, uint64_t seq, int64_t ts_us)
+{
+    ev->seq = seq;
+    ev->ts_us = ts_us;
+}
+
+json_t *
+council__event_data(const council_event *ev)
+{
+    return ev->data;
+}
+
+council_event *
+council_event_ref(council_event *ev)
+{
+    if (ev != NULL)
+        atomic_fetch_add_explicit(&ev->refs, 1, memory_order_relaxed);
+    return ev;
+}
+
+void
+council__event_ref_n(council_event *ev, unsigned n)
+{
+    atomic_fetch_add_explicit(&ev->refs, n, memory_order_relaxed);
+}
+
+void
+council_event_unref(council_event *ev)
+{
+    if (ev == NULL)
+        return;
+    /* Release on the decrement, acquire before freeing: every write made
+     * through other references happens-before the free. */
+    if (atomic_fetch_sub_explicit(&ev->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    json_decref(ev->data);
+    council__free(atomic_load_explicit(&ev->json, memory_order_acquire));
+    council__free(ev);
+}
+
+council_event_type
+council_event_type_of(const council_event *ev)
+{
+    return ev->type;
+}
+
+uint64_t
+council_event_seq(const council_event *ev)
+{
+    return ev->seq;
+}
+
+const char *
+council_event_run_id(const council_event *ev)
+{
+    return ev->run_id;
+}
+
+int64_t
+council_event_time_us(const council_event *ev)
+{
+    return ev->ts_us;
+}
+
+const char *
+council_event_stage(const council_event *ev)
+{
+    return ev->stage;
+}
+
+const char *
+council_event_member(const council_event *ev)
+{
+    return ev->member;
+}
+
+const char *
+council_event_text(const council_event *ev)
+{
+    return ev->text;
+}
+
+size_t
+council_event_text_len(const council_event *ev)
+{
+    return ev->text_len;
+}
+
+int
+council_event_round(const council_event *ev)
+{
+    return ev->round;
+}
+
+/* RFC 3339 UTC with microseconds: 2026-11-24T01:02:03.456789Z */
+static void
+format_ts(int64_t us, char *out, size_t size)
+{
+    time_t secs = (time_t)(us / 1000000);
+    long frac = (long)(us % 1000000);
+    struct tm tm;
+    char head[32];
+
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    gmtime_r(&secs, &tm);
+    strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, size, "%s.%06ldZ", head, frac);
+}
+
+/* The name of the field holding ev->text, by type. */
+static const char *
+text_field(council_event_type type)
+{
+    switch (type) {
+    case COUNCIL_EV_MEMBER_DELTA:
+    case COUNCIL_EV_SYNTHESIS_DELTA:
+        return "delta";
+    case COUNCIL_EV_MEMBER_COMPLETED:
+    case COUNCIL_EV_REVIEW_COMPLETED:
+    case COUNCIL_EV_SYNTHESIS_COMPLETED:
+        return "text";
+    default:
+        return "text";
+    }
+}
+
+static char *
+render(const council_event *ev)
+{
+    json_t *o = json_object();
+    char ts[48];
+    char *out = NULL;
+    int bad = 0;
+
+    if (o == NULL)
+        return NULL;
+    format_ts(ev->ts_us, ts, sizeof(ts));
+    bad |= json_object_set_new(o, "type",
+                               json_string(council_event_type_name(ev->type)));
+    bad |= json_object_set_new(o, "run_id", json_string(ev->run_id));
+    bad |= json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
+    bad |= json_object_set_new(o, "ts", json_string(ts));
+    if (ev->stage != NULL)
+        bad |= json_object_set_new(o, "stage", json_string(ev->stage));
+    if (ev->round > 0)
+        bad |= json_object_set_new(o, "round", json_integer(ev->round));
+    if (ev->member != NULL)
+        bad |= json_object_set_new(o, "member", json_string(ev->member));
+    if (ev->text != NULL) {
+        /* Text from a model is not guaranteed to be UTF-8; jansson refuses
+         * invalid UTF-8, so such text is rendered with U+FFFD instead. */
+        json_t *t = json_stringn(ev->text, ev->text_len);
+        if (t == NULL)
+            t = json_string("\xef\xbf\xbd");
+        bad |= json_object_set_new(o, text_field(ev->type), t);
+    }
+    if (ev->data != NULL)
+        bad |= json_object_update(o, ev->data);
+    if (!bad)
+        out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+const char *
+council_event_json(council_event *ev)
+{
+    char *cur = atomic_load_explicit(&ev->json, memory_order_acquire);
+    char *mine;
+    char *expected = NULL;
+
+    if (cur != NULL)
+        return cur;
+    mine = render(ev);
+    if (mine == NULL)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(&ev->json, &expected, mine,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    /* Another thread published first; use its copy. */
+    council__free(mine);
+    return expected;
+}
+
+/* ---- outcomes ---------------------------------------------------------- */
+
+struct council_outcome {
+    council_outcome_kind kind;
+    json_t *result;
+    json_t *errors;
+    char *reason;
+    char *result_text;
+    char *errors_text;
+    char *json;
+};
+
+static const char *const outcome_names[] = {
+    [COUNCIL_OUTCOME_OK] = "ok",
+    [COUNCIL_OUTCOME_CANCELLED] = "cancelled",
+    [COUNCIL_OUTCOME_ERROR] = "error",
+    [COUNCIL_OUTCOME_CRASHED] = "crashed",
+};
+
+const char *
+council_outcome_kind_name(council_outcome_kind kind)
+{
+    if (kind < COUNCIL_OUTCOME_OK || kind > COUNCIL_OUTCOME_CRASHED)
+        return "unknown";
+    return outcome_names[kind];
+}
+
+council_outcome *
+council__outcome_new(council_outcome_kind kind, json_t *result,
+                     json_t *errors, const char *reason)
+{
+    council_outcome *o = council__calloc(1, sizeof(*o));
+    json_t *j = NULL;
+
+    if (o == NULL)
+        goto fail;
+    o->kind = kind;
+    o->result = result;
+    o->errors = errors;
+    result = NULL;
+    errors = NULL;
+    if (reason != NULL) {
+        o->reason = council__strdup(reason);
+        if (o->reason == NULL)
+            goto fail;
+    } else if (kind == COUNCIL_OUTCOME_ERROR && o->errors != NULL) {
+        const char *m = json_string_value(
+            json_object_get(json_array_get(o->errors, 0), "message"));
+        if (m != NULL && (o->reason = council__strdup(m)) == NULL)
+            goto fail;
+    }
+    if (o->result != NULL &&
+        (o->result_text = json_dumps(o->result, JSON_COMPACT)) == NULL)
+        goto fail;
+    if (o->errors != NULL &&
+        (o->errors_text = json_dumps(o->errors, JSON_COMPACT)) == NULL)
+        goto fail;
+    j = json_pack("{s:s}", "outcome", outcome_names[kind]);
+    if (j == NULL)
+        goto fail;
+    if (o->reason != NULL &&
+        json_object_set_new(j, "reason", json_string(o->reason)) != 0)
+        goto fail;
+    if (o->errors != NULL && json_object_set(j, "errors", o->errors) != 0)
+        goto fail;
+    if (o->result != NULL && json_object_set(j, "result", o->result) != 0)
+        goto fail;
+    o->json = json_dumps(j, JSON_COMPACT);
+    if (o->json == NULL)
+        goto fail;
+    json_decref(j);
+    return o;
+fail:
+    json_decref(j);
+    json_decref(result);
+    json_decref(errors);
+    council__outcome_free(o);
+    return NULL;
+}
+
+static int
+has_cancelled(json_t *errors)
+{
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(errors, i, e)
+    {
+        const char *k = json_string_value(json_object_get(e, "kind"));
+        if (k != NULL && strcmp(k, "cancelled") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+council_outcome *
+council__outcome_from_terminal(const council_event *ev)
+{
+    json_t *result = json_object_get(ev->data, "result");
+    json_t *errors = json_object_get(ev->data, "errors");
+
+    if (ev->type == COUNCIL_EV_RUN_COMPLETED)
+        return council__outcome_new(COUNCIL_OUTCOME_OK, json_incref(result),
+                                    NULL, NULL);
+    if (!json_is_array(errors))
+        return council__outcome_new(
+            COUNCIL_OUTCOME_ERROR, json_incref(result),
+            json_pack("[{s:s,s:s}]", "kind", "internal", "message",
+                      "run_failed without an error list"),
+            NULL);
+    return council__outcome_new(has_cancelled(errors)
+                                    ? COUNCIL_OUTCOME_CANCELLED
+                                    : COUNCIL_OUTCOME_ERROR,
+                                json_incref(result), json_incref(errors),
+                                NULL);
+}
+
+void
+council__outcome_free(council_outcome *o)
+{
+    if (o == NULL)
+        return;
+    json_decref(o->result);
+    json_decref(o->errors);
+    council__free(o->reason);
+    council__free(o->result_text);
+    council__free(o->errors_text);
+    council__free(o->json);
+    council__free(o);
+}
+
+council_outcome_kind
+council_outcome_kind_of(const council_outcome *o)
+{
+    return o->kind;
+}
+
+const char *
+council_outcome_result_json(const council_outcome *o)
+{
+    return o->result_text;
+}
+
+const char *
+council_outcome_errors_json(const council_outcome *o)
+{
+    return o->errors_text;
+}
+
+const char *
+council_outcome_reason(const council_outcome *o)
+{
+    return o->reason;
+}
+
+const char *
+council_outcome_json(const council_outcome *o)
+{
+    return o->json;
+}
+
+json_t *
+council__outcome_result(const council_outcome *o)
+{
+    return o->result;
+}
+
+json_t *
+council__outcome_errors(const council_outcome *o)
+{
+    return o->errors;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal form of a council definition (DESIGN 4), filled by the loader in
+ * def.c from YAML or JSON and read by the strategies.  Every string is owned
+ * by the council_def and freed by council_def_free.
+ */
+#ifndef COUNCIL_DEF_H
+#define COUNCIL_DEF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "council.h"
+#include "provider/provider.h"
+
+typedef enum council__strategy {
+    COUNCIL__STRATEGY_RANK = 1,
+    COUNCIL__STRATEGY_DEBATE = 2, /* later */
+    COUNCIL__STRATEGY_VOTE = 3    /* later */
+} council__strategy;
+
+typedef struct council__provider_def {
+    char *name;
+    council__provider_kind kind;
+    char *base_url;    /* without a trailing '/' */
+    char *api_key_env; /* NULL if none; the key itself is read at run time */
+    int max_parallel;  /* 0 = unlimited */
+} council__provider_def;
+
+typedef struct council__member_def {
+    char *name;
+    size_t provider;   /* index into council_def.providers */
+    char *model;
+    char *system;      /* NULL if none */
+} council__member_def;
+
+typedef struct council__limits {
+    uint64_t member_timeout_ms; /* default 60000 */
+    uint64_t deadline_ms;       /* default 300000 */
+    int retries;                /* default 2 */
+    int quorum;                 /* default: majority of members, >= 1 */
+    int max_tokens;             /* default 1024 */
+} council__limits;
+
+struct council_def {
+    char *name;
+    council__strategy strategy;
+    council__provider_def *providers;
+    size_t n_providers;
+    council__member_def *members;
+    size_t n_members;
+    council__member_def chairman; /* name is "chairman" */
+    council__limits limits;
+};
+
+/* Duration text ("250ms", "3s", "5m", "1h", or a bare number of ms) to ms.
+ * Returns 0 on success, -1 if malformed or out of range. */
+int council__parse_duration(const char *s, size_t len, uint64_t *out_ms);
+
+#endif

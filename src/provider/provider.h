@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal provider interface: one asynchronous, streaming chat call to a
+ * model, driven by libcurl's multi interface on the engine's libuv loop.
+ * Everything here is loop-thread only.
+ *
+ * Promise: council__chat_start returns COUNCIL_OK => on_done is called
+ * exactly once, later (never from inside council__chat_start), after the
+ * last on_delta; error => no callback at all.  council__chat_cancel makes
+ * on_done come with err == COUNCIL_ECANCELED unless it already came.
+ * Secrets (the API key) are never copied into errors or logs.
+ */
+#ifndef COUNCIL_PROVIDER_H
+#define COUNCIL_PROVIDER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "council.h"
+
+/* libcurl multi bound to one uv loop; many calls share it. */
+typedef struct council__http council__http;
+
+council_err council__http_open(uv_loop_t *loop, council__http **out);
+/* Aborts calls still running (each gets on_done(ECANCELED)), then frees.
+ * The loop must run afterwards until the close callbacks finished:
+ * council__http_close_cb is called when everything is released. */
+void council__http_close(council__http *h, void (*closed)(void *ud),
+                         void *ud);
+
+typedef enum council__provider_kind {
+    COUNCIL__PROVIDER_OPENAI = 1,
+    COUNCIL__PROVIDER_ANTHROPIC = 2 /* later */
+} council__provider_kind;
+
+typedef struct council__provider_cfg {
+    council__provider_kind kind;
+    const char *base_url; /* ".../v1"; "/chat/completions" is appended */
+    const char *api_key;  /* NULL = no Authorization header; a secret */
+} council__provider_cfg;
+
+typedef struct council__chat_req {
+    const char *model;
+    const council_message *messages; /* system messages included */
+    size_t n_messages;
+    int max_tokens;                  /* 0 = do not send */
+    uint64_t connect_timeout_ms;     /* 0 = none, for each of these */
+    uint64_t first_byte_timeout_ms;  /* request sent -> first body byte */
+    uint64_t idle_timeout_ms;        /* between two body chunks */
+    uint64_t total_timeout_ms;
+} council__chat_req;
+
+typedef struct council__usage {
+    int known;               /* 0: the provider never reported usage */
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int cost_known;
+    double cost;             /* USD, where the provider reports it */
+} council__usage;
+
+/* The error classes; each failed call names one. */
+typedef enum council__call_errkind {
+    COUNCIL__CALL_OK = 0,
+    COUNCIL__CALL_CONNECT,     /* DNS, refused, reset before a response */
+    COUNCIL__CALL_TIMEOUT,     /* which one is in message */
+    COUNCIL__CALL_HTTP,        /* a non-2xx status; body parsed if JSON */
+    COUNCIL__CALL_STREAM,      /* malformed SSE/JSON, no terminator */
+    COUNCIL__CALL_PROVIDER,    /* an error object inside a 200 stream */
+    COUNCIL__CALL_CANCELLED
+} council__call_errkind;
+
+typedef struct council__chat_result {
+    council_err err;              /* COUNCIL_OK or the failure */
+    council__call_errkind kind;
+    long http_status;             /* 0 if no response */
+    char error_type[64];          /* the provider's error type/code, or "" */
+    char message[512];            /* human-readable cause, never a secret */
+    uint64_t retry_after_ms;      /* from Retry-After on 429/503, else 0 */
+    const char *text;             /* the whole answer (borrowed for the
+                                     callback); "" on failure */
+    size_t text_len;
+    const char *finish_reason;    /* borrowed, or NULL */
+    council__usage usage;
+    uint64_t first_byte_ms;       /* request start -> first body byte */
+    uint64_t latency_ms;          /* request start -> done */
+} council__chat_result;
+
+typedef struct council__chat_cbs {
+    void (*on_delta)(const char *text, size_t len, void *ud);
+    void (*on_done)(const council__chat_result *res, void *ud);
+} council__chat_cbs;
+
+typedef struct council__chat council__chat;
+
+council_err council__chat_start(council__http *h,
+                                const council__provider_cfg *cfg,
+                                const council__chat_req *req,
+                                const council__chat_cbs *cbs, void *ud,
+                                council__chat **out);
+/* Request an early end; the call object is freed by the library after
+ * on_done returns.  Safe to call from on_delta.  No-op after on_done. */
+void council__chat_cancel(council__chat *c);
+
+const char *council__call_errkind_name(council__call_errkind kind);
+
+#endif
