@@ -245,6 +245,13 @@ typedef struct council_recorder_ops {
     /* Exactly once, last.  outcome is borrowed for the call.  Release state
      * here. */
     void (*handle_finalize)(void *state, const council_outcome *outcome);
+    /*
+     * Optional (may be NULL).  Called when the recorder's mailbox has run
+     * empty after one or more handle_event calls: the moment to commit a
+     * batch.  Under load, batches grow by themselves; when events trickle,
+     * each is flushed promptly.  Never after handle_finalize.
+     */
+    void (*handle_flush)(void *state);
 } council_recorder_ops;
 
 #define COUNCIL_RECORDER_OPS_VERSION 1
