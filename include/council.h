@@ -311,7 +311,8 @@ typedef struct council_engine_opts {
     int recorder_threads; /* threads running recorder and subscriber
                              callbacks; 0 = default (4) */
     /* Where the library writes its log lines (recorder failures and the
-     * like); NULL = stderr.  Called from any thread, one line at a time. */
+     * like); NULL = nowhere (the counters still count).  Called from any
+     * thread, possibly from several at once; line has no newline. */
     void (*log)(const char *line, void *ud);
     void *log_ud;
 } council_engine_opts;

@@ -127,11 +127,14 @@ remove_tree(const char *path)
         waitpid(pid, NULL, 0);
 }
 
+void runner_global_init(void);
+
 static int
 run_in_process(int i)
 {
     int before, after;
 
+    runner_global_init();
     before = count_fds();
     cases[i].fn();
     after = count_fds();

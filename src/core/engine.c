@@ -1,0 +1,1280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine: one libuv loop thread that owns every run's state, a
+ * registry of runs in flight, the recorder pool, and the run contract of
+ * DESIGN 2 (kept from reference/recorder_process.ex).
+ *
+ * Threads.  Public calls may come from any thread.  They reach the loop by
+ * posting a command (a mutex-protected FIFO plus uv_async_send); calls that
+ * must report a result (start, subscribe) wait for the loop to complete the
+ * command.  User callbacks never run on the loop thread, so such a wait
+ * can never be a wait on itself.
+ *
+ * The contract, and where each clause lives:
+ *   1. subscribe before start: council__run_start_host initializes every
+ *      recorder and puts its mailbox on the run's subscriber list before the
+ *      START command reaches the loop, so the host cannot emit before they
+ *      are subscribed;
+ *   2. init may refuse: handled on the caller's thread before anything is
+ *      posted; earlier recorders are finalized with an error naming it;
+ *   3. seq 1, 2, 3 without gaps: council__run_emit stamps under the loop's
+ *      single thread and reserves room in every mailbox before it uses a
+ *      seq, so an event is queued to all subscribers or to none;
+ *   4. finalize exactly once: end_run() is the only place an outcome is
+ *      fixed; it runs once per run (state check) and posts one end per
+ *      mailbox (council__mbox_post_end ignores a second); the recorder
+ *      host's `finalized` flag drops anything later and counts it;
+ *   5. no orphans: a host that fails to start ends the run with an error
+ *      naming the cause; the host is watched from the moment it starts (the
+ *      terminal path, council__run_exit, is a direct call);
+ *   6. isolation: mailboxes drain on the pool; a failing handle_event is
+ *      logged and counted;
+ *   7. temporary: nothing restarts a run.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/engine.h"
+#include "core/mailbox.h"
+#include "core/run.h"
+
+enum cmd_kind { CMD_START, CMD_CANCEL, CMD_SUBSCRIBE, CMD_UNSUBSCRIBE,
+                CMD_SHUTDOWN };
+
+struct completion {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+struct cmd {
+    enum cmd_kind kind;
+    struct cmd *next;
+    council_run *run;
+    council_sub *sub;
+    const char *run_id;       /* CMD_SUBSCRIBE */
+    struct completion *wait;  /* NULL: nobody waits */
+    council_err rc;
+    char msg[256];
+};
+
+enum run_state { R_STARTING, R_RUNNING, R_TERMINAL, R_EXITED };
+
+typedef struct rec {
+    council__mbox mb;
+    council_run *run;
+    const council_recorder_ops *ops;
+    void *state;
+    uint64_t last_seq;
+    int finalized;
+    int index;
+} rec;
+
+struct council_sub {
+    council__mbox mb;
+    council_engine *eng;
+    council_run *run;
+    void (*on_event)(council_event *, void *);
+    void (*on_end)(const council_outcome *, void *);
+    void *ud;
+    struct cmd unsub_cmd;
+    atomic_int unsub_posted;
+};
+
+struct council_run {
+    atomic_uint refs;
+    council_engine *eng;
+    char id[COUNCIL__RUN_ID_MAX + 1];
+    council_run *reg_next;
+
+    /* Loop-thread state. */
+    enum run_state state;
+    uint64_t seq;
+    council__mbox **subs;
+    size_t n_subs, cap_subs;
+    const council__host_ops *hops;
+    void *hstate;
+    int host_started;
+    uv_timer_t deadline;
+    int deadline_armed;
+    uint64_t deadline_ms, seed;
+    council_run *reap_next;
+
+    /* Recorders, fixed at start. */
+    rec **recs;
+    size_t n_recs;
+    council_outcome *oom_outcome; /* preallocated: finalize survives OOM */
+
+    /* Shared with waiters, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    council_outcome *outcome;
+    size_t pending;               /* recorders not yet finalized */
+
+    struct cmd cancel_cmd;
+    atomic_int cancel_posted;
+    atomic_int ended;             /* outcome fixed */
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+void
+council__log(council_engine *eng, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (eng == NULL || eng->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    eng->log(line, eng->log_ud);
+}
+
+static void
+completion_init(struct completion *c)
+{
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->done = 0;
+}
+
+static void
+completion_wait(struct completion *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+static void
+complete(struct cmd *c)
+{
+    struct completion *w = c->wait;
+
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Queue a command for the loop.  ECLOSED once shutdown was queued. */
+static council_err
+post(council_engine *eng, struct cmd *c)
+{
+    council_err rc = COUNCIL_OK;
+
+    c->next = NULL;
+    pthread_mutex_lock(&eng->cmd_mu);
+    if (eng->closing && c->kind != CMD_SHUTDOWN) {
+        rc = COUNCIL_ECLOSED;
+    } else {
+        if (c->kind == CMD_SHUTDOWN)
+            eng->closing = 1;
+        if (eng->cmd_tail != NULL)
+            eng->cmd_tail->next = c;
+        else
+            eng->cmd_head = c;
+        eng->cmd_tail = c;
+    }
+    pthread_mutex_unlock(&eng->cmd_mu);
+    if (rc == COUNCIL_OK)
+        uv_async_send(&eng->wakeup);
+    return rc;
+}
+
+static uint64_t
+stat_add(atomic_uint_fast64_t *v, uint64_t n)
+{
+    return atomic_fetch_add_explicit(v, n, memory_order_relaxed) + n;
+}
+
+/* ---- runs: references and registry ------------------------------------- */
+
+static void
+run_ref(council_run *run)
+{
+    atomic_fetch_add_explicit(&run->refs, 1, memory_order_relaxed);
+}
+
+static void
+run_free(council_run *run)
+{
+    council__outcome_free(run->outcome);
+    council__outcome_free(run->oom_outcome);
+    council__free(run->subs);
+    council__free(run->recs);
+    pthread_cond_destroy(&run->cv);
+    pthread_mutex_destroy(&run->mu);
+    council__free(run);
+}
+
+static void
+run_unref(council_run *run)
+{
+    if (atomic_fetch_sub_explicit(&run->refs, 1, memory_order_acq_rel) == 1)
+        run_free(run);
+}
+
+void
+council_run_release(council_run *run)
+{
+    if (run != NULL)
+        run_unref(run);
+}
+
+static size_t
+hash_id(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    while (*s != '\0')
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+/* Called with reg_mu held. */
+static council_run *
+reg_find(council_engine *eng, const char *id)
+{
+    council_run *r = eng->reg[hash_id(id) % COUNCIL__REG_BUCKETS];
+
+    while (r != NULL && strcmp(r->id, id) != 0)
+        r = r->reg_next;
+    return r;
+}
+
+/* Reserve run->id; the registry holds a reference. */
+static council_err
+reg_add(council_engine *eng, council_run *run)
+{
+    size_t b = hash_id(run->id) % COUNCIL__REG_BUCKETS;
+    council_err rc = COUNCIL_OK;
+
+    pthread_mutex_lock(&eng->reg_mu);
+    if (reg_find(eng, run->id) != NULL) {
+        rc = COUNCIL_EEXIST;
+    } else {
+        run->reg_next = eng->reg[b];
+        eng->reg[b] = run;
+        eng->n_runs++;
+        run_ref(run);
+    }
+    pthread_mutex_unlock(&eng->reg_mu);
+    return rc;
+}
+
+static void
+reg_remove(council_engine *eng, council_run *run)
+{
+    council_run **p = &eng->reg[hash_id(run->id) % COUNCIL__REG_BUCKETS];
+    int found = 0;
+
+    pthread_mutex_lock(&eng->reg_mu);
+    while (*p != NULL) {
+        if (*p == run) {
+            *p = run->reg_next;
+            eng->n_runs--;
+            found = 1;
+            break;
+        }
+        p = &(*p)->reg_next;
+    }
+    pthread_mutex_unlock(&eng->reg_mu);
+    if (found)
+        run_unref(run);
+}
+
+/* ---- the recorder host ------------------------------------------------- */
+
+static void
+rec_deliver(council__mbox *mb, council_event *ev)
+{
+    rec *r = mb->owner;
+    council_engine *eng = r->run->eng;
+    uint64_t seq = council_event_seq(ev);
+    int rc;
+
+    if (r->finalized) {
+        /* Cannot happen (the end is always last), kept as the original's
+         * finalized guard: count it, never deliver it. */
+        stat_add(&eng->st_after_final, 1);
+        return;
+    }
+    if (seq <= r->last_seq) {
+        stat_add(&eng->st_duplicates, 1);
+        return;
+    }
+    if (seq != r->last_seq + 1) {
+        stat_add(&eng->st_gaps, 1);
+        council__log(eng, "run %s: recorder %d: gap before seq %llu "
+                          "(last %llu)",
+                     r->run->id, r->index, (unsigned long long)seq,
+                     (unsigned long long)r->last_seq);
+    }
+    r->last_seq = seq;
+    stat_add(&eng->st_deliveries, 1);
+    rc = r->ops->handle_event(r->state, ev);
+    if (rc != 0) {
+        stat_add(&eng->st_rec_failures, 1);
+        council__log(eng, "run %s: recorder %d failed on seq %llu (%s): "
+                          "handle_event returned %d",
+                     r->run->id, r->index, (unsigned long long)seq,
+                     council_event_type_name(council_event_type_of(ev)), rc);
+    }
+}
+
+static void
+rec_flush(council__mbox *mb)
+{
+    rec *r = mb->owner;
+
+    if (!r->finalized && r->ops->handle_flush != NULL)
+        r->ops->handle_flush(r->state);
+}
+
+static void
+run_recorder_finalized(council_run *run)
+{
+    pthread_mutex_lock(&run->mu);
+    run->pending--;
+    if (run->pending == 0)
+        pthread_cond_broadcast(&run->cv);
+    pthread_mutex_unlock(&run->mu);
+}
+
+static void
+rec_end(council__mbox *mb, const council_outcome *o)
+{
+    rec *r = mb->owner;
+
+    if (r->finalized)
+        return;
+    r->finalized = 1;
+    r->ops->handle_finalize(r->state, o);
+    r->state = NULL;
+    run_recorder_finalized(r->run);
+}
+
+static void
+rec_release(council__mbox *mb)
+{
+    rec *r = mb->owner;
+
+    run_unref(r->run);
+    council__free(r);
+}
+
+static const council__mbox_ops rec_ops = {rec_deliver, rec_flush, rec_end,
+                                          rec_release};
+
+/* ---- subscriptions ----------------------------------------------------- */
+
+static void
+sub_deliver(council__mbox *mb, council_event *ev)
+{
+    council_sub *s = mb->owner;
+
+    stat_add(&s->eng->st_deliveries, 1);
+    if (s->on_event != NULL)
+        s->on_event(ev, s->ud);
+}
+
+static void
+sub_end(council__mbox *mb, const council_outcome *o)
+{
+    council_sub *s = mb->owner;
+
+    if (s->on_end != NULL)
+        s->on_end(o, s->ud);
+}
+
+static void
+sub_release(council__mbox *mb)
+{
+    council_sub *s = mb->owner;
+
+    if (s->run != NULL)
+        run_unref(s->run);
+    council__free(s);
+}
+
+static const council__mbox_ops sub_ops = {sub_deliver, NULL, sub_end,
+                                          sub_release};
+
+/* ---- run lifecycle (loop thread) --------------------------------------- */
+
+static void
+deadline_closed(uv_handle_t *h)
+{
+    run_unref(h->data);
+}
+
+static void
+stop_deadline(council_run *run)
+{
+    if (!run->deadline_armed)
+        return;
+    run->deadline_armed = 0;
+    uv_timer_stop(&run->deadline);
+    uv_close((uv_handle_t *)&run->deadline, deadline_closed);
+}
+
+/* Fix the outcome (takes ownership of o; NULL = out of memory) and post the
+ * end to every subscriber.  The one place an outcome is decided. */
+static void
+end_run(council_run *run, council_outcome *o)
+{
+    size_t i;
+
+    if (o == NULL) {
+        o = run->oom_outcome;
+        run->oom_outcome = NULL;
+    }
+    pthread_mutex_lock(&run->mu);
+    run->outcome = o;
+    atomic_store(&run->ended, 1);
+    if (run->pending == 0)
+        pthread_cond_broadcast(&run->cv);
+    pthread_mutex_unlock(&run->mu);
+    for (i = 0; i < run->n_subs; i++) {
+        council__mbox_post_end(run->subs[i], o);
+        council__mbox_unref(run->subs[i]);
+    }
+    run->n_subs = 0;
+    stop_deadline(run);
+    atomic_fetch_sub_explicit(&run->eng->st_active, 1, memory_order_relaxed);
+}
+
+static council_outcome *
+error_outcome(const char *kind, const char *msg)
+{
+    return council__outcome_new(
+        COUNCIL_OUTCOME_ERROR, NULL,
+        json_pack("[{s:s,s:s}]", "kind", kind, "message", msg), NULL);
+}
+
+static void
+reap_later(council_run *run)
+{
+    council_engine *eng = run->eng;
+
+    run->reap_next = eng->reap;
+    eng->reap = run;
+    uv_async_send(&eng->wakeup);
+}
+
+static void
+reap(council_engine *eng)
+{
+    while (eng->reap != NULL) {
+        council_run *run = eng->reap;
+        eng->reap = run->reap_next;
+        if (run->hops != NULL && run->hops->free != NULL)
+            run->hops->free(run->hstate);
+        run->hstate = NULL;
+        run_unref(run); /* the host's reference */
+    }
+}
+
+council_err
+council__run_emit(council_run *run, council__event_init *init)
+{
+    council_engine *eng = run->eng;
+    council_event *ev;
+    size_t i;
+
+    if (run->state == R_TERMINAL || run->state == R_EXITED) {
+        json_decref(init->data);
+        init->data = NULL;
+        stat_add(&eng->st_dropped, 1);
+        return COUNCIL_ECLOSED;
+    }
+    init->run_id = run->id;
+    ev = council__event_new(init);
+    init->data = NULL; /* stolen either way */
+    if (ev == NULL)
+        return COUNCIL_ENOMEM;
+    /* All or nothing: room in every mailbox before a seq is used. */
+    for (i = 0; i < run->n_subs; i++) {
+        if (council__mbox_reserve(run->subs[i], 1) != COUNCIL_OK) {
+            council_event_unref(ev);
+            return COUNCIL_ENOMEM;
+        }
+    }
+    council__event_stamp(ev, ++run->seq, council__now_us());
+    if (run->n_subs > 0)
+        council__event_ref_n(ev, (unsigned)run->n_subs);
+    for (i = 0; i < run->n_subs; i++)
+        council__mbox_post(run->subs[i], ev);
+    stat_add(&eng->st_published, 1);
+    if (council__event_is_terminal(init->type)) {
+        run->state = R_TERMINAL;
+        end_run(run, council__outcome_from_terminal(ev));
+    }
+    council_event_unref(ev);
+    return COUNCIL_OK;
+}
+
+void
+council__run_exit(council_run *run, const char *reason)
+{
+    if (run->state == R_EXITED)
+        return;
+    if (run->state != R_TERMINAL)
+        end_run(run, council__outcome_new(COUNCIL_OUTCOME_CRASHED, NULL, NULL,
+                                          reason != NULL ? reason
+                                                         : "unknown"));
+    run->state = R_EXITED;
+    reg_remove(run->eng, run);
+    reap_later(run);
+}
+
+static void
+deadline_fired(uv_timer_t *t)
+{
+    council_run *run = t->data;
+
+    if (run->state == R_RUNNING && run->hops->cancel != NULL)
+        run->hops->cancel(run->hstate, "deadline");
+}
+
+static void
+do_start(council_engine *eng, struct cmd *c)
+{
+    council_run *run = c->run;
+    council_err rc;
+
+    run->state = R_RUNNING;
+    if (run->deadline_ms > 0) {
+        uv_timer_init(&eng->loop, &run->deadline);
+        run->deadline.data = run;
+        run_ref(run); /* dropped in deadline_closed */
+        run->deadline_armed = 1;
+        uv_timer_start(&run->deadline, deadline_fired, run->deadline_ms, 0);
+    }
+    run->host_started = 1;
+    rc = run->hops->start(run, run->hstate, c->msg, sizeof(c->msg));
+    if (rc != COUNCIL_OK) {
+        /* No orphans: the recorders learn why the run never ran. */
+        char why[300];
+        snprintf(why, sizeof(why), "run host could not start: %s",
+                 c->msg[0] != '\0' ? c->msg : council_strerror(rc));
+        snprintf(c->msg, sizeof(c->msg), "%s", why);
+        if (run->state != R_TERMINAL && run->state != R_EXITED)
+            end_run(run, error_outcome("start", why));
+        if (run->state != R_EXITED) {
+            run->state = R_EXITED;
+            reg_remove(eng, run);
+            reap_later(run);
+        }
+        rc = COUNCIL_ESTART;
+    }
+    c->rc = rc;
+    complete(c);
+}
+
+static void
+do_subscribe(council_engine *eng, struct cmd *c)
+{
+    council_run *run;
+    council__mbox **subs;
+
+    pthread_mutex_lock(&eng->reg_mu);
+    run = reg_find(eng, c->run_id);
+    pthread_mutex_unlock(&eng->reg_mu);
+    if (run == NULL || run->state == R_TERMINAL || run->state == R_EXITED) {
+        c->rc = COUNCIL_ENOTFOUND;
+        goto out;
+    }
+    if (run->n_subs == run->cap_subs) {
+        size_t cap = run->cap_subs != 0 ? run->cap_subs * 2 : 4;
+        subs = council__realloc(run->subs, cap * sizeof(*subs));
+        if (subs == NULL) {
+            c->rc = COUNCIL_ENOMEM;
+            goto out;
+        }
+        run->subs = subs;
+        run->cap_subs = cap;
+    }
+    c->sub->run = run;
+    run_ref(run);
+    council__mbox_ref(&c->sub->mb); /* the run's reference */
+    run->subs[run->n_subs++] = &c->sub->mb;
+    c->rc = COUNCIL_OK;
+out:
+    complete(c);
+}
+
+static void
+do_unsubscribe(council_sub *s)
+{
+    council_run *run = s->run;
+    size_t i;
+
+    if (run != NULL) {
+        for (i = 0; i < run->n_subs; i++) {
+            if (run->subs[i] == &s->mb) {
+                memmove(&run->subs[i], &run->subs[i + 1],
+                        (run->n_subs - i - 1) * sizeof(run->subs[0]));
+                run->n_subs--;
+                council__mbox_unref(&s->mb); /* the run's reference */
+                break;
+            }
+        }
+    }
+    council__mbox_post_end(&s->mb, NULL);
+    council__mbox_unref(&s->mb); /* the command's reference */
+}
+
+static void
+close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void
+do_shutdown(council_engine *eng)
+{
+    size_t b;
+
+    eng->shutting_down = 1;
+    /* Each host stops and exits as crashed("shutdown").  Collect first:
+     * exiting removes runs from the registry. */
+    for (;;) {
+        council_run *victim = NULL;
+        pthread_mutex_lock(&eng->reg_mu);
+        for (b = 0; b < COUNCIL__REG_BUCKETS && victim == NULL; b++) {
+            council_run *r;
+            for (r = eng->reg[b]; r != NULL; r = r->reg_next)
+                if (r->state != R_EXITED) {
+                    victim = r;
+                    break;
+                }
+        }
+        if (victim != NULL)
+            run_ref(victim);
+        pthread_mutex_unlock(&eng->reg_mu);
+        if (victim == NULL)
+            break;
+        if (victim->host_started && victim->hops->shutdown != NULL)
+            victim->hops->shutdown(victim->hstate);
+        /* A host that did not exit by itself is ended here. */
+        council__run_exit(victim, "shutdown");
+        run_unref(victim);
+    }
+    reap(eng);
+}
+
+static void
+on_wakeup(uv_async_t *a)
+{
+    council_engine *eng = a->data;
+    struct cmd *c;
+    int shutdown = 0;
+
+    pthread_mutex_lock(&eng->cmd_mu);
+    c = eng->cmd_head;
+    eng->cmd_head = eng->cmd_tail = NULL;
+    pthread_mutex_unlock(&eng->cmd_mu);
+    while (c != NULL) {
+        struct cmd *next = c->next;
+        switch (c->kind) {
+        case CMD_START:
+            do_start(eng, c);
+            break;
+        case CMD_CANCEL: {
+            council_run *run = c->run;
+            if (run->state == R_RUNNING && run->hops->cancel != NULL)
+                run->hops->cancel(run->hstate, "cancelled");
+            atomic_store(&run->cancel_posted, 0);
+            run_unref(run); /* the command's reference */
+            break;
+        }
+        case CMD_SUBSCRIBE:
+            do_subscribe(eng, c);
+            break;
+        case CMD_UNSUBSCRIBE:
+            do_unsubscribe(c->sub);
+            break;
+        case CMD_SHUTDOWN:
+            shutdown = 1;
+            do_shutdown(eng);
+            complete(c);
+            break;
+        }
+        c = next;
+    }
+    reap(eng);
+    if (shutdown) {
+        /* Hosts closed their handles; close ours and let uv_run return. */
+        uv_walk(&eng->loop, close_walk, NULL);
+    }
+}
+
+static void
+loop_main(void *arg)
+{
+    council_engine *eng = arg;
+
+    uv_run(&eng->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- engine ------------------------------------------------------------ */
+
+council_err
+council_engine_open(const council_engine_opts *opts, council_engine **out)
+{
+    council_engine *eng;
+    council_err rc = COUNCIL_OK;
+    int threads = 0;
+
+    if (out == NULL)
+        return COUNCIL_EINVAL;
+    *out = NULL;
+    if (opts != NULL && opts->version != COUNCIL_ENGINE_OPTS_VERSION)
+        return COUNCIL_EINVAL;
+    eng = council__calloc(1, sizeof(*eng));
+    if (eng == NULL)
+        return COUNCIL_ENOMEM;
+    if (opts != NULL) {
+        threads = opts->recorder_threads;
+        eng->log = opts->log;
+        eng->log_ud = opts->log_ud;
+    }
+    pthread_mutex_init(&eng->cmd_mu, NULL);
+    pthread_mutex_init(&eng->reg_mu, NULL);
+    if (uv_loop_init(&eng->loop) != 0) {
+        rc = COUNCIL_ENOMEM;
+        goto fail_loop;
+    }
+    if (uv_async_init(&eng->loop, &eng->wakeup, on_wakeup) != 0) {
+        rc = COUNCIL_ENOMEM;
+        goto fail_async;
+    }
+    eng->wakeup.data = eng;
+    rc = council__pool_open(threads, &eng->pool);
+    if (rc != COUNCIL_OK)
+        goto fail_pool;
+    if (uv_thread_create(&eng->thread, loop_main, eng) != 0) {
+        rc = COUNCIL_ENOMEM;
+        goto fail_thread;
+    }
+    *out = eng;
+    return COUNCIL_OK;
+
+fail_thread:
+    council__pool_close(eng->pool);
+fail_pool:
+    uv_close((uv_handle_t *)&eng->wakeup, NULL);
+    uv_run(&eng->loop, UV_RUN_DEFAULT);
+fail_async:
+    uv_loop_close(&eng->loop);
+fail_loop:
+    pthread_mutex_destroy(&eng->reg_mu);
+    pthread_mutex_destroy(&eng->cmd_mu);
+    council__free(eng);
+    return rc;
+}
+
+void
+council_engine_close(council_engine *eng)
+{
+    struct completion done;
+    struct cmd c;
+
+    if (eng == NULL)
+        return;
+    memset(&c, 0, sizeof(c));
+    completion_init(&done);
+    c.kind = CMD_SHUTDOWN;
+    c.wait = &done;
+    if (post(eng, &c) == COUNCIL_OK)
+        completion_wait(&done);
+    uv_thread_join(&eng->thread);
+    /* Every run has ended: the pool delivers the last finalizes. */
+    council__pool_close(eng->pool);
+    uv_loop_close(&eng->loop);
+    pthread_mutex_destroy(&eng->reg_mu);
+    pthread_mutex_destroy(&eng->cmd_mu);
+    council__free(eng);
+}
+
+void
+council_engine_stats_get(council_engine *eng, council_engine_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->runs_started = atomic_load(&eng->st_started);
+    out->runs_active = atomic_load(&eng->st_active);
+    out->events_published = atomic_load(&eng->st_published);
+    out->deliveries = atomic_load(&eng->st_deliveries);
+    out->recorder_failures = atomic_load(&eng->st_rec_failures);
+    out->events_dropped = atomic_load(&eng->st_dropped);
+}
+
+uv_loop_t *
+council__engine_loop(council_engine *eng)
+{
+    return &eng->loop;
+}
+
+uv_loop_t *
+council__run_loop(council_run *run)
+{
+    return &run->eng->loop;
+}
+
+council_engine *
+council__run_engine(council_run *run)
+{
+    return run->eng;
+}
+
+const char *
+council__run_id_of(const council_run *run)
+{
+    return run->id;
+}
+
+const char *
+council_run_id(const council_run *run)
+{
+    return run->id;
+}
+
+uint64_t
+council__run_deadline_ms(const council_run *run)
+{
+    return run->deadline_ms;
+}
+
+uint64_t
+council__run_seed(const council_run *run)
+{
+    return run->seed;
+}
+
+int
+council__run_is_terminal(const council_run *run)
+{
+    return run->state == R_TERMINAL || run->state == R_EXITED;
+}
+
+/* ---- starting a run (any thread) --------------------------------------- */
+
+static int
+valid_run_id(const char *id)
+{
+    size_t n = 0;
+
+    for (; id[n] != '\0'; n++) {
+        unsigned char ch = (unsigned char)id[n];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '/' || ch == '\\')
+            return 0;
+        if (n >= COUNCIL__RUN_ID_MAX)
+            return 0;
+    }
+    return n > 0 && strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
+}
+
+static void set_diag(council_diag *diag, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+set_diag(council_diag *diag, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (diag == NULL)
+        return;
+    memset(diag, 0, sizeof(*diag));
+    va_start(ap, fmt);
+    vsnprintf(diag->msg, sizeof(diag->msg), fmt, ap);
+    va_end(ap);
+}
+
+/* Finalize recorders [0, n) that were initialized but whose run never
+ * started; on the caller's thread, since no mailbox was ever posted. */
+static void
+finalize_unstarted(council_run *run, size_t n, const char *kind,
+                   const char *why)
+{
+    council_outcome *o = error_outcome(kind, why);
+    const council_outcome *use = o != NULL ? o : run->oom_outcome;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        rec *r = run->recs[i];
+        r->finalized = 1;
+        r->ops->handle_finalize(r->state, use);
+        r->state = NULL;
+    }
+    council__outcome_free(o);
+}
+
+council_err
+council__run_start_host(council_engine *eng, const council__host_ops *hops,
+                        void *hstate, const council_run_opts *opts,
+                        council_run **out, council_diag *diag)
+{
+    council_run *run = NULL;
+    struct completion done;
+    struct cmd c;
+    council_err rc = COUNCIL_OK;
+    size_t i, n_inited = 0, n_rec = 0;
+    char why[256];
+
+    if (out != NULL)
+        *out = NULL;
+    if (eng == NULL || hops == NULL || hops->start == NULL ||
+        (opts != NULL && opts->version != COUNCIL_RUN_OPTS_VERSION) ||
+        (opts != NULL && opts->n_recorders > 0 && opts->recorders == NULL)) {
+        set_diag(diag, "invalid arguments");
+        rc = COUNCIL_EINVAL;
+        goto fail_host;
+    }
+    if (opts != NULL) {
+        n_rec = opts->n_recorders;
+        for (i = 0; i < n_rec; i++) {
+            const council_recorder_ops *ro = opts->recorders[i].ops;
+            if (ro == NULL || ro->version < 1 || ro->init == NULL ||
+                ro->handle_event == NULL || ro->handle_finalize == NULL) {
+                set_diag(diag, "recorder %zu: incomplete callback table", i);
+                rc = COUNCIL_EINVAL;
+                goto fail_host;
+            }
+        }
+    }
+    if (opts != NULL && opts->run_id != NULL && !valid_run_id(opts->run_id)) {
+        set_diag(diag, "invalid run id (1..%d printable characters, no "
+                       "'/', '\\' or spaces)",
+                 COUNCIL__RUN_ID_MAX);
+        rc = COUNCIL_EINVAL;
+        goto fail_host;
+    }
+
+    run = council__calloc(1, sizeof(*run));
+    if (run == NULL) {
+        rc = COUNCIL_ENOMEM;
+        goto fail_host;
+    }
+    atomic_init(&run->refs, 1); /* the host's reference */
+    run->eng = eng;
+    run->hops = hops;
+    run->hstate = hstate;
+    run->state = R_STARTING;
+    pthread_mutex_init(&run->mu, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&run->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (opts != NULL) {
+        run->deadline_ms = opts->deadline_ms;
+        run->seed = opts->seed;
+    }
+    if (opts != NULL && opts->run_id != NULL)
+        snprintf(run->id, sizeof(run->id), "%s", opts->run_id);
+    else
+        council__uuid7(run->id);
+    run->oom_outcome = error_outcome("internal", "out of memory");
+    if (run->oom_outcome == NULL) {
+        rc = COUNCIL_ENOMEM;
+        goto fail_run;
+    }
+    rc = reg_add(eng, run);
+    if (rc != COUNCIL_OK) {
+        set_diag(diag, "run id %s is already in use", run->id);
+        goto fail_run;
+    }
+
+    /* Recorders: mailboxes first, so init never needs memory after it
+     * succeeded. */
+    if (n_rec > 0) {
+        run->recs = council__calloc(n_rec, sizeof(*run->recs));
+        run->subs = council__calloc(n_rec, sizeof(*run->subs));
+        if (run->recs == NULL || run->subs == NULL) {
+            rc = COUNCIL_ENOMEM;
+            goto fail_reg;
+        }
+        run->cap_subs = n_rec;
+        for (i = 0; i < n_rec; i++) {
+            rec *r = council__calloc(1, sizeof(*r));
+            if (r == NULL) {
+                rc = COUNCIL_ENOMEM;
+                goto fail_reg;
+            }
+            run->recs[i] = r;
+            r->run = run;
+            r->ops = opts->recorders[i].ops;
+            r->index = (int)i;
+            if (council__mbox_init(&r->mb, eng->pool, &rec_ops, r) !=
+                COUNCIL_OK) {
+                council__free(r);
+                run->recs[i] = NULL;
+                rc = COUNCIL_ENOMEM;
+                goto fail_reg;
+            }
+            run_ref(run); /* the recorder's reference */
+            run->n_recs++;
+        }
+    }
+    /* Clause 1 and 2: init on this thread, before the host exists. */
+    for (i = 0; i < n_rec; i++) {
+        rec *r = run->recs[i];
+        why[0] = '\0';
+        if (r->ops->init(run->id, opts->recorders[i].args, &r->state, why,
+                         sizeof(why)) != 0) {
+            char msg[300];
+            why[sizeof(why) - 1] = '\0';
+            snprintf(msg, sizeof(msg), "recorder %zu refused: %s", i,
+                     why[0] != '\0' ? why : "(no reason given)");
+            set_diag(diag, "%s", msg);
+            finalize_unstarted(run, n_inited, "refused", msg);
+            rc = COUNCIL_EREFUSED;
+            goto fail_reg;
+        }
+        n_inited++;
+    }
+    run->pending = n_rec;
+    for (i = 0; i < n_rec; i++)
+        run->subs[i] = &run->recs[i]->mb; /* the run's mailbox reference */
+    run->n_subs = n_rec;
+
+    run_ref(run); /* the caller's reference */
+    stat_add(&eng->st_started, 1);
+    stat_add(&eng->st_active, 1);
+    memset(&c, 0, sizeof(c));
+    completion_init(&done);
+    c.kind = CMD_START;
+    c.run = run;
+    c.wait = &done;
+    rc = post(eng, &c);
+    if (rc != COUNCIL_OK) {
+        pthread_cond_destroy(&done.cv);
+        pthread_mutex_destroy(&done.mu);
+        set_diag(diag, "engine is closing");
+        atomic_fetch_sub(&eng->st_active, 1);
+        run->n_subs = 0;
+        finalize_unstarted(run, n_inited, "closed", "engine is closing");
+        run->pending = 0;
+        run_unref(run); /* the caller's */
+        goto fail_reg;
+    }
+    completion_wait(&done);
+    if (c.rc != COUNCIL_OK) {
+        set_diag(diag, "%s", c.msg);
+        council_run_release(run);
+        return c.rc;
+    }
+    if (out != NULL)
+        *out = run;
+    else
+        council_run_release(run);
+    return COUNCIL_OK;
+
+fail_reg:
+    reg_remove(eng, run);
+    for (i = 0; i < run->n_recs; i++)
+        council__mbox_unref(&run->recs[i]->mb); /* frees rec, run ref */
+    run->n_recs = 0;
+    run->hops = NULL;
+fail_run:
+    if (run != NULL)
+        run_unref(run); /* the host's reference: frees the run */
+fail_host:
+    if (hops != NULL && hops->free != NULL)
+        hops->free(hstate);
+    return rc;
+}
+
+/* ---- cancel, wait ------------------------------------------------------ */
+
+council_err
+council_run_cancel(council_run *run)
+{
+    int expected = 0;
+
+    if (run == NULL)
+        return COUNCIL_EINVAL;
+    if (atomic_load(&run->ended))
+        return COUNCIL_OK;
+    /* One cancel command in flight per run: it lives inside the run. */
+    if (!atomic_compare_exchange_strong(&run->cancel_posted, &expected, 1))
+        return COUNCIL_OK;
+    memset(&run->cancel_cmd, 0, sizeof(run->cancel_cmd));
+    run->cancel_cmd.kind = CMD_CANCEL;
+    run->cancel_cmd.run = run;
+    run_ref(run);
+    if (post(run->eng, &run->cancel_cmd) != COUNCIL_OK) {
+        atomic_store(&run->cancel_posted, 0);
+        run_unref(run);
+        /* Closing: the run ends as crashed(shutdown) anyway. */
+    }
+    return COUNCIL_OK;
+}
+
+council_err
+council_engine_cancel(council_engine *eng, const char *run_id)
+{
+    council_run *run;
+    council_err rc;
+
+    if (eng == NULL || run_id == NULL)
+        return COUNCIL_EINVAL;
+    pthread_mutex_lock(&eng->reg_mu);
+    run = reg_find(eng, run_id);
+    /* A run whose outcome is fixed is no longer in flight, even while its
+     * host is still winding down. */
+    if (run != NULL && atomic_load(&run->ended))
+        run = NULL;
+    if (run != NULL)
+        run_ref(run);
+    pthread_mutex_unlock(&eng->reg_mu);
+    if (run == NULL)
+        return COUNCIL_ENOTFOUND;
+    rc = council_run_cancel(run);
+    run_unref(run);
+    return rc;
+}
+
+static int
+is_own_callback(council_run *run)
+{
+    council__mbox *mb = council__mbox_current();
+
+    if (mb == NULL)
+        return 0;
+    if (mb->ops == &rec_ops)
+        return ((rec *)mb->owner)->run == run;
+    if (mb->ops == &sub_ops)
+        return ((council_sub *)mb->owner)->run == run;
+    return 0;
+}
+
+council_err
+council_run_wait(council_run *run, uint64_t timeout_ms,
+                 const council_outcome **outcome)
+{
+    struct timespec deadline;
+    council_err rc = COUNCIL_OK;
+
+    if (run == NULL)
+        return COUNCIL_EINVAL;
+    if (is_own_callback(run))
+        return COUNCIL_EDEADLK;
+    if (timeout_ms != UINT64_MAX) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += (time_t)(timeout_ms / 1000);
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&run->mu);
+    while (run->outcome == NULL || run->pending > 0) {
+        if (timeout_ms == UINT64_MAX) {
+            pthread_cond_wait(&run->cv, &run->mu);
+        } else if (pthread_cond_timedwait(&run->cv, &run->mu, &deadline) ==
+                   ETIMEDOUT) {
+            if (run->outcome == NULL || run->pending > 0)
+                rc = COUNCIL_ETIMEDOUT;
+            break;
+        }
+    }
+    if (rc == COUNCIL_OK && outcome != NULL)
+        *outcome = run->outcome;
+    pthread_mutex_unlock(&run->mu);
+    return rc;
+}
+
+/* ---- subscriptions (any thread) ---------------------------------------- */
+
+council_err
+council_run_subscribe(council_engine *eng, const char *run_id,
+                      void (*on_event)(council_event *, void *),
+                      void (*on_end)(const council_outcome *, void *),
+                      void *ud, council_sub **out)
+{
+    council_sub *s;
+    struct completion done;
+    struct cmd c;
+    council_err rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (eng == NULL || run_id == NULL || out == NULL)
+        return COUNCIL_EINVAL;
+    s = council__calloc(1, sizeof(*s));
+    if (s == NULL)
+        return COUNCIL_ENOMEM;
+    s->eng = eng;
+    s->on_event = on_event;
+    s->on_end = on_end;
+    s->ud = ud;
+    if (council__mbox_init(&s->mb, eng->pool, &sub_ops, s) != COUNCIL_OK) {
+        council__free(s);
+        return COUNCIL_ENOMEM;
+    }
+    memset(&c, 0, sizeof(c));
+    completion_init(&done);
+    c.kind = CMD_SUBSCRIBE;
+    c.sub = s;
+    c.run_id = run_id;
+    c.wait = &done;
+    rc = post(eng, &c);
+    if (rc == COUNCIL_OK) {
+        completion_wait(&done);
+        rc = c.rc;
+    } else {
+        pthread_cond_destroy(&done.cv);
+        pthread_mutex_destroy(&done.mu);
+    }
+    if (rc != COUNCIL_OK) {
+        /* Never subscribed: no callback will come. */
+        council__mbox_unref(&s->mb);
+        return rc;
+    }
+    *out = s;
+    return COUNCIL_OK;
+}
+
+void
+council_unsubscribe(council_sub *s)
+{
+    int expected = 0;
+
+    if (s == NULL)
+        return;
+    /* Already ended (the run's end came first, or the engine closed): no
+     * command is needed, and the engine may be gone. */
+    if (!atomic_load_explicit(&s->mb.finished, memory_order_acquire) &&
+        atomic_compare_exchange_strong(&s->unsub_posted, &expected, 1)) {
+        memset(&s->unsub_cmd, 0, sizeof(s->unsub_cmd));
+        s->unsub_cmd.kind = CMD_UNSUBSCRIBE;
+        s->unsub_cmd.sub = s;
+        council__mbox_ref(&s->mb); /* the command's reference */
+        if (post(s->eng, &s->unsub_cmd) != COUNCIL_OK) {
+            /* The engine is closing: the run's end reaches us anyway. */
+            council__mbox_unref(&s->mb);
+        }
+    }
+    if (council__mbox_current() != &s->mb)
+        council__pool_wait_end(s->mb.pool, &s->mb);
+    council__mbox_unref(&s->mb); /* the caller's reference */
+}

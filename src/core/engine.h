@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine's private structure, shared by engine.c and the parts that
+ * run on its loop (hosts, providers).  Everything here except the command
+ * queue, the registry and the counters belongs to the loop thread.
+ */
+#ifndef COUNCIL_ENGINE_H
+#define COUNCIL_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "council.h"
+#include "core/mailbox.h"
+
+#define COUNCIL__RUN_ID_MAX 64
+#define COUNCIL__REG_BUCKETS 1024
+
+struct cmd;
+
+struct council_engine {
+    uv_loop_t loop;
+    uv_async_t wakeup;
+    uv_thread_t thread;
+    council__pool *pool;
+    void (*log)(const char *line, void *ud);
+    void *log_ud;
+
+    /* Commands from other threads (cmd_mu). */
+    pthread_mutex_t cmd_mu;
+    struct cmd *cmd_head, *cmd_tail;
+    int closing;
+
+    /* Runs in flight by id (reg_mu); each entry holds a reference. */
+    pthread_mutex_t reg_mu;
+    council_run *reg[COUNCIL__REG_BUCKETS];
+    size_t n_runs;
+
+    /* Loop thread only. */
+    council_run *reap;
+    int shutting_down;
+    void *ext[4]; /* per-engine loop resources of other parts (http) */
+
+    atomic_uint_fast64_t st_started, st_active, st_published, st_deliveries,
+        st_rec_failures, st_dropped, st_duplicates, st_gaps, st_after_final;
+};
+
+uv_loop_t *council__engine_loop(council_engine *eng);
+
+#endif
