@@ -95,7 +95,13 @@ struct council_run {
     enum run_state state;
     uint64_t seq;
     council__mbox **subs;
+    size_t *posted;               /* per subscriber: outbox events queued */
     size_t n_subs, cap_subs;
+    council_event **outbox;       /* emitted this loop turn, not yet queued */
+    size_t ob_len, ob_cap;
+    int end_pending;              /* outcome fixed, ends not yet posted */
+    int dirty;                    /* on the engine's flush list */
+    council_run *dirty_next;
     const council__host_ops *hops;
     void *hstate;
     int host_started;
@@ -210,6 +216,12 @@ run_ref(council_run *run)
 static void
 run_free(council_run *run)
 {
+    size_t i;
+
+    for (i = 0; i < run->ob_len; i++)
+        council_event_unref(run->outbox[i]);
+    council__free(run->outbox);
+    council__free(run->posted);
     council__outcome_free(run->outcome);
     council__outcome_free(run->oom_outcome);
     council__free(run->subs);
@@ -430,13 +442,14 @@ stop_deadline(council_run *run)
     uv_close((uv_handle_t *)&run->deadline, deadline_closed);
 }
 
-/* Fix the outcome (takes ownership of o; NULL = out of memory) and post the
- * end to every subscriber.  The one place an outcome is decided. */
+static void mark_dirty(council_run *run);
+
+/* Fix the outcome (takes ownership of o; NULL = out of memory); the end
+ * reaches every subscriber after its last event, at the next flush.  The
+ * one place an outcome is decided. */
 static void
 end_run(council_run *run, council_outcome *o)
 {
-    size_t i;
-
     if (o == NULL) {
         o = run->oom_outcome;
         run->oom_outcome = NULL;
@@ -447,11 +460,8 @@ end_run(council_run *run, council_outcome *o)
     if (run->pending == 0)
         pthread_cond_broadcast(&run->cv);
     pthread_mutex_unlock(&run->mu);
-    for (i = 0; i < run->n_subs; i++) {
-        council__mbox_post_end(run->subs[i], o);
-        council__mbox_unref(run->subs[i]);
-    }
-    run->n_subs = 0;
+    run->end_pending = 1;
+    mark_dirty(run);
     stop_deadline(run);
     atomic_fetch_sub_explicit(&run->eng->st_active, 1, memory_order_relaxed);
 }
@@ -487,12 +497,149 @@ reap(council_engine *eng)
     }
 }
 
+/*
+ * Method: publishing in batches.  An emitted event is stamped and appended
+ * to the run's outbox; at the end of the loop iteration (a uv_prepare
+ * handle, before the loop blocks) the outbox is queued to each subscriber
+ * in one locked append.  A host that emits many events in one callback
+ * thus costs one lock and at most one wake-up per subscriber, not one per
+ * event.  Only the outbox append can fail (ENOMEM, before a seq is used);
+ * if a mailbox cannot grow at flush time, the flush is retried for that
+ * subscriber alone (posted[] remembers how far each one got), so an event
+ * with a seq is never lost, and the end follows only a complete flush.
+ */
+static void
+mark_dirty(council_run *run)
+{
+    council_engine *eng = run->eng;
+
+    if (run->dirty)
+        return;
+    run->dirty = 1;
+    run_ref(run); /* the flush list's reference */
+    run->dirty_next = eng->dirty;
+    eng->dirty = run;
+}
+
+/* Returns 1 when everything (events, then the end) has been queued. */
+static int
+flush_run(council_run *run)
+{
+    size_t i, n = run->n_subs;
+    int complete = 1, clean = 1, stolen = 0;
+
+    /* The outbox owns one reference per event.  In the usual case (no
+     * earlier partial flush) the last subscriber takes over those
+     * references instead of the outbox adding one and dropping its own. */
+    for (i = 0; i < n; i++)
+        if (run->posted[i] != 0)
+            clean = 0;
+    for (i = 0; i < n; i++) {
+        size_t from = run->posted[i];
+        int steal = clean && complete && i == n - 1;
+        council_err rc;
+        if (from >= run->ob_len)
+            continue;
+        rc = council__mbox_post_batch(run->subs[i], run->outbox + from,
+                                      run->ob_len - from, steal);
+        if (rc == COUNCIL_ENOMEM) {
+            complete = 0;
+            continue;
+        }
+        run->posted[i] = run->ob_len;
+        if (steal && rc == COUNCIL_OK)
+            stolen = 1;
+    }
+    if (!complete)
+        return 0;
+    if (!stolen)
+        for (i = 0; i < run->ob_len; i++)
+            council_event_unref(run->outbox[i]);
+    run->ob_len = 0;
+    for (i = 0; i < n; i++)
+        run->posted[i] = 0;
+    if (run->end_pending) {
+        run->end_pending = 0;
+        for (i = 0; i < n; i++) {
+            council__mbox_post_end(run->subs[i], run->outcome);
+            council__mbox_unref(run->subs[i]);
+        }
+        run->n_subs = 0;
+    }
+    return 1;
+}
+
+static void
+on_retry(uv_timer_t *t)
+{
+    (void)t; /* waking the loop is enough: the prepare handle flushes */
+}
+
+static void
+flush_all(council_engine *eng)
+{
+    council_run *run = eng->dirty, *keep = NULL;
+
+    eng->dirty = NULL;
+    while (run != NULL) {
+        council_run *next = run->dirty_next;
+        if (flush_run(run)) {
+            run->dirty = 0;
+            run_unref(run);
+        } else {
+            run->dirty_next = keep;
+            keep = run;
+        }
+        run = next;
+    }
+    eng->dirty = keep;
+    /* Out of memory somewhere: come back soon even if nothing else
+     * wakes the loop. */
+    if (keep != NULL && !uv_is_closing((uv_handle_t *)&eng->retry))
+        uv_timer_start(&eng->retry, on_retry, 1, 0);
+}
+
+static void
+on_prepare(uv_prepare_t *p)
+{
+    council_engine *eng = p->data;
+
+    flush_all(eng);
+    eng->ts_left = 0; /* the loop may block now: read the clock afresh */
+}
+
+static void
+on_check(uv_check_t *c)
+{
+    council_engine *eng = c->data;
+
+    eng->ts_left = 0; /* the loop woke up: read the clock afresh */
+}
+
+/* Event time: the clock is read at most once every TS_EVERY events within
+ * one phase of a loop iteration, so a burst of events emitted by one
+ * callback costs one clock read per TS_EVERY, and every event's time is
+ * within a few microseconds of the truth.  Never decreases. */
+#define TS_EVERY 32
+
+static int64_t
+event_time(council_engine *eng)
+{
+    if (eng->ts_left == 0) {
+        int64_t now = council__now_us();
+        if (now > eng->ts_cache)
+            eng->ts_cache = now;
+        eng->ts_left = TS_EVERY;
+    }
+    eng->ts_left--;
+    return eng->ts_cache;
+}
+
 council_err
 council__run_emit(council_run *run, council__event_init *init)
 {
     council_engine *eng = run->eng;
     council_event *ev;
-    size_t i;
 
     if (run->state == R_TERMINAL || run->state == R_EXITED) {
         json_decref(init->data);
@@ -500,29 +647,30 @@ council__run_emit(council_run *run, council__event_init *init)
         stat_add(&eng->st_dropped, 1);
         return COUNCIL_ECLOSED;
     }
+    if (run->ob_len == run->ob_cap) {
+        size_t cap = run->ob_cap != 0 ? run->ob_cap * 2 : 16;
+        council_event **ob = council__realloc(run->outbox, cap * sizeof(*ob));
+        if (ob == NULL) {
+            json_decref(init->data);
+            init->data = NULL;
+            return COUNCIL_ENOMEM;
+        }
+        run->outbox = ob;
+        run->ob_cap = cap;
+    }
     init->run_id = run->id;
     ev = council__event_new(init);
     init->data = NULL; /* stolen either way */
     if (ev == NULL)
         return COUNCIL_ENOMEM;
-    /* All or nothing: room in every mailbox before a seq is used. */
-    for (i = 0; i < run->n_subs; i++) {
-        if (council__mbox_reserve(run->subs[i], 1) != COUNCIL_OK) {
-            council_event_unref(ev);
-            return COUNCIL_ENOMEM;
-        }
-    }
-    council__event_stamp(ev, ++run->seq, council__now_us());
-    if (run->n_subs > 0)
-        council__event_ref_n(ev, (unsigned)run->n_subs);
-    for (i = 0; i < run->n_subs; i++)
-        council__mbox_post(run->subs[i], ev);
+    council__event_stamp(ev, ++run->seq, event_time(eng));
+    run->outbox[run->ob_len++] = ev; /* the outbox's reference */
+    mark_dirty(run);
     stat_add(&eng->st_published, 1);
     if (council__event_is_terminal(init->type)) {
         run->state = R_TERMINAL;
         end_run(run, council__outcome_from_terminal(ev));
     }
-    council_event_unref(ev);
     return COUNCIL_OK;
 }
 
@@ -599,17 +747,26 @@ do_subscribe(council_engine *eng, struct cmd *c)
     }
     if (run->n_subs == run->cap_subs) {
         size_t cap = run->cap_subs != 0 ? run->cap_subs * 2 : 4;
+        size_t *posted;
         subs = council__realloc(run->subs, cap * sizeof(*subs));
         if (subs == NULL) {
             c->rc = COUNCIL_ENOMEM;
             goto out;
         }
         run->subs = subs;
+        posted = council__realloc(run->posted, cap * sizeof(*posted));
+        if (posted == NULL) {
+            c->rc = COUNCIL_ENOMEM;
+            goto out;
+        }
+        run->posted = posted;
         run->cap_subs = cap;
     }
     c->sub->run = run;
     run_ref(run);
     council__mbox_ref(&c->sub->mb); /* the run's reference */
+    /* From now on: events still in the outbox were emitted before. */
+    run->posted[run->n_subs] = run->ob_len;
     run->subs[run->n_subs++] = &c->sub->mb;
     c->rc = COUNCIL_OK;
 out:
@@ -627,6 +784,8 @@ do_unsubscribe(council_sub *s)
             if (run->subs[i] == &s->mb) {
                 memmove(&run->subs[i], &run->subs[i + 1],
                         (run->n_subs - i - 1) * sizeof(run->subs[0]));
+                memmove(&run->posted[i], &run->posted[i + 1],
+                        (run->n_subs - i - 1) * sizeof(run->posted[0]));
                 run->n_subs--;
                 council__mbox_unref(&s->mb); /* the run's reference */
                 break;
@@ -675,6 +834,7 @@ do_shutdown(council_engine *eng)
         council__run_exit(victim, "shutdown");
         run_unref(victim);
     }
+    flush_all(eng);
     reap(eng);
 }
 
@@ -765,6 +925,14 @@ council_engine_open(const council_engine_opts *opts, council_engine **out)
         goto fail_async;
     }
     eng->wakeup.data = eng;
+    uv_prepare_init(&eng->loop, &eng->flusher);
+    eng->flusher.data = eng;
+    uv_prepare_start(&eng->flusher, on_prepare);
+    uv_timer_init(&eng->loop, &eng->retry);
+    eng->retry.data = eng;
+    uv_check_init(&eng->loop, &eng->waker);
+    eng->waker.data = eng;
+    uv_check_start(&eng->waker, on_check);
     rc = council__pool_open(threads, &eng->pool);
     if (rc != COUNCIL_OK)
         goto fail_pool;
@@ -779,6 +947,9 @@ fail_thread:
     council__pool_close(eng->pool);
 fail_pool:
     uv_close((uv_handle_t *)&eng->wakeup, NULL);
+    uv_close((uv_handle_t *)&eng->flusher, NULL);
+    uv_close((uv_handle_t *)&eng->retry, NULL);
+    uv_close((uv_handle_t *)&eng->waker, NULL);
     uv_run(&eng->loop, UV_RUN_DEFAULT);
 fail_async:
     uv_loop_close(&eng->loop);
@@ -1007,7 +1178,8 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
     if (n_rec > 0) {
         run->recs = council__calloc(n_rec, sizeof(*run->recs));
         run->subs = council__calloc(n_rec, sizeof(*run->subs));
-        if (run->recs == NULL || run->subs == NULL) {
+        run->posted = council__calloc(n_rec, sizeof(*run->posted));
+        if (run->recs == NULL || run->subs == NULL || run->posted == NULL) {
             rc = COUNCIL_ENOMEM;
             goto fail_reg;
         }

@@ -38,6 +38,12 @@ struct council_engine {
     size_t n_runs;
 
     /* Loop thread only. */
+    uv_prepare_t flusher;  /* queues each iteration's events, in batches */
+    uv_timer_t retry;      /* re-flush after an allocation failure */
+    uv_check_t waker;      /* marks a new loop phase for event times */
+    int64_t ts_cache;      /* last clock reading for event times */
+    int ts_left;           /* events that may still use ts_cache */
+    council_run *dirty;    /* runs with events or an end to queue */
     council_run *reap;
     int shutting_down;
     void *ext[4]; /* per-engine loop resources of other parts (http) */

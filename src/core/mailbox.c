@@ -135,35 +135,33 @@ grow(council__mbox *mb, size_t need)
 }
 
 council_err
-council__mbox_reserve(council__mbox *mb, size_t n)
-{
-    council_err rc;
-
-    pthread_mutex_lock(&mb->mu);
-    rc = grow(mb, mb->in_len + n);
-    pthread_mutex_unlock(&mb->mu);
-    return rc;
-}
-
-council_err
-council__mbox_post(council__mbox *mb, council_event *ev)
+council__mbox_post_batch(council__mbox *mb, council_event *const *evs,
+                         size_t n, int steal)
 {
     council_err rc = COUNCIL_OK;
+    size_t i;
 
     pthread_mutex_lock(&mb->mu);
     if (mb->end_posted) {
         rc = COUNCIL_ECLOSED;
         goto out;
     }
-    rc = grow(mb, mb->in_len + 1);
+    rc = grow(mb, mb->in_len + n);
     if (rc != COUNCIL_OK)
         goto out;
-    mb->in[mb->in_len++] = ev;
-    ev = NULL;
-    wake(mb);
+    if (steal) {
+        memcpy(mb->in + mb->in_len, evs, n * sizeof(*evs));
+    } else {
+        for (i = 0; i < n; i++) {
+            council_event_ref(evs[i]);
+            mb->in[mb->in_len + i] = evs[i];
+        }
+    }
+    mb->in_len += n;
+    if (n > 0)
+        wake(mb);
 out:
     pthread_mutex_unlock(&mb->mu);
-    council_event_unref(ev); /* only when not queued */
     return rc;
 }
 

@@ -6,8 +6,9 @@
  * at most one thread at a time, so its callbacks never overlap (this is
  * the "one process = one mailbox" of the original, DESIGN 2.3).
  *
- * Posting (loop thread) never blocks on a callback: it appends under the
- * mailbox's own lock and, when the mailbox was idle, queues it on the pool.
+ * Posting (loop thread) never blocks on a callback: it appends a batch
+ * under the mailbox's own lock and, when the mailbox was idle, queues it on
+ * the pool.
  * Lock order: mailbox lock, then pool lock; never the reverse.
  */
 #ifndef COUNCIL_MAILBOX_H
@@ -67,12 +68,13 @@ council_err council__mbox_init(council__mbox *mb, council__pool *pool,
 void council__mbox_ref(council__mbox *mb);
 void council__mbox_unref(council__mbox *mb);
 
-/* Post an event (takes ownership of one reference to ev).  ENOMEM if the
- * queue cannot grow: the event is not queued (caller keeps nothing).
- * ECLOSED if the end was already posted: the event is dropped. */
-council_err council__mbox_post(council__mbox *mb, council_event *ev);
-/* Make room for n more posts, so that the next n posts cannot fail. */
-council_err council__mbox_reserve(council__mbox *mb, size_t n);
+/* Post n events in order, adding one reference to each (steal = 0) or
+ * taking over the caller's reference to each (steal = 1, on success only).
+ * All or nothing: ENOMEM if the queue cannot grow, ECLOSED if the end was
+ * already posted; then nothing is queued and no reference taken. */
+council_err council__mbox_post_batch(council__mbox *mb,
+                                     council_event *const *evs, size_t n,
+                                     int steal);
 /* Post the end (once; later ones are ignored, returning 0).  outcome is
  * borrowed until ops->end returns; NULL is allowed (unsubscribed).
  * Returns 1 if this call posted it. */
