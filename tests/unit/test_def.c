@@ -197,29 +197,27 @@ TEST(defaults)
     council_def_free(def);
 }
 
+#define STRAT_DOC(s)                                                        \
+    "name: s\nstrategy: " s "\n"                                            \
+    "providers: { p: { kind: openai, base_url: 'http://h' } }\n"            \
+    "members: [ { name: a, provider: p, model: m } ]\n"                     \
+    "chairman: { provider: p, model: m }\n"
+
 TEST(debate_and_vote_load)
 {
-    static const char *const fmt =
-        "name: s\nstrategy: %s\n"
-        "providers: { p: { kind: openai, base_url: 'http://h' } }\n"
-        "members: [ { name: a, provider: p, model: m } ]\n"
-        "chairman: { provider: p, model: m }\n";
-    char text[512];
     council_def *def = NULL;
     council_diag d;
 
-    snprintf(text, sizeof(text), fmt, "debate");
-    ASSERT_OK(load(text, &def, &d));
+    ASSERT_OK(load(STRAT_DOC("debate"), &def, &d));
     ASSERT_EQ_INT(def->strategy, COUNCIL__STRATEGY_DEBATE);
     ASSERT_EQ_INT(def->limits.quorum, 1);
     council_def_free(def);
-    snprintf(text, sizeof(text), fmt, "vote");
-    ASSERT_OK(load(text, &def, &d));
+    ASSERT_OK(load(STRAT_DOC("vote"), &def, &d));
     ASSERT_EQ_INT(def->strategy, COUNCIL__STRATEGY_VOTE);
     council_def_free(def);
 }
 
-/* A valid council whose line 7 (the third member) is filled in by each
+/* A valid council whose line 7 (the second member) is filled in by each
  * case; the other lines stay valid. */
 #define HEAD                                                                \
     "name: t\n"                                                             \
@@ -658,6 +656,16 @@ TEST(durations)
     ASSERT_EQ_INT(council__parse_duration(NULL, 0, &ms), -1);
 }
 
+static uint64_t
+rnd_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 static char *
 source_path(const char *rel, char *buf, size_t size)
 {
@@ -710,4 +718,111 @@ TEST(examples_load)
     closedir(dp);
     ASSERT(count >= 2);
     ASSERT(demo);
+}
+
+/* A countdown allocator: the k-th allocation from now fails. */
+static long countdown = -1;
+
+static void *
+f_malloc(size_t n)
+{
+    return countdown-- == 0 ? NULL : malloc(n);
+}
+
+static void *
+f_realloc(void *p, size_t n)
+{
+    return countdown-- == 0 ? NULL : realloc(p, n);
+}
+
+static void *
+f_calloc(size_t c, size_t n)
+{
+    return countdown-- == 0 ? NULL : calloc(c, n);
+}
+
+TEST_T(allocation_failures, 60)
+{
+    council_def *def = NULL;
+    council_diag d;
+    long total, k;
+
+    ASSERT_OK(council_set_allocator(f_malloc, f_realloc, f_calloc, free));
+    countdown = -1; /* counts down from -1: never hits 0 */
+    ASSERT_OK(load(full_yaml, &def, &d));
+    total = -1 - countdown;
+    council_def_free(def);
+    ASSERT(total > 20);
+    for (k = 0; k < total; k++) {
+        council_err rc;
+
+        def = NULL;
+        countdown = k;
+        rc = load(full_yaml, &def, &d);
+        if (rc == COUNCIL_OK) {
+            council_def_free(def);
+            continue;
+        }
+        ASSERT_EQ_INT(rc, COUNCIL_ENOMEM);
+        ASSERT_NULL(def);
+        ASSERT_STR_EQ(d.msg, "out of memory");
+    }
+    countdown = -1;
+}
+
+TEST_T(mutations_never_crash, 120)
+{
+    uint64_t s = runner_seed();
+    size_t n = strlen(full_yaml);
+    char *buf = malloc(n);
+    int ok = 0, bad = 0;
+
+    ASSERT_NOT_NULL(buf);
+    for (int it = 0; it < 3000; it++) {
+        council_def *def = NULL;
+        council_diag d;
+        council_err rc;
+        size_t len = n;
+        int flips = 1 + (int)(rnd_next(&s) % 4);
+
+        memcpy(buf, full_yaml, n);
+        for (int f = 0; f < flips; f++) {
+            uint64_t r = rnd_next(&s);
+            size_t at = (size_t)(r % len);
+
+            switch ((r >> 32) % 4) {
+            case 0: /* a random byte */
+                buf[at] = (char)(r >> 40);
+                break;
+            case 1: /* a structural character */
+                buf[at] = "{}[]:,-'\"\n #&*!|>"[(r >> 40) % 18];
+                break;
+            case 2: /* truncate */
+                len = at;
+                break;
+            default: /* delete one byte */
+                memmove(buf + at, buf + at + 1, len - at - 1);
+                len--;
+                break;
+            }
+            if (len == 0)
+                break;
+        }
+        rc = council_def_load_string(buf, len, "m", &def, &d);
+        if (rc == COUNCIL_OK) {
+            ok++;
+            ASSERT(council_def_member_count(def) >= 1);
+            council_def_free(def);
+            continue;
+        }
+        bad++;
+        ASSERT_NULL(def);
+        if (rc != COUNCIL_EPARSE && rc != COUNCIL_EINVAL)
+            FAIL("rc %d for \"%.*s\"", (int)rc, (int)len, buf);
+        if (d.line < 1 || d.col < 1 || d.msg[0] == '\0')
+            FAIL("no position (%d:%d \"%s\") for \"%.*s\"", d.line, d.col,
+                 d.msg, (int)len, buf);
+    }
+    ASSERT(ok > 0 && bad > 0);
+    free(buf);
 }
