@@ -792,8 +792,7 @@ find_provider(ld *l, const council_def *def, const node *n,
                          i ? ", " : "", def->providers[i].name);
 
         if (w < 0 || (size_t)w >= sizeof(known) - k) {
-            memcpy(known + sizeof(known) - 5, ", ...", 5);
-            known[sizeof(known) - 1] = '\0';
+            memcpy(known + sizeof(known) - 6, ", ...", 6);
             break;
         }
         k += (size_t)w;

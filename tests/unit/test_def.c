@@ -376,6 +376,31 @@ TEST(limits_errors)
                "\"deadline\"?)");
 }
 
+TEST(many_providers_listed_briefly)
+{
+    char text[8192];
+    size_t n = 0, ml;
+    council_def *def = NULL;
+    council_diag d;
+
+    n += (size_t)snprintf(text + n, sizeof(text) - n,
+                          "name: t\nproviders:\n");
+    for (int i = 0; i < 20; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              "  provider_number_%02d: { kind: anthropic }\n",
+                              i);
+    snprintf(text + n, sizeof(text) - n,
+             "members: [ { name: a, provider: nope, model: m } ]\n"
+             "chairman: { provider: provider_number_00, model: x }\n");
+    ASSERT_EQ_INT(load(text, &def, &d), COUNCIL_EINVAL);
+    ASSERT_EQ_INT(d.line, 23);
+    ASSERT_STR_CONTAINS(d.msg, "members[0].provider: unknown provider "
+                               "\"nope\" (known: provider_number_00, "
+                               "provider_number_01, ");
+    ml = strlen(d.msg);
+    ASSERT(ml > 6 && strcmp(d.msg + ml - 6, ", ...)") == 0);
+}
+
 TEST(too_many_members)
 {
     char text[8192];
