@@ -335,7 +335,6 @@ rec_deliver(council__mbox *mb, council_event *ev)
                      (unsigned long long)r->last_seq);
     }
     r->last_seq = seq;
-    stat_add(&eng->st_deliveries, 1);
     rc = r->ops->handle_event(r->state, ev);
     if (rc != 0) {
         stat_add(&eng->st_rec_failures, 1);
@@ -397,7 +396,6 @@ sub_deliver(council__mbox *mb, council_event *ev)
 {
     council_sub *s = mb->owner;
 
-    stat_add(&s->eng->st_deliveries, 1);
     if (s->on_event != NULL)
         s->on_event(ev, s->ud);
 }
@@ -1201,6 +1199,7 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
                 rc = COUNCIL_ENOMEM;
                 goto fail_reg;
             }
+            r->mb.delivered = &eng->st_deliveries;
             run_ref(run); /* the recorder's reference */
             run->n_recs++;
         }
@@ -1403,6 +1402,7 @@ council_run_subscribe(council_engine *eng, const char *run_id,
         council__free(s);
         return COUNCIL_ENOMEM;
     }
+    s->mb.delivered = &eng->st_deliveries;
     memset(&c, 0, sizeof(c));
     completion_init(&done);
     c.kind = CMD_SUBSCRIBE;

@@ -214,6 +214,9 @@ drain(council__mbox *mb)
                 council_event_unref(batch[i]);
             }
             delivered += n;
+            if (mb->delivered != NULL)
+                atomic_fetch_add_explicit(mb->delivered, n,
+                                          memory_order_relaxed);
             pthread_mutex_lock(&mb->mu);
             mb->dirty = 1;
             if (delivered >= FAIR_BATCH && mb->in_len > 0) {

@@ -53,6 +53,8 @@ struct council__mbox {
     council__mbox *next;         /* pool ready queue link */
     atomic_uint refs;
     atomic_int finished;         /* ops->end has returned */
+    /* Optional: events delivered are added here once per batch. */
+    atomic_uint_fast64_t *delivered;
 };
 
 council_err council__pool_open(int threads, council__pool **out);
