@@ -300,6 +300,14 @@ COUNCIL_API size_t council_def_member_count(const council_def *def);
 COUNCIL_API const char *council_def_member_name(const council_def *def,
                                                 size_t i);
 
+/*
+ * Parse a duration as council files write them: "250ms", "3s", "5m", "1h",
+ * or a bare number of milliseconds.  COUNCIL_EINVAL if malformed, negative
+ * or too large.  Any thread.
+ */
+COUNCIL_API council_err council_duration_parse(const char *text,
+                                               uint64_t *out_ms);
+
 /* ------------------------------------------------------------------------
  * Engine
  * ------------------------------------------------------------------------ */

@@ -1,19 +1,120 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The council command: dispatch to subcommands.  Uses council.h only.
+ * The council command: dispatch to subcommands, and the shared helpers.
  */
-#include <stdio.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "council.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: council <command> [options]\n"
+    "\n"
+    "Run LLM councils: several models answer a question, rank each other's\n"
+    "answers, and a chairman model writes the final answer.  Every run is\n"
+    "recorded.\n"
+    "\n"
+    "commands:\n"
+    "  run [QUESTION]      run a council on a question (offline demo when no\n"
+    "                      council file is given)\n"
+    "  runs list           list recorded runs\n"
+    "  mock-llm            serve an OpenAI-compatible mock LLM (offline use,\n"
+    "                      tests, benchmarks)\n"
+    "\n"
+    "options:\n"
+    "  -h, --help          this help; `council <command> --help` for a command\n"
+    "  --version           print the version\n"
+    "\n"
+    "exit codes: 0 completed, 1 failed, 2 usage or council-file error,\n"
+    "            3 cancelled, 4 crashed\n";
+
+void
+cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("council: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int
+mkdirs(char *path)
+{
+    char *p;
+
+    for (p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            *p = '/';
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+int
+cli_default_db(char *out, size_t size, int create)
+{
+    const char *env = getenv("COUNCIL_DB");
+    const char *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    int n;
+
+    if (env != NULL && env[0] != '\0')
+        n = snprintf(out, size, "%s", env);
+    else if (xdg != NULL && xdg[0] != '\0')
+        n = snprintf(out, size, "%s/council/runs.db", xdg);
+    else if (home != NULL && home[0] != '\0')
+        n = snprintf(out, size, "%s/.local/share/council/runs.db", home);
+    else {
+        cli_error("no place for the run store: set COUNCIL_DB or HOME");
+        return -1;
+    }
+    if (n < 0 || (size_t)n >= size) {
+        cli_error("run store path is too long");
+        return -1;
+    }
+    if (create && mkdirs(out) != 0) {
+        cli_error("cannot create the directory of %s: %s", out,
+                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
 
 int
 main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    if (cmd == NULL) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+        strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
         printf("council %s\n", council_version());
         return 0;
     }
-    fprintf(stderr, "usage: council --version\n");
-    return 2;
+    if (strcmp(cmd, "run") == 0)
+        return council_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "runs") == 0)
+        return council_cmd_runs(argc - 1, argv + 1);
+    if (strcmp(cmd, "mock-llm") == 0)
+        return council_cmd_mockllm(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (see council --help)", cmd);
+    return EXIT_USAGE;
 }

@@ -832,6 +832,10 @@ do_shutdown(council_engine *eng)
         council__run_exit(victim, "shutdown");
         run_unref(victim);
     }
+    /* Hosts have cancelled their calls; the client aborts what is left and
+     * closes its handles (their callbacks run before the loop ends). */
+    if (eng->http_shutdown != NULL)
+        eng->http_shutdown(eng);
     flush_all(eng);
     reap(eng);
 }

@@ -46,7 +46,9 @@ struct council_engine {
     council_run *dirty;    /* runs with events or an end to queue */
     council_run *reap;
     int shutting_down;
-    void *ext[4]; /* per-engine loop resources of other parts (http) */
+    /* The HTTP client shared by the runs' provider calls (strategy.c). */
+    struct council__http *http;
+    void (*http_shutdown)(council_engine *eng);
 
     /* Counters.  The loop thread's and the pool's are on separate cache
      * lines: sharing one costs a line transfer per event. */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * council_run_start: choose the strategy's host for a council definition,
+ * then start it through the engine's run contract.
+ */
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/engine.h"
+#include "council/def.h"
+#include "council/strategy.h"
+
+static void
+http_shutdown(council_engine *eng)
+{
+    council__http_close(eng->http, NULL, NULL);
+    eng->http = NULL;
+}
+
+council__http *
+council__engine_http(council_engine *eng)
+{
+    if (eng->http == NULL &&
+        council__http_open(&eng->loop, &eng->http) == COUNCIL_OK)
+        eng->http_shutdown = http_shutdown;
+    return eng->http;
+}
+
+council_err
+council_run_start_messages(council_engine *eng, const council_def *def,
+                           const council_message *messages, size_t n,
+                           const council_run_opts *opts, council_run **out,
+                           council_diag *diag)
+{
+    council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+    const council__host_ops *ops = NULL;
+    void *state = NULL;
+    council_err rc;
+    size_t i;
+
+    if (out != NULL)
+        *out = NULL;
+    if (eng == NULL || def == NULL || messages == NULL || n == 0)
+        return COUNCIL_EINVAL;
+    for (i = 0; i < n; i++)
+        if (messages[i].role == NULL || messages[i].content == NULL)
+            return COUNCIL_EINVAL;
+    if (opts != NULL) {
+        if (opts->version != COUNCIL_RUN_OPTS_VERSION)
+            return COUNCIL_EINVAL;
+        o = *opts;
+    }
+    if (o.deadline_ms == 0)
+        o.deadline_ms = def->limits.deadline_ms;
+    while (o.seed == 0) {
+        if (getrandom(&o.seed, sizeof(o.seed), 0) != sizeof(o.seed))
+            o.seed = (uint64_t)council__now_us() * 0x9E3779B97F4A7C15ULL;
+    }
+    switch (def->strategy) {
+    case COUNCIL__STRATEGY_RANK:
+        rc = council__rank_host_new(def, messages, n, o.seed, &ops, &state,
+                                    diag);
+        break;
+    default:
+        if (diag != NULL) {
+            memset(diag, 0, sizeof(*diag));
+            snprintf(diag->msg, sizeof(diag->msg),
+                     "council %s: strategy %s is not supported yet (only "
+                     "rank)",
+                     def->name,
+                     def->strategy == COUNCIL__STRATEGY_DEBATE ? "debate"
+                                                               : "vote");
+        }
+        rc = COUNCIL_EINVAL;
+        break;
+    }
+    if (rc != COUNCIL_OK)
+        return rc;
+    return council__run_start_host(eng, ops, state, &o, out, diag);
+}
+
+council_err
+council_run_start(council_engine *eng, const council_def *def,
+                  const char *question, const council_run_opts *opts,
+                  council_run **out, council_diag *diag)
+{
+    council_message m = {"user", question};
+
+    if (question == NULL)
+        return COUNCIL_EINVAL;
+    return council_run_start_messages(eng, def, &m, 1, opts, out, diag);
+}
+
+council_err
+council_duration_parse(const char *text, uint64_t *out_ms)
+{
+    if (text == NULL || out_ms == NULL)
+        return COUNCIL_EINVAL;
+    return council__parse_duration(text, strlen(text), out_ms) == 0
+               ? COUNCIL_OK
+               : COUNCIL_EINVAL;
+}
