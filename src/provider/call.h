@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inside a provider call: the state that http.c (the libcurl-on-libuv glue
+ * and the call lifecycle) shares with the wire formats (openai.c, later
+ * anthropic.c).  http.c owns the lifecycle, the timeouts, the HTTP status
+ * and content-type checks and the error body; a format only builds the
+ * request and turns body events into text, usage and a verdict through the
+ * council__chat_text/_succeed/_fail helpers below.  Loop thread only.
+ */
+#ifndef COUNCIL_PROVIDER_CALL_H
+#define COUNCIL_PROVIDER_CALL_H
+
+#include <curl/curl.h>
+
+#include "provider/provider.h"
+#include "provider/sse.h"
+
+/* Bounds: an SSE line, a whole non-streamed JSON body, an error body, the
+ * whole answer text. */
+#define COUNCIL__SSE_MAX_LINE (4u << 20)
+#define COUNCIL__JSON_MAX_BODY (16u << 20)
+#define COUNCIL__ERR_MAX_BODY (64u << 10)
+#define COUNCIL__TEXT_MAX (64u << 20)
+
+typedef struct council__bytes {
+    char *p;
+    size_t len;
+    size_t cap;
+} council__bytes;
+
+/* Appends, NUL-terminating; COUNCIL_EPARSE beyond max, ENOMEM. */
+council_err council__bytes_add(council__bytes *b, const char *s, size_t n,
+                               size_t max);
+
+typedef struct council__chat_ops {
+    /* An event of a 2xx text/event-stream body. */
+    void (*on_event)(council__chat *c, const char *event, const char *data,
+                     size_t len);
+    /* A whole 2xx application/json body (a server that ignored stream). */
+    void (*on_json)(council__chat *c, const char *body, size_t len);
+    /* The event stream ended: clean = the transfer completed, else it
+     * broke (c->errbuf says how).  Must succeed or fail the call. */
+    void (*on_eof)(council__chat *c, int clean);
+    /* The body of a non-2xx answer: fill msg with the provider's own
+     * message (or a sanitized excerpt) and type with its error type. */
+    void (*on_error_body)(council__chat *c, const char *body, size_t len,
+                          char *msg, size_t msg_size, char *type,
+                          size_t type_size);
+} council__chat_ops;
+
+enum {
+    COUNCIL__CHAT_PENDING_ADD = 1, /* waiting to enter the multi handle */
+    COUNCIL__CHAT_RUNNING,
+    COUNCIL__CHAT_FINISHING,       /* verdict known; on_done scheduled */
+    COUNCIL__CHAT_DONE             /* on_done called; closing */
+};
+
+enum {
+    COUNCIL__BODY_UNKNOWN = 0,
+    COUNCIL__BODY_SSE,
+    COUNCIL__BODY_JSON,
+    COUNCIL__BODY_ERROR
+};
+
+struct council__chat {
+    council__http *h;
+    council__chat *prev, *next;      /* h's list of live calls */
+    const council__chat_ops *ops;
+    council__chat_cbs cbs;
+    void *ud;
+    int state;
+    int in_multi;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *url;
+    char *body;
+    char *secret;                    /* the API key, only to scrub it */
+    char errbuf[CURL_ERROR_SIZE];
+    uv_timer_t timer;                /* deadlines, deferred add, on_done */
+    uint64_t connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms,
+        total_timeout_ms;
+    uint64_t t0_ms, last_byte_ms;    /* uv_hrtime() in ms */
+    uint64_t t0_ns, first_byte_ns;   /* uv_hrtime() clock */
+    int got_byte;
+    int mode;                        /* COUNCIL__BODY_* */
+    long status;
+    char reason[96];                 /* the status line's reason phrase */
+    uint64_t retry_after_ms;
+    council__sse *sse;
+    council__bytes text;             /* the answer so far */
+    council__bytes raw;              /* JSON or error body */
+    char *finish_reason;
+    int done_seen;
+    council__usage usage;
+    council__chat_result res;        /* the verdict, once FINISHING */
+};
+
+/* Construction, for a wire format's start function: a call with its easy
+ * handle and parser but not yet running.  The format then sets url, body,
+ * headers and secret and calls launch, which takes the call over: on an
+ * error it releases the call itself and no callback ever comes.  On an
+ * error before launch the format calls discard. */
+council_err council__chat_new(council__http *h, const council__chat_ops *ops,
+                              const council__chat_req *req,
+                              const council__chat_cbs *cbs, void *ud,
+                              council__chat **out);
+council_err council__chat_launch(council__chat *c);
+void council__chat_discard(council__chat *c);
+
+/* 1 while the call still runs (no verdict yet). */
+int council__chat_running(const council__chat *c);
+/* Appends answer text and passes it to on_delta.  Returns 1 if the call
+ * still runs afterwards (on_delta may have cancelled it). */
+int council__chat_text(council__chat *c, const char *s, size_t n);
+void council__chat_succeed(council__chat *c);
+void council__chat_fail(council__chat *c, council__call_errkind kind,
+                        const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Copies at most n bytes of src into dst as one printable line: control
+ * bytes become spaces, a cut UTF-8 sequence at the end is dropped. */
+void council__sanitize(char *dst, size_t dst_size, const char *src,
+                       size_t n);
+
+council_err council__openai_start(council__http *h,
+                                  const council__provider_cfg *cfg,
+                                  const council__chat_req *req,
+                                  const council__chat_cbs *cbs, void *ud,
+                                  council__chat **out);
+
+#endif

@@ -1,0 +1,1028 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libcurl's multi interface driven by a libuv loop, and the lifecycle of a
+ * provider call on top of it.  Promises: on_done exactly once per started
+ * call, never from inside council__chat_start or council__chat_cancel, and
+ * always from a uv timer callback (so never inside a libcurl callback);
+ * every timeout names itself; the API key never reaches a message; close
+ * aborts what runs, closes every uv handle through its close callback and
+ * leaves no socket behind.
+ *
+ * Method (curl's multi-uv example): CURLMOPT_SOCKETFUNCTION starts and stops
+ * one uv_poll_t per socket, CURLMOPT_TIMERFUNCTION arms one uv_timer_t, and
+ * both callbacks end in curl_multi_socket_action followed by a sweep of
+ * curl_multi_info_read.  Each call owns one more uv_timer_t that serves, in
+ * turn, for a deferred curl_multi_add_handle (when started from inside a
+ * libcurl callback), for the first-byte / idle / total deadlines (re-armed
+ * lazily: a chunk only stamps its time), and for delivering on_done on a
+ * later turn once the verdict is known.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "provider/call.h"
+
+typedef struct sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    council__http *h;
+    struct sock *prev, *next;
+} sock;
+
+struct council__http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;       /* libcurl's own timeout */
+    council__chat *calls;   /* live calls (not yet delivered) */
+    sock *socks;
+    int depth;              /* > 0 while inside curl_multi_socket_action */
+    int closing;
+    int torn;               /* multi cleaned up; handles closing */
+    unsigned n_handles;     /* uv handles open or closing */
+    void (*closed)(void *ud);
+    void *closed_ud;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void
+curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+council_err
+council__bytes_add(council__bytes *b, const char *s, size_t n, size_t max)
+{
+    size_t need, cap;
+    char *p;
+
+    if (n > max || b->len > max - n)
+        return COUNCIL_EPARSE;
+    need = b->len + n + 1;
+    if (need > b->cap) {
+        cap = b->cap == 0 ? 256 : b->cap;
+        while (cap < need)
+            cap *= 2;
+        p = council__realloc(b->p, cap);
+        if (p == NULL)
+            return COUNCIL_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return COUNCIL_OK;
+}
+
+void
+council__sanitize(char *dst, size_t dst_size, const char *src, size_t n)
+{
+    size_t i, o = 0;
+
+    if (dst_size == 0)
+        return;
+    for (i = 0; i < n && o + 1 < dst_size; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[o++] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+    }
+    if (i < n) {
+        /* Cut short: drop a partial UTF-8 sequence at the end. */
+        size_t k = o;
+        while (k > 0 && ((unsigned char)dst[k - 1] & 0xC0) == 0x80)
+            k--;
+        if (k > 0 && (unsigned char)dst[k - 1] >= 0xC0)
+            o = k - 1;
+    }
+    dst[o] = '\0';
+}
+
+/* Replaces every copy of secret in s (a buffer of size bytes). */
+static void
+scrub(char *s, size_t size, const char *secret)
+{
+    static const char rep[] = "[redacted]";
+    char tmp[1024];
+    size_t klen, i = 0, o = 0;
+
+    if (secret == NULL || secret[0] == '\0' || size > sizeof(tmp))
+        return;
+    klen = strlen(secret);
+    while (s[i] != '\0' && o + 1 < size) {
+        if (strncmp(s + i, secret, klen) == 0) {
+            size_t r = sizeof(rep) - 1;
+            if (r > size - 1 - o)
+                r = size - 1 - o;
+            memcpy(tmp + o, rep, r);
+            o += r;
+            i += klen;
+        } else {
+            tmp[o++] = s[i++];
+        }
+    }
+    tmp[o] = '\0';
+    memcpy(s, tmp, o + 1);
+}
+
+/* Masks copies of secret inside a body buffer, in place. */
+static void
+mask(char *p, size_t n, const char *secret)
+{
+    size_t klen, i;
+
+    if (secret == NULL || secret[0] == '\0')
+        return;
+    klen = strlen(secret);
+    for (i = 0; i + klen <= n; i++)
+        if (memcmp(p + i, secret, klen) == 0)
+            memset(p + i, '*', klen);
+}
+
+/* ------------------------------------------------------------------ */
+/* The uv side of the multi handle.                                    */
+/* ------------------------------------------------------------------ */
+
+static void check_multi_info(council__http *h);
+
+static void
+maybe_closed(council__http *h)
+{
+    void (*cb)(void *);
+    void *ud;
+
+    if (!h->torn || h->n_handles > 0)
+        return;
+    cb = h->closed;
+    ud = h->closed_ud;
+    council__free(h);
+    if (cb != NULL)
+        cb(ud);
+}
+
+static void
+handle_closed(uv_handle_t *handle)
+{
+    council__http *h = handle->data;
+
+    h->n_handles--;
+    maybe_closed(h);
+}
+
+static void
+sock_closed(uv_handle_t *handle)
+{
+    sock *sk = handle->data;
+    council__http *h = sk->h;
+
+    council__free(sk);
+    h->n_handles--;
+    maybe_closed(h);
+}
+
+static void
+sock_close(council__http *h, sock *sk)
+{
+    uv_poll_stop(&sk->poll);
+    if (sk->prev != NULL)
+        sk->prev->next = sk->next;
+    else
+        h->socks = sk->next;
+    if (sk->next != NULL)
+        sk->next->prev = sk->prev;
+    uv_close((uv_handle_t *)&sk->poll, sock_closed);
+}
+
+static void
+socket_action(council__http *h, curl_socket_t fd, int flags)
+{
+    int running = 0;
+
+    h->depth++;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    h->depth--;
+    check_multi_info(h);
+}
+
+static void
+on_poll(uv_poll_t *poll, int status, int events)
+{
+    sock *sk = poll->data;
+    int flags = 0;
+
+    /* On a socket error (libuv reports it and stops the handle) let libcurl
+     * read and write: it then meets the real error ("Connection reset by
+     * peer", "Connection refused") instead of a bare CURL_CSELECT_ERR. */
+    if (status < 0)
+        flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    socket_action(sk->h, sk->fd, flags);
+}
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    council__http *h = userp;
+    sock *sk = socketp;
+    int events = 0;
+
+    (void)easy;
+    if (h->torn)
+        return 0;
+    if (what == CURL_POLL_REMOVE) {
+        if (sk != NULL) {
+            curl_multi_assign(h->multi, fd, NULL);
+            sock_close(h, sk);
+        }
+        return 0;
+    }
+    if (sk == NULL) {
+        sk = council__calloc(1, sizeof(*sk));
+        if (sk == NULL)
+            return -1;
+        if (uv_poll_init_socket(h->loop, &sk->poll, fd) != 0) {
+            council__free(sk);
+            return -1;
+        }
+        sk->fd = fd;
+        sk->h = h;
+        sk->poll.data = sk;
+        h->n_handles++;
+        sk->next = h->socks;
+        if (h->socks != NULL)
+            h->socks->prev = sk;
+        h->socks = sk;
+        curl_multi_assign(h->multi, fd, sk);
+    }
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= UV_READABLE;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= UV_WRITABLE;
+    if (uv_poll_start(&sk->poll, events, on_poll) != 0)
+        return -1;
+    return 0;
+}
+
+static void
+on_curl_timer(uv_timer_t *t)
+{
+    socket_action(t->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    council__http *h = userp;
+
+    (void)multi;
+    if (h->torn)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&h->timer);
+    else
+        uv_timer_start(&h->timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+council_err
+council__http_open(uv_loop_t *loop, council__http **out)
+{
+    council__http *h;
+
+    *out = NULL;
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return COUNCIL_EHTTP;
+    h = council__calloc(1, sizeof(*h));
+    if (h == NULL)
+        return COUNCIL_ENOMEM;
+    h->multi = curl_multi_init();
+    if (h->multi == NULL) {
+        council__free(h);
+        return COUNCIL_ENOMEM;
+    }
+    h->loop = loop;
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->n_handles = 1;
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    *out = h;
+    return COUNCIL_OK;
+}
+
+/* Only with no call left and outside libcurl's callbacks. */
+static void
+teardown(council__http *h)
+{
+    if (h->torn || h->calls != NULL || h->depth > 0)
+        return;
+    h->torn = 1;
+    /* Stop watching sockets before libcurl closes them. */
+    while (h->socks != NULL) {
+        curl_multi_assign(h->multi, h->socks->fd, NULL);
+        sock_close(h, h->socks);
+    }
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
+    uv_timer_stop(&h->timer);
+    uv_close((uv_handle_t *)&h->timer, handle_closed);
+}
+
+void
+council__http_close(council__http *h, void (*closed)(void *ud), void *ud)
+{
+    council__chat *c;
+
+    if (h == NULL || h->closing)
+        return;
+    h->closing = 1;
+    h->closed = closed;
+    h->closed_ud = ud;
+    for (c = h->calls; c != NULL; c = c->next)
+        if (council__chat_running(c))
+            council__chat_fail(c, COUNCIL__CALL_CANCELLED,
+                               "cancelled: the HTTP client is closing");
+    teardown(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* The call lifecycle.                                                 */
+/* ------------------------------------------------------------------ */
+
+static void on_call_timer(uv_timer_t *t);
+static void arm(council__chat *c);
+
+/* The call clock: the real monotonic time, not the loop's cached uv_now()
+ * (stale until the loop's next turn, which would make deadlines early).
+ * A uv timer that fires early anyway is simply re-armed. */
+static uint64_t
+now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+int
+council__chat_running(const council__chat *c)
+{
+    return c->state == COUNCIL__CHAT_RUNNING ||
+           c->state == COUNCIL__CHAT_PENDING_ADD;
+}
+
+static council_err
+kind_err(council__call_errkind kind)
+{
+    switch (kind) {
+    case COUNCIL__CALL_OK:
+        return COUNCIL_OK;
+    case COUNCIL__CALL_CONNECT:
+        return COUNCIL_EIO;
+    case COUNCIL__CALL_TIMEOUT:
+        return COUNCIL_ETIMEDOUT;
+    case COUNCIL__CALL_CANCELLED:
+        return COUNCIL_ECANCELED;
+    case COUNCIL__CALL_HTTP:
+    case COUNCIL__CALL_STREAM:
+    case COUNCIL__CALL_PROVIDER:
+        return COUNCIL_EHTTP;
+    }
+    return COUNCIL_EINTERNAL;
+}
+
+/* The verdict is in: schedule on_done for the call timer's next run. */
+static void
+finish(council__chat *c)
+{
+    c->state = COUNCIL__CHAT_FINISHING;
+    uv_timer_start(&c->timer, on_call_timer, 0, 0);
+}
+
+void
+council__chat_fail(council__chat *c, council__call_errkind kind,
+                   const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!council__chat_running(c))
+        return;
+    c->res.kind = kind;
+    c->res.err = kind_err(kind);
+    va_start(ap, fmt);
+    vsnprintf(c->res.message, sizeof(c->res.message), fmt, ap);
+    va_end(ap);
+    finish(c);
+}
+
+void
+council__chat_succeed(council__chat *c)
+{
+    if (!council__chat_running(c))
+        return;
+    c->res.kind = COUNCIL__CALL_OK;
+    c->res.err = COUNCIL_OK;
+    finish(c);
+}
+
+int
+council__chat_text(council__chat *c, const char *s, size_t n)
+{
+    council_err rc;
+
+    if (!council__chat_running(c))
+        return 0;
+    if (n == 0)
+        return 1;
+    rc = council__bytes_add(&c->text, s, n, COUNCIL__TEXT_MAX);
+    if (rc != COUNCIL_OK) {
+        council__chat_fail(c, COUNCIL__CALL_STREAM,
+                           rc == COUNCIL_ENOMEM
+                               ? "out of memory for the answer"
+                               : "answer longer than %u bytes",
+                           COUNCIL__TEXT_MAX);
+        if (rc == COUNCIL_ENOMEM)
+            c->res.err = COUNCIL_ENOMEM;
+        return 0;
+    }
+    if (c->cbs.on_delta != NULL)
+        c->cbs.on_delta(s, n, c->ud);
+    return council__chat_running(c);
+}
+
+void
+council__chat_cancel(council__chat *c)
+{
+    if (c != NULL)
+        council__chat_fail(c, COUNCIL__CALL_CANCELLED, "cancelled");
+}
+
+static void
+call_free(council__chat *c)
+{
+    if (c->easy != NULL)
+        curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->headers);
+    council__free(c->url);
+    council__free(c->body);
+    if (c->secret != NULL) {
+        explicit_bzero(c->secret, strlen(c->secret));
+        council__free(c->secret);
+    }
+    council__sse_free(c->sse);
+    council__free(c->text.p);
+    council__free(c->raw.p);
+    council__free(c->finish_reason);
+    council__free(c);
+}
+
+static void
+call_closed(uv_handle_t *handle)
+{
+    council__chat *c = handle->data;
+    council__http *h = c->h;
+
+    call_free(c);
+    h->n_handles--;
+    maybe_closed(h);
+}
+
+static void
+deliver(council__chat *c)
+{
+    council__http *h = c->h;
+    council__chat_result *r = &c->res;
+
+    c->state = COUNCIL__CHAT_DONE;
+    if (c->in_multi) {
+        curl_multi_remove_handle(h->multi, c->easy);
+        c->in_multi = 0;
+    }
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        h->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+
+    if (r->http_status == 0)
+        r->http_status = c->status;
+    if (r->err == COUNCIL_OK) {
+        r->text = c->text.p != NULL ? c->text.p : "";
+        r->text_len = c->text.len;
+        r->finish_reason = c->finish_reason;
+        r->usage = c->usage;
+    } else {
+        r->text = "";
+        r->text_len = 0;
+        r->finish_reason = NULL;
+        r->usage = c->usage;
+    }
+    if (c->got_byte)
+        r->first_byte_ms = (c->first_byte_ns - c->t0_ns) / 1000000u;
+    r->latency_ms = (uv_hrtime() - c->t0_ns) / 1000000u;
+    scrub(r->message, sizeof(r->message), c->secret);
+    scrub(r->error_type, sizeof(r->error_type), c->secret);
+
+    if (c->cbs.on_done != NULL)
+        c->cbs.on_done(r, c->ud);
+    uv_close((uv_handle_t *)&c->timer, call_closed);
+    if (h->closing)
+        teardown(h);
+}
+
+static void
+add_to_multi(council__chat *c)
+{
+    if (curl_multi_add_handle(c->h->multi, c->easy) != CURLM_OK) {
+        council__chat_fail(c, COUNCIL__CALL_CONNECT,
+                           "could not add the transfer to libcurl");
+        c->res.err = COUNCIL_ENOMEM;
+        return;
+    }
+    c->in_multi = 1;
+    c->state = COUNCIL__CHAT_RUNNING;
+    arm(c);
+}
+
+/* The earliest deadline still ahead of the call, re-armed on the timer. */
+static void
+arm(council__chat *c)
+{
+    uint64_t now = now_ms(), d = UINT64_MAX;
+
+    if (c->total_timeout_ms > 0)
+        d = c->t0_ms + c->total_timeout_ms;
+    if (!c->got_byte && c->first_byte_timeout_ms > 0 &&
+        c->t0_ms + c->first_byte_timeout_ms < d)
+        d = c->t0_ms + c->first_byte_timeout_ms;
+    if (c->got_byte && c->idle_timeout_ms > 0 &&
+        c->last_byte_ms + c->idle_timeout_ms < d)
+        d = c->last_byte_ms + c->idle_timeout_ms;
+    if (d == UINT64_MAX)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_call_timer, d > now ? d - now : 0, 0);
+}
+
+static void
+check_deadlines(council__chat *c)
+{
+    uint64_t now = now_ms();
+
+    if (c->total_timeout_ms > 0 && now >= c->t0_ms + c->total_timeout_ms)
+        council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
+                           "total timeout: no complete answer within %llu ms",
+                           (unsigned long long)c->total_timeout_ms);
+    else if (!c->got_byte && c->first_byte_timeout_ms > 0 &&
+             now >= c->t0_ms + c->first_byte_timeout_ms)
+        council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
+                           "first-byte timeout: no response byte within "
+                           "%llu ms",
+                           (unsigned long long)c->first_byte_timeout_ms);
+    else if (c->got_byte && c->idle_timeout_ms > 0 &&
+             now >= c->last_byte_ms + c->idle_timeout_ms)
+        council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
+                           "idle timeout: no data for %llu ms",
+                           (unsigned long long)c->idle_timeout_ms);
+    else
+        arm(c);
+}
+
+/* State x event: the call timer fired. */
+static void
+on_call_timer(uv_timer_t *t)
+{
+    council__chat *c = t->data;
+
+    switch (c->state) {
+    case COUNCIL__CHAT_PENDING_ADD:
+        add_to_multi(c);
+        break;
+    case COUNCIL__CHAT_RUNNING:
+        check_deadlines(c);
+        break;
+    case COUNCIL__CHAT_FINISHING:
+        deliver(c);
+        break;
+    case COUNCIL__CHAT_DONE:
+        break; /* nop: closing */
+    }
+}
+
+/* A non-2xx answer, its body read (up to the cap). */
+static void
+http_error(council__chat *c)
+{
+    char msg[400] = "", type[64] = "";
+
+    c->res.http_status = c->status;
+    c->res.retry_after_ms = c->retry_after_ms;
+    if (c->raw.len > 0) {
+        mask(c->raw.p, c->raw.len, c->secret);
+        c->ops->on_error_body(c, c->raw.p, c->raw.len, msg, sizeof(msg),
+                              type, sizeof(type));
+    }
+    if (msg[0] != '\0')
+        council__chat_fail(c, COUNCIL__CALL_HTTP, "HTTP %ld: %s", c->status,
+                           msg);
+    else
+        council__chat_fail(c, COUNCIL__CALL_HTTP, "HTTP %ld%s%s", c->status,
+                           c->reason[0] != '\0' ? " " : "", c->reason);
+    memcpy(c->res.error_type, type, sizeof(type));
+}
+
+static int
+is_2xx(long status)
+{
+    return status >= 200 && status < 300;
+}
+
+/* The transfer ended (libcurl's verdict in code). */
+static void
+transfer_done(council__chat *c, CURLcode code)
+{
+    if (code == CURLE_OK ||
+        (code == CURLE_WRITE_ERROR && c->mode == COUNCIL__BODY_ERROR)) {
+        if (c->status == 0)
+            curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
+        if (!is_2xx(c->status)) {
+            http_error(c);
+            return;
+        }
+        switch (c->mode) {
+        case COUNCIL__BODY_SSE:
+            c->ops->on_eof(c, 1);
+            return;
+        case COUNCIL__BODY_JSON:
+            c->ops->on_json(c, c->raw.p != NULL ? c->raw.p : "",
+                            c->raw.len);
+            return;
+        default:
+            council__chat_fail(c, COUNCIL__CALL_STREAM,
+                               "empty response body (HTTP %ld)", c->status);
+            return;
+        }
+    }
+    if (code == CURLE_OPERATION_TIMEDOUT) {
+        /* Only the connect timeout is libcurl's; the others are ours. */
+        council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
+                           "connect timeout: no connection within %llu ms "
+                           "(%s)",
+                           (unsigned long long)c->connect_timeout_ms,
+                           c->errbuf[0] ? c->errbuf
+                                        : curl_easy_strerror(code));
+        return;
+    }
+    if (c->got_byte && c->mode == COUNCIL__BODY_SSE) {
+        c->ops->on_eof(c, 0);
+        return;
+    }
+    if (c->got_byte && c->mode == COUNCIL__BODY_ERROR) {
+        http_error(c);
+        return;
+    }
+    if (c->got_byte)
+        council__chat_fail(c, COUNCIL__CALL_STREAM,
+                           "response broken off (HTTP %ld): %s", c->status,
+                           c->errbuf[0] ? c->errbuf
+                                        : curl_easy_strerror(code));
+    else
+        council__chat_fail(c, COUNCIL__CALL_CONNECT, "%s",
+                           c->errbuf[0] ? c->errbuf
+                                        : curl_easy_strerror(code));
+}
+
+static void
+check_multi_info(council__http *h)
+{
+    CURLMsg *msg;
+    int pending;
+
+    if (h->torn)
+        return;
+    while ((msg = curl_multi_info_read(h->multi, &pending)) != NULL) {
+        council__chat *c = NULL;
+
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        if (c != NULL && c->state == COUNCIL__CHAT_RUNNING)
+            transfer_done(c, msg->data.result);
+    }
+}
+
+static int
+sse_event(const char *event, const char *data, size_t len, void *ud)
+{
+    council__chat *c = ud;
+
+    c->ops->on_event(c, event, data, len);
+    return !council__chat_running(c);
+}
+
+static int
+prefix_ci(const char *s, const char *prefix)
+{
+    return s != NULL && strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The first body byte: decide how to read the body. */
+static int
+first_byte(council__chat *c, const char *p, size_t n)
+{
+    char *ct = NULL;
+
+    c->got_byte = 1;
+    c->first_byte_ns = uv_hrtime();
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    if (!is_2xx(c->status)) {
+        c->mode = COUNCIL__BODY_ERROR;
+    } else if (prefix_ci(ct, "text/event-stream")) {
+        c->mode = COUNCIL__BODY_SSE;
+    } else if (prefix_ci(ct, "application/json")) {
+        c->mode = COUNCIL__BODY_JSON;
+    } else if (ct == NULL) {
+        /* No Content-Type: look at the body. */
+        size_t i = 0;
+        while (i < n && (p[i] == ' ' || p[i] == '\r' || p[i] == '\n'))
+            i++;
+        c->mode = i < n && p[i] == '{' ? COUNCIL__BODY_JSON
+                                       : COUNCIL__BODY_SSE;
+    } else {
+        char shown[64];
+        council__sanitize(shown, sizeof(shown), ct, strlen(ct));
+        council__chat_fail(c, COUNCIL__CALL_STREAM,
+                           "unexpected Content-Type \"%s\" (HTTP %ld); "
+                           "expected text/event-stream",
+                           shown, c->status);
+        c->res.http_status = c->status;
+        return 0;
+    }
+    arm(c); /* from the first-byte deadline to the idle one */
+    return 1;
+}
+
+static size_t
+write_cb(char *p, size_t size, size_t nmemb, void *ud)
+{
+    council__chat *c = ud;
+    size_t n = size * nmemb;
+    council_err rc;
+
+    if (c->state != COUNCIL__CHAT_RUNNING)
+        return 0; /* aborts the transfer */
+    if (!c->got_byte && !first_byte(c, p, n))
+        return 0;
+    c->last_byte_ms = now_ms();
+    switch (c->mode) {
+    case COUNCIL__BODY_ERROR:
+        /* Keep the start of an error body; stop reading at the cap. */
+        if (c->raw.len + n > COUNCIL__ERR_MAX_BODY) {
+            council__bytes_add(&c->raw, p, COUNCIL__ERR_MAX_BODY - c->raw.len,
+                               COUNCIL__ERR_MAX_BODY);
+            return 0;
+        }
+        if (council__bytes_add(&c->raw, p, n, COUNCIL__ERR_MAX_BODY) !=
+            COUNCIL_OK)
+            return 0;
+        return n;
+    case COUNCIL__BODY_JSON:
+        rc = council__bytes_add(&c->raw, p, n, COUNCIL__JSON_MAX_BODY);
+        if (rc != COUNCIL_OK) {
+            council__chat_fail(c, COUNCIL__CALL_STREAM,
+                               rc == COUNCIL_ENOMEM
+                                   ? "out of memory for the JSON body"
+                                   : "JSON body larger than %u bytes",
+                               COUNCIL__JSON_MAX_BODY);
+            return 0;
+        }
+        return n;
+    default:
+        rc = council__sse_feed(c->sse, p, n);
+        if (rc == COUNCIL_EPARSE)
+            council__chat_fail(c, COUNCIL__CALL_STREAM,
+                               "event stream line or event longer than "
+                               "%u bytes",
+                               COUNCIL__SSE_MAX_LINE);
+        else if (rc == COUNCIL_ENOMEM)
+            council__chat_fail(c, COUNCIL__CALL_STREAM,
+                               "out of memory reading the event stream");
+        return council__chat_running(c) ? n : 0;
+    }
+}
+
+/* Parses a Retry-After value: delta-seconds or an HTTP date. */
+static uint64_t
+parse_retry_after(const char *v)
+{
+    char *end;
+    long long secs;
+    time_t when, now;
+
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (*v >= '0' && *v <= '9') {
+        secs = strtoll(v, &end, 10);
+        if (secs < 0 || secs > 86400LL * 365)
+            return 0;
+        return (uint64_t)secs * 1000u;
+    }
+    when = curl_getdate(v, NULL);
+    now = time(NULL);
+    if (when == (time_t)-1 || when <= now)
+        return 0;
+    return (uint64_t)(when - now) * 1000u;
+}
+
+static size_t
+header_cb(char *p, size_t size, size_t nmemb, void *ud)
+{
+    council__chat *c = ud;
+    size_t n = size * nmemb;
+    char line[256];
+
+    council__sanitize(line, sizeof(line), p, n);
+    if (strncmp(line, "HTTP/", 5) == 0) {
+        /* A new status line (after a 100 Continue, say): start over. */
+        const char *sp = strchr(line, ' ');
+        c->retry_after_ms = 0;
+        c->reason[0] = '\0';
+        if (sp != NULL)
+            sp = strchr(sp + 1, ' ');
+        if (sp != NULL) {
+            size_t len = strlen(sp + 1);
+            while (len > 0 && sp[len] == ' ')
+                len--;
+            council__sanitize(c->reason, sizeof(c->reason), sp + 1, len);
+        }
+    } else if (strncasecmp(line, "retry-after:", 12) == 0) {
+        c->retry_after_ms = parse_retry_after(line + 12);
+    }
+    return n;
+}
+
+council_err
+council__chat_new(council__http *h, const council__chat_ops *ops,
+                  const council__chat_req *req, const council__chat_cbs *cbs,
+                  void *ud, council__chat **out)
+{
+    council__chat *c;
+    council_err rc = COUNCIL_OK;
+
+    *out = NULL;
+    c = council__calloc(1, sizeof(*c));
+    if (c == NULL)
+        return COUNCIL_ENOMEM;
+    c->h = h;
+    c->ops = ops;
+    c->cbs = *cbs;
+    c->ud = ud;
+    c->connect_timeout_ms = req->connect_timeout_ms;
+    c->first_byte_timeout_ms = req->first_byte_timeout_ms;
+    c->idle_timeout_ms = req->idle_timeout_ms;
+    c->total_timeout_ms = req->total_timeout_ms;
+    c->easy = curl_easy_init();
+    if (c->easy == NULL) {
+        rc = COUNCIL_ENOMEM;
+        goto out;
+    }
+    rc = council__sse_new(COUNCIL__SSE_MAX_LINE, sse_event, c, &c->sse);
+out:
+    if (rc != COUNCIL_OK) {
+        call_free(c);
+        return rc;
+    }
+    *out = c;
+    return COUNCIL_OK;
+}
+
+void
+council__chat_discard(council__chat *c)
+{
+    if (c != NULL)
+        call_free(c);
+}
+
+council_err
+council__chat_launch(council__chat *c)
+{
+    council__http *h = c->h;
+    CURL *e = c->easy;
+    CURLcode cc = CURLE_OK;
+
+    if (h->closing) {
+        call_free(c);
+        return COUNCIL_ECLOSED;
+    }
+    cc |= curl_easy_setopt(e, CURLOPT_URL, c->url);
+    cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+    cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                           (curl_off_t)strlen(c->body));
+    cc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    cc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    cc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    cc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (c->connect_timeout_ms > 0)
+        cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                               (long)c->connect_timeout_ms);
+    if (cc != CURLE_OK) {
+        call_free(c);
+        return COUNCIL_ENOMEM;
+    }
+
+    uv_timer_init(h->loop, &c->timer);
+    c->timer.data = c;
+    h->n_handles++;
+    c->t0_ns = uv_hrtime();
+    c->t0_ms = c->t0_ns / 1000000u;
+    c->next = h->calls;
+    if (h->calls != NULL)
+        h->calls->prev = c;
+    h->calls = c;
+    c->state = COUNCIL__CHAT_PENDING_ADD;
+    if (h->depth > 0) {
+        /* Inside a libcurl callback: add on the next loop turn. */
+        uv_timer_start(&c->timer, on_call_timer, 0, 0);
+        return COUNCIL_OK;
+    }
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        /* Undo: no callback will ever come for this call. */
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            h->calls = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        c->state = COUNCIL__CHAT_DONE;
+        uv_close((uv_handle_t *)&c->timer, call_closed);
+        return COUNCIL_ENOMEM;
+    }
+    c->in_multi = 1;
+    c->state = COUNCIL__CHAT_RUNNING;
+    arm(c);
+    return COUNCIL_OK;
+}
+
+council_err
+council__chat_start(council__http *h, const council__provider_cfg *cfg,
+                    const council__chat_req *req,
+                    const council__chat_cbs *cbs, void *ud,
+                    council__chat **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (h == NULL || cfg == NULL || req == NULL || cbs == NULL ||
+        cbs->on_done == NULL || out == NULL)
+        return COUNCIL_EINVAL;
+    if (h->closing)
+        return COUNCIL_ECLOSED;
+    switch (cfg->kind) {
+    case COUNCIL__PROVIDER_OPENAI:
+        return council__openai_start(h, cfg, req, cbs, ud, out);
+    case COUNCIL__PROVIDER_ANTHROPIC:
+        return COUNCIL_EINVAL; /* not yet */
+    }
+    return COUNCIL_EINVAL;
+}
+
+const char *
+council__call_errkind_name(council__call_errkind kind)
+{
+    switch (kind) {
+    case COUNCIL__CALL_OK:
+        return "ok";
+    case COUNCIL__CALL_CONNECT:
+        return "connect";
+    case COUNCIL__CALL_TIMEOUT:
+        return "timeout";
+    case COUNCIL__CALL_HTTP:
+        return "http";
+    case COUNCIL__CALL_STREAM:
+        return "stream";
+    case COUNCIL__CALL_PROVIDER:
+        return "provider";
+    case COUNCIL__CALL_CANCELLED:
+        return "cancelled";
+    }
+    return "unknown";
+}
