@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The council command end to end, as a user runs it: the real binary
+ * ($COUNCIL_BIN), a real mock LLM over loopback, real SQLite and JSONL
+ * files.  Checks exit codes, the --json event stream (seq 1..n, terminal
+ * last), what the recorders wrote, and the error paths a user meets.
+ * TEST_LABELS: threaded
+ */
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "council.h"
+#include "runner.h"
+
+extern char **environ;
+
+typedef struct result {
+    int code;     /* exit status, or 128 + signal */
+    char *out;    /* stdout */
+    char *err;    /* stderr */
+} result;
+
+static char *
+slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (f == NULL)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = calloc(1, (size_t)n + 1);
+    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
+        FAIL("short read of %s", path);
+    fclose(f);
+    return buf;
+}
+
+/* Run the council binary; if sigint_after_ms > 0, send SIGINT then. */
+static result
+run_cli(int sigint_after_ms, const char *const *args)
+{
+    const char *bin = getenv("COUNCIL_BIN");
+    char out_path[600], err_path[600];
+    posix_spawn_file_actions_t fa;
+    char *argv[32];
+    result r = {0};
+    pid_t pid;
+    int status, n = 0, waited = 0;
+
+    ASSERT_NOT_NULL(bin);
+    snprintf(out_path, sizeof(out_path), "%s/stdout", runner_tmpdir());
+    snprintf(err_path, sizeof(err_path), "%s/stderr", runner_tmpdir());
+    argv[n++] = (char *)bin;
+    while (args[n - 1] != NULL && n < 31) {
+        argv[n] = (char *)args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path,
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path,
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    if (sigint_after_ms > 0) {
+        usleep((useconds_t)sigint_after_ms * 1000);
+        kill(pid, SIGINT);
+    }
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            break;
+        if (waited++ > 60000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            FAIL("council did not finish in 60 s");
+        }
+        usleep(1000);
+    }
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status)
+                               : 128 + WTERMSIG(status);
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    return r;
+}
+
+static void
+free_result(result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static char *
+path_in_tmp(const char *name)
+{
+    char *p = malloc(700);
+
+    snprintf(p, 700, "%s/%s", runner_tmpdir(), name);
+    return p;
+}
+
+/* Parse JSON lines; check seq 1..n and the types at both ends.  Returns
+ * the number of events; *run_id gets the id (malloc'd). */
+static size_t
+check_event_lines(const char *text, const char *last_type, char **run_id)
+{
+    const char *p = text;
+    size_t n = 0;
+    const char *type = NULL;
+    json_t *ev = NULL;
+
+    while (*p != '\0') {
+        const char *nl = strchr(p, '\n');
+        json_error_t je;
+        ASSERT_NOT_NULL(nl);
+        json_decref(ev);
+        ev = json_loadb(p, (size_t)(nl - p), 0, &je);
+        if (ev == NULL)
+            FAIL("line %zu is not JSON: %s", n + 1, je.text);
+        if (json_object_get(ev, "outcome") != NULL)
+            break; /* a JSONL file's outcome line */
+        n++;
+        ASSERT_EQ_INT(json_integer_value(json_object_get(ev, "seq")), n);
+        type = json_string_value(json_object_get(ev, "type"));
+        if (n == 1) {
+            ASSERT_STR_EQ(type, "run_started");
+            if (run_id != NULL)
+                *run_id = strdup(
+                    json_string_value(json_object_get(ev, "run_id")));
+        }
+        p = nl + 1;
+    }
+    json_decref(ev);
+    if (last_type != NULL)
+        ASSERT_STR_EQ(type, last_type);
+    return n;
+}
+
+static int
+count_cb(void *ud, int ncol, char **vals, char **cols)
+{
+    (void)ncol;
+    (void)cols;
+    snprintf(ud, 256, "%s", vals[0] != NULL ? vals[0] : "NULL");
+    return 0;
+}
+
+static void
+sql_value(const char *db, const char *sql, char *out)
+{
+    sqlite3 *h;
+    char *err = NULL;
+
+    ASSERT_EQ_INT(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL),
+                  SQLITE_OK);
+    out[0] = '\0';
+    if (sqlite3_exec(h, sql, count_cb, out, &err) != SQLITE_OK)
+        FAIL("%s: %s", sql, err);
+    sqlite3_close(h);
+}
+
+/* The demo council, --json, recorded to both stores. */
+TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
+{
+    char *db = path_in_tmp("runs.db");
+    char *dir = path_in_tmp("jsonl");
+    char rec_db[800], rec_dir[800], sql[300], val[256], file[900];
+    char *run_id = NULL, *content;
+    size_t n, m;
+    result r;
+
+    mkdir(dir, 0700);
+    snprintf(rec_db, sizeof(rec_db), "sqlite:%s", db);
+    snprintf(rec_dir, sizeof(rec_dir), "jsonl:%s", dir);
+    {
+        const char *args[] = {"run", "--json", "--record", rec_db, "--record",
+                              rec_dir, "Why is the sky blue?", NULL};
+        r = run_cli(0, args);
+    }
+    if (r.code != 0)
+        FAIL("exit %d; stderr: %s", r.code, r.err);
+    n = check_event_lines(r.out, "run_completed", &run_id);
+    /* 4 answers + 4 reviews + synthesis, each streamed: many events. */
+    ASSERT(n > 40);
+    ASSERT_STR_CONTAINS(r.out, "\"type\":\"rankings_aggregated\"");
+    ASSERT_STR_CONTAINS(r.out, "\"parse\":\"strict\"");
+
+    /* JSONL: the same events, then exactly one outcome line. */
+    snprintf(file, sizeof(file), "%s/%s.jsonl", dir, run_id);
+    content = slurp(file);
+    m = check_event_lines(content, NULL, NULL);
+    ASSERT_EQ_U64(m, n);
+    ASSERT_STR_CONTAINS(content, "\n{\"outcome\":\"ok\"");
+    ASSERT_EQ_INT(content[strlen(content) - 1], '\n');
+    {
+        const char *last = strstr(content, "\n{\"outcome\"");
+        ASSERT(strchr(last + 1, '\n') == content + strlen(content) - 1);
+    }
+    free(content);
+
+    /* SQLite: the run row with its outcome, and every event. */
+    snprintf(sql, sizeof(sql),
+             "SELECT outcome FROM runs WHERE run_id = '%s'", run_id);
+    sql_value(db, sql, val);
+    ASSERT_STR_EQ(val, "ok");
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM events WHERE run_id = '%s'", run_id);
+    sql_value(db, sql, val);
+    ASSERT_EQ_INT(atoi(val), (int)n);
+    snprintf(sql, sizeof(sql),
+             "SELECT max(seq) FROM events WHERE run_id = '%s'", run_id);
+    sql_value(db, sql, val);
+    ASSERT_EQ_INT(atoi(val), (int)n);
+    snprintf(sql, sizeof(sql), "SELECT council FROM runs WHERE run_id='%s'",
+             run_id);
+    sql_value(db, sql, val);
+    ASSERT_STR_EQ(val, "demo");
+
+    /* council runs list shows it. */
+    free_result(&r);
+    {
+        const char *args[] = {"runs", "list", "--db", db, NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 0);
+    ASSERT_STR_CONTAINS(r.out, run_id);
+    ASSERT_STR_CONTAINS(r.out, "demo");
+    free_result(&r);
+    free(run_id);
+    free(db);
+    free(dir);
+}
+
+/* Plain progress on stderr when not a terminal; the answer on stdout. */
+TEST_T(plain_mode_prints_progress_and_answer, 60)
+{
+    char *db = path_in_tmp("runs.db");
+    char env[800];
+    result r;
+
+    snprintf(env, sizeof(env), "%s", db);
+    setenv("COUNCIL_DB", env, 1);
+    {
+        const char *args[] = {"run", "What is 2+2?", NULL};
+        r = run_cli(0, args);
+    }
+    if (r.code != 0)
+        FAIL("exit %d; stderr: %s", r.code, r.err);
+    ASSERT_STR_CONTAINS(r.err, "built-in demo council");
+    ASSERT_STR_CONTAINS(r.err, "[answer] alpha: started");
+    ASSERT_STR_CONTAINS(r.err, "[review] aggregate:");
+    ASSERT_STR_CONTAINS(r.err, "recorded in");
+    ASSERT_STR_CONTAINS(r.err, db);
+    ASSERT(strlen(r.out) > 20);
+    ASSERT(strstr(r.out, "{\"type\"") == NULL);
+    free_result(&r);
+    free(db);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ASSERT_NOT_NULL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A malformed council file: file:line:col and what was expected, exit 2. */
+TEST(bad_council_file_exits_2_with_position)
+{
+    char *file = path_in_tmp("bad.yaml");
+    result r;
+
+    write_file(file, "name: x\n"
+                     "providers:\n"
+                     "  p: { kind: openai, base_url: http://127.0.0.1:1/v1 }\n"
+                     "members:\n"
+                     "  - { name: a, provider: p, modle: m }\n"
+                     "chairman: { provider: p, model: m }\n");
+    {
+        const char *args[] = {"run", "--no-record", "-c", file, "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    ASSERT_STR_CONTAINS(r.err, file);
+    ASSERT_STR_CONTAINS(r.err, ":5:");
+    ASSERT_STR_CONTAINS(r.err, "did you mean \"model\"");
+    free_result(&r);
+    free(file);
+}
+
+/* A council file for a mock LLM started by the test itself. */
+static char *
+mock_council(council_mockllm *m, const char *quorum)
+{
+    char *file = path_in_tmp("council.yaml");
+    char text[1200];
+
+    snprintf(text, sizeof(text),
+             "name: t\n"
+             "providers:\n"
+             "  mock: { kind: openai, base_url: %s }\n"
+             "members:\n"
+             "  - { name: a, provider: mock, model: mock-a }\n"
+             "  - { name: b, provider: mock, model: mock-b }\n"
+             "  - { name: c, provider: mock, model: mock-c }\n"
+             "  - { name: d, provider: mock, model: bad-d }\n"
+             "chairman: { provider: mock, model: mock-chair }\n"
+             "limits: { quorum: %s, member_timeout: 20s }\n",
+             council_mockllm_base_url(m), quorum);
+    write_file(file, text);
+    return file;
+}
+
+static council_mockllm *
+start_mock(const char *faults, uint64_t latency_ms)
+{
+    council_mockllm_opts o = {COUNCIL_MOCKLLM_OPTS_VERSION};
+    council_mockllm *m = NULL;
+    council_diag d;
+
+    o.seed = 7;
+    o.faults = faults;
+    o.latency_ms = latency_ms;
+    if (council_mockllm_open(&o, &m, &d) != COUNCIL_OK)
+        FAIL("mock-llm: %s", d.msg);
+    return m;
+}
+
+/* A member that fails is member_failed with its real cause; the run goes
+ * on under quorum. */
+TEST_T(member_failure_recorded_with_cause, 60)
+{
+    council_mockllm *m = start_mock("model=bad-*:http=503", 0);
+    char *file = mock_council(m, "3");
+    result r;
+
+    {
+        const char *args[] = {"run", "--no-record", "--json", "-c", file,
+                              "q", NULL};
+        r = run_cli(0, args);
+    }
+    if (r.code != 0)
+        FAIL("exit %d; stderr: %s", r.code, r.err);
+    check_event_lines(r.out, "run_completed", NULL);
+    ASSERT_STR_CONTAINS(r.out, "\"type\":\"member_failed\"");
+    ASSERT_STR_CONTAINS(r.out, "\"member\":\"d\"");
+    ASSERT_STR_CONTAINS(r.out, "\"http_status\":503");
+    ASSERT_STR_CONTAINS(r.out, "HTTP 503");
+    free_result(&r);
+    free(file);
+    council_mockllm_close(m);
+}
+
+/* Below quorum the run fails: exit 1, the reason named. */
+TEST_T(below_quorum_exits_1, 60)
+{
+    council_mockllm *m = start_mock("model=bad-*:http=500", 0);
+    char *file = mock_council(m, "4");
+    result r;
+
+    {
+        const char *args[] = {"run", "--no-record", "-c", file, "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 1);
+    ASSERT_STR_CONTAINS(r.err, "3 of 4 members answered; quorum is 4");
+    free_result(&r);
+    free(file);
+    council_mockllm_close(m);
+}
+
+/* Ctrl-C cancels the run, records it as cancelled, exits 3. */
+TEST_T(sigint_cancels_and_records, 60)
+{
+    council_mockllm *m = start_mock(NULL, 20000);
+    char *file = mock_council(m, "3");
+    char *db = path_in_tmp("c.db");
+    char rec[800], val[256];
+    result r;
+
+    snprintf(rec, sizeof(rec), "sqlite:%s", db);
+    {
+        const char *args[] = {"run", "--record", rec, "-c", file, "q", NULL};
+        r = run_cli(700, args);
+    }
+    ASSERT_EQ_INT(r.code, 3);
+    ASSERT_STR_CONTAINS(r.err, "cancelled");
+    sql_value(db, "SELECT outcome FROM runs", val);
+    ASSERT_STR_EQ(val, "cancelled");
+    free_result(&r);
+    free(file);
+    free(db);
+    council_mockllm_close(m);
+}
+
+TEST(usage_and_help)
+{
+    result r;
+
+    {
+        const char *args[] = {"--help", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 0);
+    ASSERT_STR_CONTAINS(r.out, "usage: council");
+    free_result(&r);
+    {
+        const char *args[] = {"run", "--help", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 0);
+    ASSERT_STR_CONTAINS(r.out, "--record SPEC");
+    free_result(&r);
+    {
+        const char *args[] = {"run", "--bogus", "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    ASSERT_STR_CONTAINS(r.err, "unknown option --bogus");
+    free_result(&r);
+    {
+        const char *args[] = {"run", "--record", "mysql:x", "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    free_result(&r);
+    {
+        const char *args[] = {"frobnicate", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    free_result(&r);
+    {
+        const char *args[] = {"runs", "list", "--db", "/nonexistent/x.db",
+                              NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 1);
+    ASSERT_STR_CONTAINS(r.err, "no run store");
+    free_result(&r);
+}
+
+/* A recorder that cannot write (directory missing) makes start fail with
+ * the reason; exit 1 (nothing ran, nothing half-recorded). */
+TEST(unwritable_jsonl_dir_is_refused)
+{
+    result r;
+
+    {
+        const char *args[] = {"run", "--record", "jsonl:/nonexistent/dir",
+                              "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 1);
+    ASSERT_STR_CONTAINS(r.err, "/nonexistent/dir");
+    free_result(&r);
+}
