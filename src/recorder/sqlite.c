@@ -70,6 +70,15 @@ static const char probe_runs_sql[] =
 static const char probe_events_sql[] =
     "SELECT run_id, seq, type, ts_us, json FROM events LIMIT 0";
 
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int
 query_int(sqlite3 *db, const char *sql, sqlite3_int64 *out)
 {
@@ -87,6 +96,15 @@ query_int(sqlite3 *db, const char *sql, sqlite3_int64 *out)
     return rc;
 }
 
+/* ensure_schema's verdict for a database that is not ours. */
+#define REFUSE (-1)
+
+static int
+is_busy(int rc)
+{
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
 static int
 probe(sqlite3 *db, const char *sql)
 {
@@ -100,7 +118,8 @@ probe(sqlite3 *db, const char *sql)
 /*
  * Create the schema in an empty database, or check that an existing one is
  * ours.  Inside one write transaction, so recorders racing on a new file
- * create it once.  Returns 0, or -1 with why filled.
+ * create it once.  Returns SQLITE_OK; REFUSE with why filled; or an SQLite
+ * error code with why filled (SQLITE_BUSY and kin may be retried).
  */
 static int
 ensure_schema(sqlite3 *db, const char *path, char *why, size_t why_size)
@@ -120,6 +139,7 @@ ensure_schema(sqlite3 *db, const char *path, char *why, size_t why_size)
         snprintf(why, why_size, "sqlite: %s: %s", path, sqlite3_errmsg(db));
         goto fail;
     }
+    rc = REFUSE;
     if (app != 0 && app != COUNCIL__STORE_APP_ID) {
         snprintf(why, why_size,
                  "sqlite: %s is not a council store (application_id %#llx)",
@@ -163,11 +183,11 @@ ensure_schema(sqlite3 *db, const char *path, char *why, size_t why_size)
         snprintf(why, why_size, "sqlite: %s: %s", path, sqlite3_errmsg(db));
         goto fail;
     }
-    return 0;
+    return SQLITE_OK;
 fail:
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
+    return rc;
 }
 
 static void
@@ -193,6 +213,41 @@ state_free(struct sq *st)
     sqlite3_close(st->db); /* every statement is finalized: it closes */
     council__free(st->run_id);
     council__free(st);
+}
+
+/*
+ * Put the connection in WAL mode and make sure of the schema.  While other
+ * connections set up or recover the same new file, SQLite may answer BUSY
+ * without calling the busy handler (WAL recovery, the switch to WAL), so
+ * BUSY is retried here with a back-off, for up to 10 s.
+ */
+static int
+setup(sqlite3 *db, const char *path, char *why, size_t why_size)
+{
+    int64_t give_up = mono_us() + 10 * 1000000;
+    long delay_us = 1000;
+    int rc;
+
+    for (;;) {
+        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL,
+                              NULL);
+        if (rc != SQLITE_OK)
+            snprintf(why, why_size, "sqlite: %s: %s", path,
+                     sqlite3_errmsg(db));
+        else
+            rc = ensure_schema(db, path, why, why_size);
+        if (!is_busy(rc) || mono_us() > give_up)
+            return rc;
+        {
+            struct timespec ts = {0, delay_us * 1000};
+
+            nanosleep(&ts, NULL);
+        }
+        if (delay_us < 100000)
+            delay_us *= 2;
+    }
 }
 
 static int
@@ -233,18 +288,7 @@ sq_init(const char *run_id, void *args, void **state, char *why,
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 10000);
-    /* WAL is a property of the file; switching a new file to it needs the
-     * write lock, for which the busy handler waits. */
-    src = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_exec(st->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
-                           NULL);
-    if (src != SQLITE_OK) {
-        snprintf(why, why_size, "sqlite: %s: %s", path,
-                 sqlite3_errmsg(st->db));
-        goto out;
-    }
-    if (ensure_schema(st->db, path, why, why_size) != 0)
+    if (setup(st->db, path, why, why_size) != SQLITE_OK)
         goto out;
     src = sqlite3_prepare_v2(st->db,
                              "INSERT INTO runs(run_id, started_us)"
@@ -332,15 +376,6 @@ insert_event(struct sq *st, council_event *ev)
             return rc;
     }
     return SQLITE_OK;
-}
-
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /*
