@@ -4,11 +4,14 @@
  * refusals (existing file, unwritable directory, bad run ids), and write
  * faults through the os seam (ENOSPC, a half write then EINTR or ENOSPC,
  * /dev/full, RLIMIT_FSIZE): the recorder reports them, is finalized with its
- * descriptor closed, and leaves a valid prefix the reader recognises.
+ * descriptor closed, and leaves a valid prefix the reader recognises.  Runs
+ * of one directory are recorded from several threads at once.
+ * TEST_LABELS: threaded
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -19,7 +22,8 @@
 #include "recorder/recorder.h"
 #include "runner.h"
 
-static const council_recorder_ops *ops;
+/* The table is static and const: read it from any thread. */
+#define ops (council_recorder_jsonl())
 
 static council_event *
 ev_started(const char *run_id)
@@ -85,7 +89,6 @@ open_rec(const char *dir, const char *run_id)
     char why[256] = "";
     void *st = NULL;
 
-    ops = council_recorder_jsonl();
     ASSERT_EQ_INT(ops->version, COUNCIL_RECORDER_OPS_VERSION);
     if (ops->init(run_id, (void *)dir, &st, why, sizeof(why)) != 0)
         FAIL("init refused: %s", why);
@@ -239,7 +242,6 @@ TEST(refuses_existing_file)
     void *st = NULL;
 
     write_file(path_of(dir, "dup"), "keep me\n");
-    ops = council_recorder_jsonl();
     ASSERT_NE_INT(ops->init("dup", (void *)dir, &st, why, sizeof(why)), 0);
     ASSERT_NULL(st);
     ASSERT_STR_CONTAINS(why, "jsonl: ");
@@ -262,7 +264,6 @@ TEST(refuses_unwritable_directory)
     council__os_fault f = {.call = COUNCIL__OS_OPEN, .nth = 1,
                            .err = EACCES};
 
-    ops = council_recorder_jsonl();
     /* A "directory" that is a regular file. */
     snprintf(file, sizeof(file), "%s/plain", dir);
     write_file(file, "x");
@@ -297,7 +298,6 @@ TEST(refuses_bad_run_ids)
     void *st = NULL;
     size_t i;
 
-    ops = council_recorder_jsonl();
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why[0] = '\0';
         ASSERT_NE_INT(ops->init(bad[i], (void *)runner_tmpdir(), &st, why,
@@ -628,4 +628,52 @@ TEST(reader_callback_stops)
     write_file(p, E(1) E(2) E(3) OUT);
     ASSERT_EQ_INT(council__jsonl_read(p, NULL, stop_at_two, NULL, NULL),
                   COUNCIL_ECANCELED);
+}
+
+/* ---- several runs of one directory at once ---------------------------- */
+
+static const char *par_dir; /* set before the threads start */
+
+static void *
+run_thread(void *arg)
+{
+    char id[32];
+    void *st;
+    uint64_t seq;
+
+    snprintf(id, sizeof(id), "par-%d", (int)(intptr_t)arg);
+    st = open_rec(par_dir, id);
+    ASSERT_EQ_INT(feed(st, ev_started(id)), 0);
+    for (seq = 2; seq < 2000; seq++) {
+        ASSERT_EQ_INT(feed(st, ev_delta(id, seq, "a fairly ordinary token")),
+                      0);
+        if (seq % 13 == 0)
+            ops->handle_flush(st);
+    }
+    ASSERT_EQ_INT(feed(st, ev_completed(id, 2000)), 0);
+    finalize_ok(st);
+    return NULL;
+}
+
+TEST_T(concurrent_runs_one_directory, 60)
+{
+    pthread_t th[4];
+    council__jsonl_report rep;
+    char id[32];
+    int i;
+
+    par_dir = runner_tmpdir();
+    for (i = 0; i < 4; i++)
+        ASSERT_EQ_INT(pthread_create(&th[i], NULL, run_thread,
+                                     (void *)(intptr_t)i),
+                      0);
+    for (i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (i = 0; i < 4; i++) {
+        snprintf(id, sizeof(id), "par-%d", i);
+        ASSERT_OK(council__jsonl_read(path_of(runner_tmpdir(), id), &rep,
+                                      NULL, NULL, NULL));
+        ASSERT_EQ_U64(rep.events, 2000);
+        ASSERT_STR_EQ(rep.run_id, id);
+    }
 }

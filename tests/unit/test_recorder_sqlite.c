@@ -20,7 +20,8 @@
 #include "recorder/recorder.h"
 #include "runner.h"
 
-static const council_recorder_ops *ops;
+/* The table is static and const: read it from any thread. */
+#define ops (council_recorder_sqlite())
 
 static council_event *
 ev_started(const char *run_id, const char *council, const char *question)
@@ -84,7 +85,6 @@ open_rec(const char *db, const char *run_id)
     char why[256] = "";
     void *st = NULL;
 
-    ops = council_recorder_sqlite();
     ASSERT_EQ_INT(ops->version, COUNCIL_RECORDER_OPS_VERSION);
     if (ops->init(run_id, (void *)db, &st, why, sizeof(why)) != 0)
         FAIL("init refused: %s", why);
@@ -98,7 +98,6 @@ refuse(const char *db, const char *run_id, char *why, size_t size)
     void *st = NULL;
     int rc;
 
-    ops = council_recorder_sqlite();
     why[0] = '\0';
     rc = ops->init(run_id, (void *)db, &st, why, size);
     ASSERT_NULL(st);
@@ -551,11 +550,10 @@ TEST_T(concurrent_runs_one_file, 120)
 {
     pthread_t th[N_THREADS];
     sqlite3 *db;
-    char sql[128], id[32];
+    char sql[256], id[32];
     int i;
 
     shared_path = db_path("shared.db");
-    ops = council_recorder_sqlite();
     for (i = 0; i < N_THREADS; i++)
         ASSERT_EQ_INT(pthread_create(&th[i], NULL, run_thread,
                                      (void *)(intptr_t)i),
