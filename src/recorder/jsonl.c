@@ -53,6 +53,16 @@ bad_run_id(const char *id)
            strcmp(id, ".") == 0 || strcmp(id, "..") == 0;
 }
 
+/* memrchr, which not every C library has. */
+static const char *
+last_newline(const char *p, size_t n)
+{
+    while (n > 0)
+        if (p[--n] == '\n')
+            return p + n;
+    return NULL;
+}
+
 /*
  * Write out the buffer, handling short writes and EINTR.  Returns 0 when
  * the buffer is empty, -1 (errno kept in the state's failing flag) when a
@@ -74,7 +84,7 @@ drain(struct jsonl *st)
             rc = -1;
             break;
         }
-        nl = memrchr(st->buf + off, '\n', (size_t)n);
+        nl = last_newline(st->buf + off, (size_t)n);
         if (nl != NULL)
             st->line_end = st->size + (nl - (st->buf + off)) + 1;
         st->size += n;
