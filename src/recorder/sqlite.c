@@ -16,8 +16,8 @@
  * the transaction is rolled back, the events stay queued and are retried at
  * the next flush or batch boundary (after a back-off of 50 ms doubling to
  * 2 s, so a full disk does not cost a rewrite per flush), and events are
- * reported failed while the queue is not in the database.  So the database always holds a
- * contiguous prefix of the run's seqs.  Past 100,000 queued events, or when
+ * reported failed while the queue is not in the database.  So the
+ * database always holds a contiguous prefix of the run's seqs.  Past 100,000 queued events, or when
  * memory runs out, the recorder drops the queue and stops writing events
  * (a later one would leave a gap).  Finalize tries the queue once more,
  * then records the outcome in the run row with synchronous=FULL, and always
