@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals shared by the built-in recorders and their readers: the jsonl
+ * run-file checker (used by tests, and later by `council runs show` and
+ * replay) and the sqlite store's schema version.  The recorders themselves
+ * are reached through council_recorder_jsonl() and council_recorder_sqlite()
+ * in council.h.
+ */
+#ifndef COUNCIL_RECORDER_H
+#define COUNCIL_RECORDER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "council.h"
+
+/* The schema version of the sqlite store (PRAGMA user_version), and its
+ * PRAGMA application_id ("Cncl"). */
+#define COUNCIL__STORE_VERSION 1
+#define COUNCIL__STORE_APP_ID 0x436e636c
+
+/* What council__jsonl_read found in a run file. */
+typedef struct council__jsonl_report {
+    uint64_t events;     /* leading event lines that were valid, seq 1..n */
+    int has_outcome;     /* the file ends with exactly one outcome line */
+    int torn;            /* the last line has no newline (a cut write) */
+    char outcome[16];    /* the outcome's kind ("ok", ...), or "" */
+    char run_id[72];     /* the run id of the first event, or "" */
+} council__jsonl_report;
+
+/*
+ * Read and check a jsonl run file: every line is a JSON object; the event
+ * lines carry one run_id and seq 1, 2, 3, ... without gaps; the last line,
+ * and only it, is the outcome ({"outcome": ...}).  on_line (may be NULL) is
+ * called with each valid line's parsed object (borrowed) and line number;
+ * non-zero from it stops the read with COUNCIL_ECANCELED.
+ *
+ * Returns COUNCIL_OK for a complete, valid file; COUNCIL_ENOTFOUND if there
+ * is no such file; COUNCIL_EIO if it cannot be read; COUNCIL_EPARSE for
+ * anything else, with diag (may be NULL) naming the line and the problem:
+ * a torn last line, bad JSON, a seq gap, a line after the outcome, or a
+ * missing outcome (an incomplete record).  rep (may be NULL) is filled in
+ * every case with what was valid up to the problem.  Any thread.
+ */
+council_err council__jsonl_read(const char *path, council__jsonl_report *rep,
+                                int (*on_line)(json_t *obj, int line,
+                                               void *ud),
+                                void *ud, council_diag *diag);
+
+/* Fill diag (may be NULL) with file and a formatted message; never
+ * allocates. */
+void council__recorder_diag(council_diag *diag, const char *file, int line,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif
