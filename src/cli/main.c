@@ -7,6 +7,8 @@
 
 #include "council.h"
 
+int council_cmd_mockllm(int argc, char **argv);
+
 int
 main(int argc, char **argv)
 {
@@ -14,6 +16,8 @@ main(int argc, char **argv)
         printf("council %s\n", council_version());
         return 0;
     }
-    fprintf(stderr, "usage: council --version\n");
+    if (argc > 1 && strcmp(argv[1], "mock-llm") == 0)
+        return council_cmd_mockllm(argc - 1, argv + 1);
+    fprintf(stderr, "usage: council --version | mock-llm [options]\n");
     return 2;
 }
