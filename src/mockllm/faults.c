@@ -448,6 +448,10 @@ out:
         council__mock_faults_free(f);
         return rc;
     }
+    if (f->n_rules == 0) {
+        council__mock_faults_free(f); /* only blanks and ';' */
+        f = NULL;
+    }
     *out = f;
     return COUNCIL_OK;
 }
