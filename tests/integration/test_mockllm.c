@@ -768,6 +768,9 @@ TEST(bad_fault_specs_and_listen)
                "stall=2s,after=4;every=5:no_done;";
     ASSERT_OK(council_mockllm_open(&o, &m, &d));
     council_mockllm_close(m);
+    o.faults = "model=bad-*:http=503;rate=0.1:disconnect=3"; /* council.h */
+    ASSERT_OK(council_mockllm_open(&o, &m, &d));
+    council_mockllm_close(m);
     ASSERT_OK(council_mockllm_open(NULL, &m, NULL));
     ASSERT(strncmp(council_mockllm_base_url(m), "http://127.0.0.1:", 17) ==
            0);
@@ -808,7 +811,8 @@ TEST(bad_requests)
         {"{bad", 400},
         {"[]", 400},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 400},
-        {"{\"model\":\"\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        {"{\"model\":\"\",\"messages\":[{\"role\":\"user\","
+         "\"content\":\"x\"}]}",
          400},
         {"{\"model\":\"m\"}", 400},
         {"{\"model\":\"m\",\"messages\":[]}", 400},
