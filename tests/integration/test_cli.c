@@ -120,7 +120,7 @@ check_event_lines(const char *text, const char *last_type, char **run_id)
 {
     const char *p = text;
     size_t n = 0;
-    const char *type = NULL;
+    char type[64] = "";
     json_t *ev = NULL;
 
     while (*p != '\0') {
@@ -135,7 +135,8 @@ check_event_lines(const char *text, const char *last_type, char **run_id)
             break; /* a JSONL file's outcome line */
         n++;
         ASSERT_EQ_INT(json_integer_value(json_object_get(ev, "seq")), n);
-        type = json_string_value(json_object_get(ev, "type"));
+        snprintf(type, sizeof(type), "%s",
+                 json_string_value(json_object_get(ev, "type")));
         if (n == 1) {
             ASSERT_STR_EQ(type, "run_started");
             if (run_id != NULL)
