@@ -246,7 +246,11 @@ d_event(void *state, council_event *ev)
         snprintf(d->stage, sizeof(d->stage), "%s",
                  council_event_stage(ev) != NULL ? council_event_stage(ev)
                                                  : "?");
-        for (i = 0; i < d->n_rows; i++) {
+        /* Rows restart for the stages members take part in; during the
+         * synthesis the members keep showing how their review went. */
+        for (i = 0; i < d->n_rows - 1; i++) {
+            if (strcmp(d->stage, "synthesis") == 0)
+                break;
             d->rows[i].state = ROW_IDLE;
             d->rows[i].tokens = 0;
             d->rows[i].note[0] = '\0';
