@@ -713,12 +713,13 @@ do_start(council_engine *eng, struct cmd *c)
     rc = run->hops->start(run, run->hstate, c->msg, sizeof(c->msg));
     if (rc != COUNCIL_OK) {
         /* No orphans: the recorders learn why the run never ran. */
-        char why[300];
-        snprintf(why, sizeof(why), "run host could not start: %s",
-                 c->msg[0] != '\0' ? c->msg : council_strerror(rc));
-        snprintf(c->msg, sizeof(c->msg), "%s", why);
+        char cause[sizeof(c->msg)];
+        memcpy(cause, c->msg, sizeof(cause));
+        cause[sizeof(cause) - 1] = '\0';
+        snprintf(c->msg, sizeof(c->msg), "run host could not start: %.200s",
+                 cause[0] != '\0' ? cause : council_strerror(rc));
         if (run->state != R_TERMINAL && run->state != R_EXITED)
-            end_run(run, error_outcome("start", why));
+            end_run(run, error_outcome("start", c->msg));
         if (run->state != R_EXITED) {
             run->state = R_EXITED;
             reg_remove(eng, run);
@@ -792,14 +793,6 @@ do_unsubscribe(council_sub *s)
     }
     council__mbox_post_end(&s->mb, NULL);
     council__mbox_unref(&s->mb); /* the command's reference */
-}
-
-static void
-close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
 }
 
 static void
@@ -881,8 +874,26 @@ on_wakeup(uv_async_t *a)
     }
     reap(eng);
     if (shutdown) {
-        /* Hosts closed their handles; close ours and let uv_run return. */
-        uv_walk(&eng->loop, close_walk, NULL);
+        /* Hosts and the HTTP client are closing their own handles, and
+         * their close callbacks must run (they release sockets and
+         * memory); close only the engine's handles, so uv_run returns when
+         * the last of theirs is closed. */
+        uv_close((uv_handle_t *)&eng->wakeup, NULL);
+        uv_close((uv_handle_t *)&eng->flusher, NULL);
+        uv_close((uv_handle_t *)&eng->retry, NULL);
+        uv_close((uv_handle_t *)&eng->waker, NULL);
+    }
+}
+
+static void
+close_walk(uv_handle_t *h, void *arg)
+{
+    council_engine *eng = arg;
+
+    if (!uv_is_closing(h)) {
+        council__log(eng, "engine close: a handle (type %s) was still open",
+                     uv_handle_type_name(uv_handle_get_type(h)));
+        uv_close(h, NULL);
     }
 }
 
@@ -891,6 +902,10 @@ loop_main(void *arg)
 {
     council_engine *eng = arg;
 
+    uv_run(&eng->loop, UV_RUN_DEFAULT);
+    /* Everything closes itself at shutdown; a handle left open would be
+     * a bug elsewhere: report it, close it, and finish the loop anyway. */
+    uv_walk(&eng->loop, close_walk, eng);
     uv_run(&eng->loop, UV_RUN_DEFAULT);
 }
 

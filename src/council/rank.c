@@ -145,7 +145,7 @@ maybe_free(rank_run *rr)
 
 static void
 emit(rank_run *rr, council_event_type type, const char *stage,
-     const char *member, const char *text, size_t len, json_t *data)
+     const char *who, const char *text, size_t len, json_t *data)
 {
     council__event_init in;
 
@@ -156,7 +156,7 @@ emit(rank_run *rr, council_event_type type, const char *stage,
     memset(&in, 0, sizeof(in));
     in.type = type;
     in.stage = stage;
-    in.member = member;
+    in.member = who;
     in.text = text;
     in.text_len = len;
     in.data = data;
