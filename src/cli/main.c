@@ -3,6 +3,7 @@
  * The council command: dispatch to subcommands, and the shared helpers.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +96,13 @@ int
 main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
+    struct sigaction ign;
 
+    /* A write past a file size limit must fail with EFBIG and be reported
+     * by the recorder, not kill the process (SIGXFSZ's default). */
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &ign, NULL);
     if (cmd == NULL) {
         fputs(usage, stderr);
         return EXIT_USAGE;

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,6 +47,9 @@ slurp(const char *path)
     return buf;
 }
 
+/* A file size limit for the child (0 = none): writes past it fail. */
+static rlim_t child_fsize;
+
 /* Run the council binary; if sigint_after_ms > 0, send SIGINT then. */
 static result
 run_cli(int sigint_after_ms, const char *const *args)
@@ -73,7 +77,16 @@ run_cli(int sigint_after_ms, const char *const *args)
                                      O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_addopen(&fa, 2, err_path,
                                      O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+    if (child_fsize > 0) {
+        /* The limit is inherited: set it around the spawn only. */
+        struct rlimit old, lim = {child_fsize, child_fsize};
+        getrlimit(RLIMIT_FSIZE, &old);
+        setrlimit(RLIMIT_FSIZE, &lim);
+        ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+        setrlimit(RLIMIT_FSIZE, &old);
+    } else {
+        ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+    }
     posix_spawn_file_actions_destroy(&fa);
     if (sigint_after_ms > 0) {
         usleep((useconds_t)sigint_after_ms * 1000);
@@ -472,4 +485,29 @@ TEST(unwritable_jsonl_dir_is_refused)
     ASSERT_EQ_INT(r.code, 1);
     ASSERT_STR_CONTAINS(r.err, "/nonexistent/dir");
     free_result(&r);
+}
+
+/* A recorder that cannot write mid-run (the file size limit stands in for
+ * a full disk) is reported; the run and the other recorders go on. */
+TEST_T(recorder_that_cannot_write_is_reported_run_goes_on, 60)
+{
+    char *dir = path_in_tmp("j");
+    char rec[800];
+    result r;
+
+    mkdir(dir, 0700);
+    snprintf(rec, sizeof(rec), "jsonl:%s", dir);
+    child_fsize = 4096; /* a few events fit, the rest do not */
+    {
+        const char *args[] = {"run", "--record", rec, "q", NULL};
+        r = run_cli(0, args);
+    }
+    child_fsize = 0;
+    if (r.code != 0)
+        FAIL("exit %d; stderr: %s", r.code, r.err);
+    ASSERT_STR_CONTAINS(r.err, "recorder 0 failed on seq");
+    /* The display recorder went on: the answer is there. */
+    ASSERT(strlen(r.out) > 20);
+    free_result(&r);
+    free(dir);
 }
