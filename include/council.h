@@ -353,6 +353,11 @@ typedef struct council_engine_stats {
     uint64_t deliveries;          /* events handed to recorders/subscribers */
     uint64_t recorder_failures;   /* non-zero handle_event returns */
     uint64_t events_dropped;      /* emitted after a run's terminal event */
+    /* Events that could not be queued to a subscriber because memory ran
+     * out and did not come back before the run ended (each is logged; the
+     * subscriber keeps the gapless prefix it got and is still finalized).
+     * 0 unless allocations failed. */
+    uint64_t events_lost;
 } council_engine_stats;
 
 COUNCIL_API void council_engine_stats_get(council_engine *engine,

@@ -101,6 +101,7 @@ struct council_run {
     size_t ob_len, ob_cap;
     int end_pending;              /* outcome fixed, ends not yet posted */
     int dirty;                    /* on the engine's flush list */
+    uint64_t oom_since;           /* first failed flush (uv_hrtime), or 0 */
     council_run *dirty_next;
     const council__host_ops *hops;
     void *hstate;
@@ -519,6 +520,11 @@ mark_dirty(council_run *run)
     eng->dirty = run;
 }
 
+/* Out of memory for longer than this after the run ended: give up on the
+ * events that cannot be queued (counted and logged), so that every
+ * recorder is still finalized. */
+#define GIVE_UP_NS (1000ULL * 1000 * 1000)
+
 /* Returns 1 when everything (events, then the end) has been queued. */
 static int
 flush_run(council_run *run)
@@ -548,8 +554,27 @@ flush_run(council_run *run)
         if (steal && rc == COUNCIL_OK)
             stolen = 1;
     }
-    if (!complete)
-        return 0;
+    if (!complete) {
+        uint64_t now = uv_hrtime();
+        if (run->oom_since == 0)
+            run->oom_since = now;
+        if (!run->end_pending || now - run->oom_since < GIVE_UP_NS)
+            return 0;
+        /* The run is over and memory has not come back: each subscriber
+         * keeps the gapless prefix it got, the rest is reported lost. */
+        for (i = 0; i < n; i++) {
+            size_t lost = run->ob_len - run->posted[i];
+            if (lost == 0)
+                continue;
+            stat_add(&run->eng->st_lost, lost);
+            council__log(run->eng,
+                         "run %s: %zu event(s) could not be queued to "
+                         "subscriber %zu: out of memory",
+                         run->id, lost, i);
+        }
+        stolen = 0;
+    }
+    run->oom_since = 0;
     if (!stolen)
         for (i = 0; i < run->ob_len; i++)
             council_event_unref(run->outbox[i]);
@@ -1010,6 +1035,7 @@ council_engine_stats_get(council_engine *eng, council_engine_stats *out)
     out->deliveries = atomic_load(&eng->st_deliveries);
     out->recorder_failures = atomic_load(&eng->st_rec_failures);
     out->events_dropped = atomic_load(&eng->st_dropped);
+    out->events_lost = atomic_load(&eng->st_lost);
 }
 
 uv_loop_t *
@@ -1246,7 +1272,6 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
     run->n_subs = n_rec;
 
     run_ref(run); /* the caller's reference */
-    stat_add(&eng->st_started, 1);
     stat_add(&eng->st_active, 1);
     memset(&c, 0, sizeof(c));
     completion_init(&done);
@@ -1266,6 +1291,7 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
         goto fail_reg;
     }
     completion_wait(&done);
+    stat_add(&eng->st_started, 1);
     if (c.rc != COUNCIL_OK) {
         set_diag(diag, "%s", c.msg);
         council_run_release(run);

@@ -53,7 +53,7 @@ struct council_engine {
     /* Counters.  The loop thread's and the pool's are on separate cache
      * lines: sharing one costs a line transfer per event. */
     _Alignas(64) atomic_uint_fast64_t st_published;
-    atomic_uint_fast64_t st_started, st_active, st_dropped;
+    atomic_uint_fast64_t st_started, st_active, st_dropped, st_lost;
     _Alignas(64) atomic_uint_fast64_t st_deliveries;
     atomic_uint_fast64_t st_rec_failures, st_duplicates, st_gaps,
         st_after_final;

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Allocation failure (RELIABILITY F1, the per-PR shallow tier): a counting
+ * allocator installed with council_set_allocator fails the i-th allocation
+ * of a scenario (engine open, a run with 2 recorders and 12 events, wait,
+ * close), once ("transient") or from then on ("persistent").  Each call
+ * must return COUNCIL_ENOMEM or succeed; nothing crashes or leaks
+ * (LeakSanitizer checks at exit); and if the run started, each recorder is
+ * finalized exactly once after a contiguous prefix 1..m of seqs.
+ *
+ * Method: count N allocations in a clean pass, then try the first 5, the
+ * last 5 and 15 random points in between (seed printed; COUNCIL_SEED
+ * reproduces), in both modes.  COUNCIL_ALLOC_ALL=1 tries every point.
+ * TEST_LABELS: threaded
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "core/script_host.h"
+#include "runner.h"
+
+static atomic_long counter;     /* allocations so far */
+static atomic_long fail_at;     /* 0 = never */
+static atomic_int persistent;
+static atomic_long failures;
+
+static int
+should_fail(void)
+{
+    long n = atomic_fetch_add(&counter, 1) + 1;
+    long at = atomic_load(&fail_at);
+
+    if (at == 0)
+        return 0;
+    if (n == at || (atomic_load(&persistent) && n > at)) {
+        atomic_fetch_add(&failures, 1);
+        return 1;
+    }
+    return 0;
+}
+
+static void *
+t_malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n);
+}
+
+static void *
+t_realloc(void *p, size_t n)
+{
+    return should_fail() ? NULL : realloc(p, n);
+}
+
+static void *
+t_calloc(size_t c, size_t n)
+{
+    return should_fail() ? NULL : calloc(c, n);
+}
+
+/* ---- the recorder ---------------------------------------------------------- */
+
+typedef struct hist {
+    int inits, finals;
+    uint64_t last_seq;
+    int gap, after_final;
+} hist;
+
+static int
+h_init(const char *id, void *args, void **state, char *why, size_t n)
+{
+    hist *h = args;
+
+    (void)id;
+    (void)why;
+    (void)n;
+    h->inits++;
+    *state = h;
+    return 0;
+}
+
+static int
+h_event(void *state, council_event *ev)
+{
+    hist *h = state;
+
+    if (h->finals > 0)
+        h->after_final = 1;
+    if (council_event_seq(ev) != h->last_seq + 1)
+        h->gap = 1;
+    h->last_seq = council_event_seq(ev);
+    return 0;
+}
+
+static void
+h_final(void *state, const council_outcome *o)
+{
+    hist *h = state;
+
+    (void)o;
+    h->finals++;
+}
+
+static const council_recorder_ops h_ops = {COUNCIL_RECORDER_OPS_VERSION,
+                                           h_init, h_event, h_final, NULL};
+
+#define D(t) {COUNCIL_EV_MEMBER_DELTA, "answer", "m", t, NULL, 0}
+static const council__script_step steps[] = {
+    {COUNCIL_EV_RUN_STARTED, NULL, NULL, NULL, "{\"council\":\"c\"}", 0},
+    D("a"), D("b"), D("c"), D("d"), D("e"), D("f"), D("g"), D("h"), D("i"),
+    D("j"),
+    {COUNCIL_EV_RUN_COMPLETED, NULL, NULL, NULL, "{\"result\":{\"x\":1}}",
+     0}};
+
+/* One pass of the scenario.  Returns the allocations it made. */
+static long
+scenario(void)
+{
+    council__script s = {steps, sizeof(steps) / sizeof(steps[0]),
+                         COUNCIL__SCRIPT_EXIT};
+    council_engine *eng = NULL;
+    council_recorder_spec spec[2];
+    council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+    council_run *run = NULL;
+    hist h[2] = {{0}, {0}};
+    council_err rc;
+    long before = atomic_load(&counter);
+    int i;
+
+    rc = council_engine_open(NULL, &eng);
+    if (rc != COUNCIL_OK) {
+        ASSERT_EQ_INT(rc, COUNCIL_ENOMEM);
+        ASSERT_NULL(eng);
+        return atomic_load(&counter) - before;
+    }
+    for (i = 0; i < 2; i++) {
+        spec[i].ops = &h_ops;
+        spec[i].args = &h[i];
+    }
+    o.recorders = spec;
+    o.n_recorders = 2;
+    rc = council__run_start_script(eng, &s, &o, &run, NULL);
+    if (rc == COUNCIL_OK) {
+        const council_outcome *out = NULL;
+        ASSERT_OK(council_run_wait(run, 10000, &out));
+        ASSERT_NOT_NULL(out);
+        council_run_release(run);
+    } else {
+        ASSERT(rc == COUNCIL_ENOMEM || rc == COUNCIL_ESTART);
+        ASSERT_NULL(run);
+    }
+    council_engine_close(eng);
+    for (i = 0; i < 2; i++) {
+        /* Initialized => finalized exactly once, after a gapless prefix. */
+        ASSERT_EQ_INT(h[i].finals, h[i].inits);
+        ASSERT(h[i].finals <= 1);
+        ASSERT_EQ_INT(h[i].gap, 0);
+        ASSERT_EQ_INT(h[i].after_final, 0);
+    }
+    if (atomic_load(&fail_at) == 0) {
+        /* The clean pass: everything arrived. */
+        ASSERT_EQ_INT(h[0].finals, 1);
+        ASSERT_EQ_U64(h[0].last_seq, sizeof(steps) / sizeof(steps[0]));
+    }
+    return atomic_load(&counter) - before;
+}
+
+static void
+sweep(int mode)
+{
+    long n, i;
+    uint64_t x = runner_seed();
+    int all = getenv("COUNCIL_ALLOC_ALL") != NULL;
+    long points[32];
+    int n_points = 0, p;
+
+    ASSERT_OK(council_set_allocator(t_malloc, t_realloc, t_calloc, free));
+    atomic_store(&fail_at, 0);
+    n = scenario();
+    ASSERT(n > 20);
+    fprintf(stderr, "scenario makes %ld allocations\n", n);
+    for (i = 1; i <= 5; i++)
+        points[n_points++] = i;
+    for (i = n - 4; i <= n; i++)
+        points[n_points++] = i;
+    for (i = 0; i < 15; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        points[n_points++] = 1 + (long)((x >> 33) % (uint64_t)n);
+    }
+    atomic_store(&persistent, mode);
+    for (p = 0; all ? p < n : p < n_points; p++) {
+        long at = all ? p + 1 : points[p];
+        atomic_store(&counter, 0);
+        atomic_store(&fail_at, at);
+        if (getenv("COUNCIL_ALLOC_VERBOSE") != NULL)
+            fprintf(stderr, "failing allocation %ld (%s)\n", at,
+                    mode ? "persistent" : "transient");
+        scenario();
+    }
+    atomic_store(&fail_at, 0);
+    ASSERT(atomic_load(&failures) > 0);
+}
+
+TEST_T(transient_allocation_failures, 120)
+{
+    sweep(0);
+}
+
+TEST_T(persistent_allocation_failures, 120)
+{
+    sweep(1);
+}
