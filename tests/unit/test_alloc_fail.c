@@ -16,6 +16,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "core/script_host.h"
 #include "runner.h"
@@ -209,4 +211,104 @@ TEST_T(transient_allocation_failures, 120)
 TEST_T(persistent_allocation_failures, 120)
 {
     sweep(1);
+}
+
+/* ---- a whole rank run against the mock LLM ------------------------------ */
+
+static const char *mock_url;
+
+static long
+rank_scenario(const char *dir)
+{
+    char text[1024], db[600];
+    council_def *def = NULL;
+    council_engine *eng = NULL;
+    council_recorder_spec spec[3];
+    council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+    council_run *run = NULL;
+    council_diag d;
+    hist h = {0};
+    long before = atomic_load(&counter);
+    council_err rc;
+
+    snprintf(text, sizeof(text),
+             "name: t\nproviders:\n  m: { kind: openai, base_url: %s }\n"
+             "members:\n"
+             "  - { name: a, provider: m, model: x-a }\n"
+             "  - { name: b, provider: m, model: x-b }\n"
+             "  - { name: c, provider: m, model: x-c }\n"
+             "chairman: { provider: m, model: x-chair }\n"
+             "limits: { quorum: 1, member_timeout: 5s }\n",
+             mock_url);
+    snprintf(db, sizeof(db), "%s/runs.db", dir);
+    rc = council_def_load_string(text, strlen(text), "t", &def, &d);
+    if (rc != COUNCIL_OK) {
+        ASSERT_EQ_INT(rc, COUNCIL_ENOMEM);
+        return atomic_load(&counter) - before;
+    }
+    rc = council_engine_open(NULL, &eng);
+    if (rc == COUNCIL_OK) {
+        spec[0].ops = &h_ops;
+        spec[0].args = &h;
+        spec[1].ops = council_recorder_sqlite();
+        spec[1].args = db;
+        spec[2].ops = council_recorder_jsonl();
+        spec[2].args = (void *)dir;
+        o.recorders = spec;
+        o.n_recorders = 3;
+        rc = council_run_start(eng, def, "q", &o, &run, &d);
+        if (rc == COUNCIL_OK) {
+            const council_outcome *out = NULL;
+            ASSERT_OK(council_run_wait(run, 30000, &out));
+            ASSERT_NOT_NULL(out);
+            council_run_release(run);
+        }
+        council_engine_close(eng);
+    }
+    council_def_free(def);
+    ASSERT_EQ_INT(h.finals, h.inits);
+    ASSERT(h.finals <= 1);
+    ASSERT_EQ_INT(h.gap, 0);
+    ASSERT_EQ_INT(h.after_final, 0);
+    if (atomic_load(&fail_at) == 0)
+        ASSERT_EQ_INT(h.finals, 1);
+    return atomic_load(&counter) - before;
+}
+
+TEST_T(rank_run_allocation_failures, 300)
+{
+    council_mockllm_opts mo = {COUNCIL_MOCKLLM_OPTS_VERSION};
+    council_mockllm *m = NULL;
+    uint64_t x = runner_seed();
+    char dir[700];
+    long n;
+    int p, mode;
+
+    ASSERT_OK(council_set_allocator(t_malloc, t_realloc, t_calloc, free));
+    ASSERT_OK(council_mockllm_open(&mo, &m, NULL));
+    mock_url = council_mockllm_base_url(m);
+    snprintf(dir, sizeof(dir), "%s/clean", runner_tmpdir());
+    mkdir(dir, 0700);
+    atomic_store(&counter, 0);
+    n = rank_scenario(dir);
+    fprintf(stderr, "rank scenario makes %ld allocations\n", n);
+    ASSERT(n > 100);
+    for (mode = 0; mode < 2; mode++) {
+        atomic_store(&persistent, mode);
+        for (p = 0; p < 12; p++) {
+            long at;
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            at = 1 + (long)((x >> 33) % (uint64_t)n);
+            snprintf(dir, sizeof(dir), "%s/%d-%d", runner_tmpdir(), mode, p);
+            mkdir(dir, 0700);
+            if (getenv("COUNCIL_ALLOC_VERBOSE") != NULL)
+                fprintf(stderr, "rank: failing allocation %ld (%s)\n", at,
+                        mode ? "persistent" : "transient");
+            atomic_store(&counter, 0);
+            atomic_store(&fail_at, at);
+            rank_scenario(dir);
+            atomic_store(&fail_at, 0);
+        }
+    }
+    council_mockllm_close(m);
 }
