@@ -543,3 +543,145 @@ TEST(missing_api_key_is_named)
     council_engine_close(eng);
     council_def_free(def);
 }
+
+/* ---- F9: cancellation at each point, and racing completion ------------- */
+
+typedef struct canceller {
+    council_engine *eng;
+    const char *on_type;   /* cancel when this event type arrives */
+    int fired;
+    int finals;
+    int gap;
+    uint64_t last;
+    council_outcome_kind kind;
+} canceller;
+
+static int
+c_init(const char *id, void *args, void **state, char *why, size_t n)
+{
+    (void)id;
+    (void)why;
+    (void)n;
+    *state = args;
+    return 0;
+}
+
+static int
+c_event(void *state, council_event *ev)
+{
+    canceller *c = state;
+
+    if (council_event_seq(ev) != c->last + 1)
+        c->gap = 1;
+    c->last = council_event_seq(ev);
+    if (!c->fired &&
+        strcmp(council_event_type_name(council_event_type_of(ev)),
+               c->on_type) == 0) {
+        c->fired = 1;
+        council_engine_cancel(c->eng, council_event_run_id(ev));
+    }
+    return 0;
+}
+
+static void
+c_final(void *state, const council_outcome *o)
+{
+    canceller *c = state;
+
+    c->finals++;
+    c->kind = council_outcome_kind_of(o);
+}
+
+static const council_recorder_ops cancel_ops = {
+    COUNCIL_RECORDER_OPS_VERSION, c_init, c_event, c_final, NULL};
+
+TEST_T(cancel_at_each_stage, 60)
+{
+    static const struct {
+        const char *on;
+        council_outcome_kind want;
+    } at[] = {
+        {"run_started", COUNCIL_OUTCOME_CANCELLED},
+        {"member_delta", COUNCIL_OUTCOME_CANCELLED},
+        {"stage_completed", COUNCIL_OUTCOME_CANCELLED},
+        {"review_completed", COUNCIL_OUTCOME_CANCELLED},
+        {"synthesis_started", COUNCIL_OUTCOME_CANCELLED},
+        {"synthesis_delta", COUNCIL_OUTCOME_CANCELLED},
+        {"run_completed", COUNCIL_OUTCOME_OK}, /* too late: it finished */
+    };
+    /* Slow streaming so each stage lasts long enough to be caught. */
+    council_mockllm *m = mock(NULL, 0, 100);
+    council_def *def = council(m, 3, "20s", "mock-chair");
+    council_engine *eng = NULL;
+    size_t i;
+
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        canceller c = {eng, at[i].on};
+        council_recorder_spec spec = {&cancel_ops, &c};
+        council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+        council_run *run = NULL;
+        const council_outcome *out;
+        o.recorders = &spec;
+        o.n_recorders = 1;
+        ASSERT_OK(council_run_start(eng, def, "q", &o, &run, NULL));
+        out = wait_for(run);
+        if (council_outcome_kind_of(out) != at[i].want)
+            FAIL("cancel on %s: outcome %s", at[i].on,
+                 council_outcome_kind_name(council_outcome_kind_of(out)));
+        ASSERT_EQ_INT(c.fired, 1);
+        ASSERT_EQ_INT(c.finals, 1);
+        ASSERT_EQ_INT(c.kind, at[i].want);
+        ASSERT_EQ_INT(c.gap, 0);
+        /* Cancelling again, and after the end, changes nothing. */
+        ASSERT_OK(council_run_cancel(run));
+        ASSERT_EQ_INT(council_outcome_kind_of(wait_for(run)), at[i].want);
+        council_run_release(run);
+    }
+    council_engine_close(eng);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
+
+/* Cancel from another thread at random moments: every run ends once, as
+ * ok (completion won) or cancelled (cancel won), never anything else. */
+TEST_T(cancel_races_completion, 60)
+{
+    enum { RUNS = 40 };
+    council_mockllm *m = mock(NULL, 0, 0);
+    council_def *def = council(m, 3, "20s", "mock-chair");
+    council_engine *eng = NULL;
+    uint64_t x = runner_seed();
+    int r, ok = 0, cancelled = 0;
+
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    for (r = 0; r < RUNS; r++) {
+        canceller c = {eng, "never"};
+        council_recorder_spec spec = {&cancel_ops, &c};
+        council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+        council_run *run = NULL;
+        const council_outcome *out;
+        o.recorders = &spec;
+        o.n_recorders = 1;
+        ASSERT_OK(council_run_start(eng, def, "q", &o, &run, NULL));
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        usleep((useconds_t)((x >> 33) % 60000));
+        council_run_cancel(run);
+        out = wait_for(run);
+        ASSERT_EQ_INT(c.finals, 1);
+        ASSERT_EQ_INT(c.gap, 0);
+        if (council_outcome_kind_of(out) == COUNCIL_OUTCOME_OK)
+            ok++;
+        else if (council_outcome_kind_of(out) == COUNCIL_OUTCOME_CANCELLED)
+            cancelled++;
+        else
+            FAIL("outcome %s", council_outcome_json(out));
+        ASSERT_EQ_INT(c.kind, council_outcome_kind_of(out));
+        council_run_release(run);
+    }
+    fprintf(stderr, "cancel race: %d ok, %d cancelled\n", ok, cancelled);
+    ASSERT_EQ_INT(ok + cancelled, RUNS);
+    council_engine_close(eng);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
