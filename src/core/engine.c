@@ -558,7 +558,9 @@ flush_run(council_run *run)
         uint64_t now = uv_hrtime();
         if (run->oom_since == 0)
             run->oom_since = now;
-        if (!run->end_pending || now - run->oom_since < GIVE_UP_NS)
+        /* At shutdown there is no later: give up at once. */
+        if (!run->end_pending ||
+            (now - run->oom_since < GIVE_UP_NS && !run->eng->shutting_down))
             return 0;
         /* The run is over and memory has not come back: each subscriber
          * keeps the gapless prefix it got, the rest is reported lost. */
