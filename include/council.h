@@ -299,6 +299,22 @@ COUNCIL_API const char *council_def_name(const council_def *def);
 COUNCIL_API size_t council_def_member_count(const council_def *def);
 COUNCIL_API const char *council_def_member_name(const council_def *def,
                                                 size_t i);
+/* The strategy: "rank", "debate" or "vote".  Static storage; NULL for a
+ * NULL def.  Any thread. */
+COUNCIL_API const char *council_def_strategy(const council_def *def);
+
+/*
+ * Check that the environment variable named by every provider's
+ * api_key_env is set and not empty (the key itself is read when a run
+ * starts).  COUNCIL_OK if so, or if no provider names one.  COUNCIL_EINVAL
+ * at the first provider whose variable is missing: diag holds the file
+ * the def was loaded from, the line and column of that api_key_env value,
+ * and "providers.NAME.api_key_env: environment variable VAR is not set".
+ * Borrows def.  Any thread, but not while another thread changes the
+ * environment (it calls getenv).
+ */
+COUNCIL_API council_err council_def_check_env(const council_def *def,
+                                              council_diag *diag);
 
 /*
  * Parse a duration as council files write them: "250ms", "3s", "5m", "1h",

@@ -22,6 +22,7 @@ static const char usage[] =
     "  run [QUESTION]      run a council on a question (offline demo when no\n"
     "                      council file is given)\n"
     "  runs list           list recorded runs\n"
+    "  validate FILE...    check council files (and their API key variables)\n"
     "  mock-llm            serve an OpenAI-compatible mock LLM (offline use,\n"
     "                      tests, benchmarks)\n"
     "\n"
@@ -122,6 +123,8 @@ main(int argc, char **argv)
         return council_cmd_runs(argc - 1, argv + 1);
     if (strcmp(cmd, "mock-llm") == 0)
         return council_cmd_mockllm(argc - 1, argv + 1);
+    if (strcmp(cmd, "validate") == 0)
+        return council_cmd_validate(argc - 1, argv + 1);
     cli_error("unknown command '%s' (see council --help)", cmd);
     return EXIT_USAGE;
 }

@@ -14,6 +14,7 @@
 #include <libfyaml.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -725,6 +726,8 @@ load_provider(ld *l, const node *key, const node *val,
         rc = get_str(l, v[2], path, &p->api_key_env);
         if (rc != COUNCIL_OK)
             return rc;
+        p->api_key_env_line = v[2]->line;
+        p->api_key_env_col = v[2]->col;
         if (p->api_key_env[0] == '\0' || strchr(p->api_key_env, '=') != NULL)
             return fail_at(l, v[2], "%s: expected the name of an "
                            "environment variable", path);
@@ -1013,6 +1016,7 @@ load_text(const char *text, size_t len, council_diag *diag, council_def **out)
         rc = COUNCIL_ENOMEM;
         goto out;
     }
+    copy_trunc(def->source, sizeof(def->source), diag->file);
     rc = load_top(&l, root, def);
     if (rc != COUNCIL_OK)
         goto out;
@@ -1157,6 +1161,51 @@ council_def_free(council_def *def)
     member_clear(&def->chairman);
     council__free(def->name);
     council__free(def);
+}
+
+council_err
+council_def_check_env(const council_def *def, council_diag *diag)
+{
+    council_diag scratch;
+    ld l;
+
+    if (diag == NULL)
+        diag = &scratch;
+    diag_init(diag, def != NULL ? def->source : NULL);
+    l.diag = diag;
+    l.failed = 0;
+    if (def == NULL)
+        return fail(&l, COUNCIL_EINVAL, 0, 0, "invalid argument");
+    for (size_t i = 0; i < def->n_providers; i++) {
+        const council__provider_def *p = &def->providers[i];
+        const char *v;
+
+        if (p->api_key_env == NULL)
+            continue;
+        v = getenv(p->api_key_env);
+        if (v == NULL || v[0] == '\0')
+            return fail(&l, COUNCIL_EINVAL, p->api_key_env_line,
+                        p->api_key_env_col, "providers.%s.api_key_env: "
+                        "environment variable %s is %s", p->name,
+                        p->api_key_env, v == NULL ? "not set" : "empty");
+    }
+    return COUNCIL_OK;
+}
+
+const char *
+council_def_strategy(const council_def *def)
+{
+    if (def == NULL)
+        return NULL;
+    switch (def->strategy) {
+    case COUNCIL__STRATEGY_RANK:
+        return "rank";
+    case COUNCIL__STRATEGY_DEBATE:
+        return "debate";
+    case COUNCIL__STRATEGY_VOTE:
+        return "vote";
+    }
+    return "unknown";
 }
 
 const char *

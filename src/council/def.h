@@ -24,6 +24,7 @@ typedef struct council__provider_def {
     council__provider_kind kind;
     char *base_url;    /* without a trailing '/' */
     char *api_key_env; /* NULL if none; the key itself is read at run time */
+    int api_key_env_line, api_key_env_col; /* where api_key_env's value is */
     int max_parallel;  /* 0 = unlimited */
 } council__provider_def;
 
@@ -43,6 +44,7 @@ typedef struct council__limits {
 } council__limits;
 
 struct council_def {
+    char source[256];  /* the file (or name) it was loaded from */
     char *name;
     council__strategy strategy;
     council__provider_def *providers;
