@@ -712,7 +712,7 @@ TEST(examples_load)
 {
     char dir[PATH_MAX], path[PATH_MAX * 2];
     struct dirent *e;
-    int count = 0, demo = 0;
+    int count = 0, demo = 0, seen = 0;
     DIR *dp;
 
     dp = opendir(source_path("examples", dir, sizeof(dir)));
@@ -737,12 +737,37 @@ TEST(examples_load)
             ASSERT_STR_EQ(def->members[3].model, "mock-d");
             ASSERT_STR_EQ(def->chairman.model, "mock-chair");
         }
+        if (strcmp(e->d_name, "openrouter.yaml") == 0) {
+            seen |= 1;
+            ASSERT_STR_EQ(def->providers[0].base_url,
+                          "https://openrouter.ai/api/v1");
+            ASSERT_STR_EQ(def->providers[0].api_key_env,
+                          "OPENROUTER_API_KEY");
+            ASSERT_STR_EQ(def->members[0].model,
+                          "anthropic/claude-3.5-haiku");
+        } else if (strcmp(e->d_name, "ollama.yaml") == 0) {
+            seen |= 2;
+            ASSERT_STR_EQ(def->providers[0].base_url,
+                          "http://127.0.0.1:11434/v1");
+            ASSERT_NULL(def->providers[0].api_key_env);
+            ASSERT_EQ_INT(def->providers[0].max_parallel, 1);
+        } else if (strcmp(e->d_name, "anthropic.yaml") == 0) {
+            seen |= 4;
+            ASSERT_EQ_INT(def->providers[0].kind,
+                          COUNCIL__PROVIDER_ANTHROPIC);
+            ASSERT_STR_EQ(def->providers[0].base_url,
+                          "https://api.anthropic.com/v1");
+        } else if (strcmp(e->d_name, "mixed.yaml") == 0) {
+            seen |= 8;
+            ASSERT(def->n_providers >= 3);
+        }
         council_def_free(def);
         count++;
     }
     closedir(dp);
-    ASSERT(count >= 2);
+    ASSERT(count >= 6);
     ASSERT(demo);
+    ASSERT_EQ_INT(seen, 15);
 }
 
 /* A countdown allocator: the k-th allocation from now fails. */
