@@ -145,7 +145,7 @@ static const char keyed_yaml[] =
 
 TEST_T(ok_line, 60)
 {
-    char path[700], want[900];
+    char path[700], want[2048];
     result r;
 
     unsetenv("COUNCIL_TEST_KEY_VAR");
@@ -171,7 +171,7 @@ TEST_T(ok_line, 60)
 
 TEST_T(schema_and_syntax_errors, 60)
 {
-    char bad[700], syn[700], want[900];
+    char bad[700], syn[700], want[2048];
     result r;
 
     /* "modle" is misspelt at line 4, column 32. */
@@ -201,7 +201,7 @@ TEST_T(schema_and_syntax_errors, 60)
 
 TEST_T(missing_file, 60)
 {
-    char path[700], want[900];
+    char path[700], want[2048];
     result r;
 
     snprintf(path, sizeof(path), "%s/nope.yaml", runner_tmpdir());
@@ -215,7 +215,7 @@ TEST_T(missing_file, 60)
 
 TEST_T(env_unset_reported_at_key, 60)
 {
-    char path[700], want[900];
+    char path[700], want[2048];
     result r;
 
     unsetenv("COUNCIL_TEST_KEY_VAR");
