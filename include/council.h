@@ -512,6 +512,30 @@ COUNCIL_API council_err council_store_list(const char *path, size_t limit,
                                                      void *ud),
                                            void *ud, council_diag *diag);
 
+/*
+ * The conversation to continue a stored run with: the messages of its
+ * run_started event (the run's whole input), then its final answer (the
+ * "answer" of its run_completed result) as an "assistant" message.  Append
+ * the next "user" message and pass the lot to council_run_start_messages.
+ * On COUNCIL_OK *out is a new array of *n messages (n >= 2), and it and
+ * every string in it are the caller's: free them with
+ * council_store_conversation_free.  Errors: COUNCIL_ENOTFOUND (no such
+ * file, or no run run_id in it), COUNCIL_EINVAL (the run has no completed
+ * answer: "run X did not complete; it has no answer to continue from"; or
+ * a bad argument), COUNCIL_EIO (not a council store, or its events are
+ * damaged), COUNCIL_ENOMEM; diag (may be NULL) says why.  Opens the file
+ * read-only.  Any thread.
+ */
+COUNCIL_API council_err council_store_conversation(const char *path,
+                                                   const char *run_id,
+                                                   council_message **out,
+                                                   size_t *n,
+                                                   council_diag *diag);
+/* Frees what council_store_conversation gave (n as it gave).  NULL is
+ * fine.  Any thread. */
+COUNCIL_API void council_store_conversation_free(council_message *msgs,
+                                                 size_t n);
+
 /* ------------------------------------------------------------------------
  * Mock LLM server (offline use, tests, benchmarks)
  * ------------------------------------------------------------------------ */

@@ -9,6 +9,8 @@
  * run_started on, in order.  On a terminal it keeps a live view on stderr
  * (one line per member, redrawn at most every 50 ms); otherwise it prints
  * plain progress lines; with --json every event goes to stdout as a line.
+ * With --continue, the input is the conversation of a recorded run (read
+ * from the SQLite store) followed by the new question.
  */
 #include <jansson.h>
 #include <signal.h>
@@ -44,6 +46,10 @@ static const char run_usage[] =
     "                       council's limits.deadline\n"
     "  --seed N             seed for the reviewers' shuffles (recorded)\n"
     "  --run-id ID          choose the run id (default: a new UUIDv7)\n"
+    "  --continue RUN_ID    go on from a recorded run: its messages and its\n"
+    "                       final answer, then QUESTION as the next user\n"
+    "                       message; read from the first --record sqlite:\n"
+    "                       store, else the default store\n"
     "  -q, --quiet          no progress on stderr\n"
     "  -h, --help           this help\n"
     "\n"
@@ -416,6 +422,9 @@ int
 council_cmd_run(int argc, char **argv)
 {
     const char *council_file = NULL, *question = NULL, *run_id = NULL;
+    const char *continue_id = NULL, *store = NULL;
+    council_message *conv = NULL, *msgs = NULL;
+    size_t n_conv = 0;
     record_spec rec[MAX_RECORD];
     int n_rec = 0, no_record = 0, json = 0, quiet = 0, i, code;
     uint64_t deadline_ms = 0, seed = 0;
@@ -482,6 +491,11 @@ council_cmd_run(int argc, char **argv)
                 return EXIT_USAGE;
             }
             i++;
+        } else if (strcmp(a, "--continue") == 0) {
+            if (v == NULL)
+                goto missing;
+            continue_id = v;
+            i++;
         } else if (strcmp(a, "--run-id") == 0) {
             if (v == NULL)
                 goto missing;
@@ -512,6 +526,41 @@ council_cmd_run(int argc, char **argv)
         rec[0].path = db;
         n_rec = 1;
     }
+    if (continue_id != NULL) {
+        /* The store the run was recorded in: the first sqlite one given,
+         * else the default. */
+        for (i = 0; i < n_rec && store == NULL; i++)
+            if (rec[i].ops == council_recorder_sqlite())
+                store = rec[i].path;
+        if (store == NULL) {
+            if (cli_default_db(db, sizeof(db), 0) != 0)
+                return EXIT_FAILED;
+            store = db;
+        }
+        rc = council_store_conversation(store, continue_id, &conv, &n_conv,
+                                        &diag);
+        if (rc != COUNCIL_OK) {
+            if (rc == COUNCIL_ENOTFOUND && diag.msg[0] != '\0' &&
+                strncmp(diag.msg, "no run ", 7) == 0)
+                cli_error("--continue %s: no such run in %s", continue_id,
+                          store);
+            else
+                cli_error("--continue %s: %s: %s", continue_id, store,
+                          diag.msg[0] != '\0' ? diag.msg
+                                              : council_strerror(rc));
+            return rc == COUNCIL_EIO || rc == COUNCIL_ENOMEM ? EXIT_FAILED
+                                                             : EXIT_USAGE;
+        }
+        msgs = calloc(n_conv + 1, sizeof(*msgs));
+        if (msgs == NULL) {
+            council_store_conversation_free(conv, n_conv);
+            cli_error("out of memory");
+            return EXIT_FAILED;
+        }
+        memcpy(msgs, conv, n_conv * sizeof(*msgs));
+        msgs[n_conv].role = "user";
+        msgs[n_conv].content = question;
+    }
 
     if (council_file != NULL) {
         rc = council_def_load_file(council_file, &def, &diag);
@@ -523,7 +572,8 @@ council_cmd_run(int argc, char **argv)
                 fprintf(stderr, "%s: %s\n", diag.file[0] ? diag.file
                                                          : council_file,
                         diag.msg[0] ? diag.msg : council_strerror(rc));
-            return EXIT_USAGE;
+            code = EXIT_USAGE;
+            goto out;
         }
     } else {
         council_mockllm_opts mo = {COUNCIL_MOCKLLM_OPTS_VERSION};
@@ -533,7 +583,8 @@ council_cmd_run(int argc, char **argv)
         rc = council_mockllm_open(&mo, &mock, &diag);
         if (rc != COUNCIL_OK) {
             cli_error("cannot start the mock LLM: %s", diag.msg);
-            return EXIT_FAILED;
+            code = EXIT_FAILED;
+            goto out;
         }
         snprintf(yaml, sizeof(yaml), demo_yaml,
                  council_mockllm_base_url(mock));
@@ -594,7 +645,11 @@ council_cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    rc = council_run_start(eng, def, question, &ro, &run, &diag);
+    if (msgs != NULL)
+        rc = council_run_start_messages(eng, def, msgs, n_conv + 1, &ro, &run,
+                                        &diag);
+    else
+        rc = council_run_start(eng, def, question, &ro, &run, &diag);
     if (rc != COUNCIL_OK) {
         cli_error("cannot start the run: %s",
                   diag.msg[0] != '\0' ? diag.msg : council_strerror(rc));
@@ -647,6 +702,8 @@ out:
     council_engine_close(eng);
     council_def_free(def);
     council_mockllm_close(mock);
+    council_store_conversation_free(conv, n_conv);
+    free(msgs);
     if (d != NULL)
         free(d->answer);
     free(d);

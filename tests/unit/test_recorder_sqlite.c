@@ -797,3 +797,151 @@ TEST_T(store_list_survives_flipped_bytes, 60)
     }
     ASSERT_EQ_INT(ok + eio, 200);
 }
+
+/* A run whose run_started holds two messages and whose run_completed holds
+ * answer (NULL: the run fails instead). */
+static void
+record_conversation_run(const char *db, const char *id, const char *answer)
+{
+    void *st = open_rec(db, id);
+    council_event *last;
+    council_outcome *o;
+    json_t *d = json_pack("{s:s,s:s,s:s,s:[{s:s,s:s},{s:s,s:s}],s:[],s:I}",
+                          "council", "demo", "strategy", "rank", "question",
+                          "And why?", "messages", "role", "system",
+                          "content", "Be brief.", "role", "user", "content",
+                          "And \"why\"?\nSay it.", "members", "seed",
+                          (json_int_t)7);
+    council__event_init in = {.type = COUNCIL_EV_RUN_STARTED,
+                              .run_id = id,
+                              .seq = 1,
+                              .ts_us = 1700000000000000LL,
+                              .data = d};
+
+    ASSERT_EQ_INT(feed(st, council__event_new(&in)), 0);
+    ASSERT_EQ_INT(feed(st, ev_delta(id, 2)), 0);
+    if (answer != NULL) {
+        council__event_init c = {
+            .type = COUNCIL_EV_RUN_COMPLETED,
+            .run_id = id,
+            .seq = 3,
+            .ts_us = 1700000000000003LL,
+            .data = json_pack("{s:{s:s,s:[]}}", "result", "answer", answer,
+                              "answers")};
+        last = council__event_new(&c);
+    } else {
+        council__event_init f = {
+            .type = COUNCIL_EV_RUN_FAILED,
+            .run_id = id,
+            .seq = 3,
+            .ts_us = 1700000000000003LL,
+            .data = json_pack("{s:[{s:s,s:s}],s:{}}", "errors", "kind",
+                              "quorum", "message", "too few", "result")};
+        last = council__event_new(&f);
+    }
+    ASSERT_NOT_NULL(last);
+    ASSERT_EQ_INT(ops->handle_event(st, last), 0);
+    o = council__outcome_from_terminal(last);
+    ops->handle_finalize(st, o);
+    council__outcome_free(o);
+    council_event_unref(last);
+}
+
+TEST(store_conversation)
+{
+    const char *path = db_path("conv.db");
+    council_message *m = NULL;
+    council_diag diag;
+    size_t n = 99;
+
+    record_conversation_run(path, "done", "Because \"42\".\nThat is all.");
+    ASSERT_OK(council_store_conversation(path, "done", &m, &n, &diag));
+    ASSERT_EQ_INT(n, 3);
+    ASSERT_STR_EQ(m[0].role, "system");
+    ASSERT_STR_EQ(m[0].content, "Be brief.");
+    ASSERT_STR_EQ(m[1].role, "user");
+    ASSERT_STR_EQ(m[1].content, "And \"why\"?\nSay it.");
+    ASSERT_STR_EQ(m[2].role, "assistant");
+    ASSERT_STR_EQ(m[2].content, "Because \"42\".\nThat is all.");
+    council_store_conversation_free(m, n);
+    council_store_conversation_free(NULL, 0);
+}
+
+TEST(store_conversation_errors)
+{
+    const char *path = db_path("conv.db");
+    const char *missing = db_path("missing.db");
+    const char *foreign = db_path("foreign.db");
+    council_message *m = (council_message *)&m; /* must be reset */
+    council_diag diag;
+    void *open_st;
+    sqlite3 *db;
+    size_t n = 99;
+
+    record_conversation_run(path, "failed", NULL);
+    record_conversation_run(path, "badmsgs", "an answer");
+    record_run(path, "noanswer", "q", 4, 0); /* result without "answer" */
+    open_st = open_rec(path, "running");
+    ASSERT_EQ_INT(feed(open_st, ev_started("running", "demo", "q")), 0);
+    ops->handle_flush(open_st);
+
+    ASSERT_EQ_INT(council_store_conversation(path, "nope", &m, &n, &diag),
+                  COUNCIL_ENOTFOUND);
+    ASSERT_NULL(m);
+    ASSERT_EQ_INT(n, 0);
+    ASSERT_STR_CONTAINS(diag.msg, "no run nope");
+    ASSERT_STR_CONTAINS(diag.file, "conv.db");
+
+    ASSERT_EQ_INT(council_store_conversation(path, "failed", &m, &n, &diag),
+                  COUNCIL_EINVAL);
+    ASSERT_STR_EQ(diag.msg, "run failed did not complete; it has no answer "
+                            "to continue from");
+    ASSERT_NULL(m);
+    ASSERT_EQ_INT(council_store_conversation(path, "noanswer", &m, &n,
+                                             &diag),
+                  COUNCIL_EINVAL);
+    ASSERT_EQ_INT(council_store_conversation(path, "running", &m, &n,
+                                             &diag),
+                  COUNCIL_EINVAL);
+    ASSERT_STR_CONTAINS(diag.msg, "run running did not complete");
+    finalize_with(open_st, COUNCIL_OUTCOME_CRASHED, "shutdown");
+
+    ASSERT_EQ_INT(council_store_conversation(missing, "x", &m, &n, &diag),
+                  COUNCIL_ENOTFOUND);
+    ASSERT_EQ_INT(access(missing, F_OK), -1); /* not created */
+    ASSERT_EQ_INT(sqlite3_open(foreign, &db), SQLITE_OK);
+    ASSERT_EQ_INT(sqlite3_exec(db, "CREATE TABLE runs(x)", 0, 0, 0),
+                  SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ_INT(council_store_conversation(foreign, "x", &m, &n, &diag),
+                  COUNCIL_EIO);
+    ASSERT_STR_CONTAINS(diag.msg, "not a council store");
+
+    ASSERT_EQ_INT(council_store_conversation(NULL, "x", &m, &n, &diag),
+                  COUNCIL_EINVAL);
+    ASSERT_EQ_INT(council_store_conversation(path, NULL, &m, &n, NULL),
+                  COUNCIL_EINVAL);
+    ASSERT_EQ_INT(council_store_conversation(path, "done", NULL, &n, NULL),
+                  COUNCIL_EINVAL);
+
+    /* A damaged run_started is reported, not trusted. */
+    db = db_open(path);
+    ASSERT_EQ_INT(sqlite3_exec(db, "UPDATE events SET json = '{\"x\":' "
+                                   "WHERE run_id = 'failed' AND seq = 1",
+                               0, 0, 0),
+                  SQLITE_OK);
+    ASSERT_EQ_INT(sqlite3_exec(db, "UPDATE events SET json = "
+                                   "'{\"messages\":[{\"role\":1}]}' "
+                                   "WHERE run_id = 'badmsgs' AND seq = 1",
+                               0, 0, 0),
+                  SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ_INT(council_store_conversation(path, "failed", &m, &n, &diag),
+                  COUNCIL_EIO);
+    ASSERT_STR_CONTAINS(diag.msg, "is not JSON");
+    ASSERT_EQ_INT(council_store_conversation(path, "badmsgs", &m, &n,
+                                             &diag),
+                  COUNCIL_EIO);
+    ASSERT_STR_CONTAINS(diag.msg, "message 0 of its run_started event");
+    ASSERT_NULL(m);
+}
