@@ -446,7 +446,7 @@ TEST(strategy_limits_and_fallback)
                COUNCIL_EINVAL, 7, 72, "unknown key \"modl\" in "
                "chairman.fallback[0] (did you mean \"model\"?)");
     expect_err(HEAD "chairman: { provider: openai, model: m, fallbak: [] }\n",
-               COUNCIL_EINVAL, 7, 40, "unknown key \"fallbak\" in chairman "
+               COUNCIL_EINVAL, 7, 41, "unknown key \"fallbak\" in chairman "
                "(did you mean \"fallback\"?)");
 }
 
