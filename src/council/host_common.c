@@ -9,6 +9,7 @@
  * winding down (pending) and the budget timer (until its close callback)
  * keep the state alive, so no callback ever touches freed memory.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -589,9 +590,13 @@ synth_done(council__host *h, const council__chat_result *res)
     if (h->synthesis != NULL && h->chair_at > 0)
         json_object_set_new(h->synthesis, "fallback",
                             json_integer((json_int_t)h->chair_at));
-    council__host_emit(h, COUNCIL_EV_SYNTHESIS_COMPLETED, "synthesis", 0,
-                       NULL, res->text, res->text_len,
-                       council__host_call_info(res, ch->model));
+    {
+        json_t *info = council__host_call_info(res, ch->model);
+        if (info != NULL && h->sops->synth_extra != NULL)
+            h->sops->synth_extra(h, res->text, res->text_len, info);
+        council__host_emit(h, COUNCIL_EV_SYNTHESIS_COMPLETED, "synthesis",
+                           0, NULL, res->text, res->text_len, info);
+    }
     complete(h, res->text, res->text_len);
 }
 
@@ -912,4 +917,64 @@ out:
     council__free(wa);
     council__free(wb);
     return r;
+}
+
+/* ---- prompt strings ------------------------------------------------------ */
+
+void
+council__sb_put(council__sb *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        char *p;
+
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        p = council__realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void
+council__sb_str(council__sb *b, const char *s)
+{
+    council__sb_put(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+void
+council__sb_fmt(council__sb *b, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        b->oom = 1; /* callers format short pieces only */
+        return;
+    }
+    council__sb_put(b, buf, (size_t)n);
+}
+
+char *
+council__sb_done(council__sb *b)
+{
+    if (b->oom || b->p == NULL) {
+        council__free(b->p);
+        return NULL;
+    }
+    return b->p;
 }

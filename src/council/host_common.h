@@ -79,6 +79,10 @@ typedef struct council__strategy_ops {
     void (*result_extra)(council__host *h, json_t *result);
     /* Extra fields of run_started (may be NULL). */
     void (*started_extra)(council__host *h, json_t *data);
+    /* The chairman answered: fields to add to synthesis_completed (and
+     * the chance to read its text; may be NULL). */
+    void (*synth_extra)(council__host *h, const char *text, size_t len,
+                        json_t *data);
     /* Free the strategy's own state (not h itself; may be NULL). */
     void (*free_extra)(council__host *h);
 } council__strategy_ops;
@@ -172,6 +176,20 @@ int council__host_check_quorum(council__host *h, const char *stage);
 /* Milliseconds of the pre-synthesis budget left (UINT64_MAX: no
  * deadline). */
 uint64_t council__host_budget_left(council__host *h);
+
+/* A growing string for prompts; once an append fails the rest are
+ * no-ops and council__sb_done returns NULL. */
+typedef struct council__sb {
+    char *p;
+    size_t len, cap;
+    int oom;
+} council__sb;
+
+void council__sb_put(council__sb *b, const char *s, size_t n);
+void council__sb_str(council__sb *b, const char *s);
+void council__sb_fmt(council__sb *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+char *council__sb_done(council__sb *b);
 
 /* SplitMix64 finalizer, for per-member seeds. */
 uint64_t council__mix64(uint64_t x);

@@ -402,8 +402,9 @@ r_begin(council__host *h)
 }
 
 static const council__strategy_ops rank_sops = {
-    "rank",         r_begin,        r_call_done, r_synth_prompt,
-    r_top_member,   r_result_extra, NULL,        r_free_extra};
+    "rank",       r_begin,        r_call_done, r_synth_prompt,
+    r_top_member, r_result_extra, NULL,        NULL,
+    r_free_extra};
 
 council_err
 council__rank_host_new(const council_def *def, const council_message *msgs,
