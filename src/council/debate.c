@@ -178,12 +178,14 @@ end_round(debate_run *dr)
 {
     council__host *h = &dr->h;
     const char *stage = dr->round == 1 ? "answer" : "debate";
-    json_t *data, *sims = json_object(), *answers = json_object();
+    json_t *data, *sims, *answers;
     size_t i, ok = 0, revised = 0, converged = 0;
 
     for (i = 0; i < h->n_members; i++)
         if (h->members[i].busy)
             return;
+    sims = json_object();
+    answers = json_object();
     for (i = 0; i < h->n_members; i++) {
         council__hmember *m = &h->members[i];
         if (m->state != COUNCIL__M_DONE)
