@@ -144,7 +144,8 @@ d_result_extra(council__host *h, json_t *r)
 {
     debate_run *dr = (debate_run *)h;
 
-    json_object_set(r, "rounds", dr->rounds);
+    /* A copy: the result goes to other threads. */
+    json_object_set_new(r, "rounds", json_deep_copy(dr->rounds));
     json_object_set_new(r, "rounds_run", json_integer(dr->round));
     json_object_set_new(r, "converged", json_boolean(dr->converged));
 }
@@ -208,7 +209,7 @@ end_round(debate_run *dr)
         /* No revision at all this round is no progress either: stop. */
         dr->converged = converged == revised;
         if (data != NULL) {
-            json_object_set(data, "similarity", sims);
+            json_object_set_new(data, "similarity", json_deep_copy(sims));
             json_object_set_new(data, "threshold",
                                 json_real(h->limits.convergence));
             json_object_set_new(data, "converged",
@@ -294,7 +295,7 @@ start_round(debate_run *dr)
                                   "message", "could not start the call");
             if (dr->round == 1) {
                 m->state = COUNCIL__M_FAILED;
-                m->error = json_incref(e);
+                m->error = json_deep_copy(e);
             }
             council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, stage,
                                dr->round, m->name, NULL, 0,

@@ -224,8 +224,9 @@ result_json(council__host *h, const char *answer, size_t answer_len)
                           "usage", council__host_usage_json(&m->usage)));
         else if (m->error != NULL)
             json_array_append_new(failed,
-                                  json_pack("{s:s,s:O}", "member", m->name,
-                                            "error", m->error));
+                                  json_pack("{s:s,s:o}", "member", m->name,
+                                            "error",
+                                            json_deep_copy(m->error)));
     }
     usage = council__host_usage_json(&h->total);
     if (json_is_object(usage))
@@ -241,7 +242,7 @@ result_json(council__host *h, const char *answer, size_t answer_len)
     if (answer != NULL)
         json_object_set_new(r, "answer", json_stringn(answer, answer_len));
     if (h->synthesis != NULL)
-        json_object_set(r, "synthesis", h->synthesis);
+        json_object_set_new(r, "synthesis", json_deep_copy(h->synthesis));
     return r;
 }
 
@@ -450,7 +451,7 @@ council__host_answer_done(council__host *h, council__hcall *c,
     }
     m->state = COUNCIL__M_FAILED;
     json_decref(m->error);
-    m->error = json_incref(e);
+    m->error = json_deep_copy(e);
     council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, c->stage, c->round,
                        m->name, NULL, 0,
                        json_pack("{s:s,s:o}", "model", m->model, "error",

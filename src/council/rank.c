@@ -107,8 +107,10 @@ r_result_extra(council__host *h, json_t *r)
 {
     rank_run *rr = (rank_run *)h;
 
-    json_object_set(r, "reviews", rr->reviews);
-    json_object_set(r, "aggregate", rr->aggregate);
+    /* Copies: the result goes to other threads, and jansson's reference
+     * counts are not safe to share across threads. */
+    json_object_set_new(r, "reviews", json_deep_copy(rr->reviews));
+    json_object_set_new(r, "aggregate", json_deep_copy(rr->aggregate));
 }
 
 static void
@@ -178,7 +180,8 @@ out:
     council__free(tally);
     council__host_emit(h, COUNCIL_EV_RANKINGS_AGGREGATED, "review", 0, NULL,
                        NULL, 0,
-                       json_pack("{s:O,s:I}", "aggregate", rr->aggregate,
+                       json_pack("{s:o,s:I}", "aggregate",
+                                 json_deep_copy(rr->aggregate),
                                  "ballots", (json_int_t)nb));
 }
 
@@ -248,11 +251,13 @@ review_done(rank_run *rr, council__hcall *c, const council__chat_result *res)
         json_decref(info);
         json_array_append_new(
             rr->reviews,
-            json_pack("{s:s,s:O,s:I,s:O,s:O,s:O}", "reviewer", m->name,
-                      "labels", labels, "seed", (json_int_t)m->seed,
-                      "ranking", json_object_get(data, "ranking"), "parse",
-                      json_object_get(data, "parse"), "parse_ok",
-                      json_object_get(data, "parse_ok")));
+            json_pack("{s:s,s:o,s:I,s:o,s:o,s:o}", "reviewer", m->name,
+                      "labels", json_deep_copy(labels), "seed",
+                      (json_int_t)m->seed, "ranking",
+                      json_deep_copy(json_object_get(data, "ranking")),
+                      "parse", json_deep_copy(json_object_get(data, "parse")),
+                      "parse_ok",
+                      json_deep_copy(json_object_get(data, "parse_ok"))));
     }
     json_decref(labels);
     json_decref(ranking);
@@ -394,8 +399,8 @@ r_begin(council__host *h)
                                  "could not start the call");
             council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "answer", 0,
                                m->name, NULL, 0,
-                               json_pack("{s:s,s:O}", "model", m->model,
-                                         "error", m->error));
+                               json_pack("{s:s,s:o}", "model", m->model,
+                                         "error", json_deep_copy(m->error)));
         }
     }
     maybe_end_answers(rr);

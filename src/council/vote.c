@@ -217,7 +217,8 @@ v_result_extra(council__host *h, json_t *r)
         json_array_append_new(tie,
                               json_string(h->members[vr->cands[vr->tie[i]]]
                                               .name));
-    json_object_set(r, "ballots", vr->ballots);
+    /* A copy: the result goes to other threads. */
+    json_object_set_new(r, "ballots", json_deep_copy(vr->ballots));
     json_object_set_new(r, "votes", votes);
     json_object_set_new(r, "tie", tie);
     json_object_set_new(r, "winner",
@@ -331,10 +332,11 @@ vote_done(vote_run *vr, council__hcall *c, const council__chat_result *res)
         json_decref(info);
         json_array_append_new(
             vr->ballots,
-            json_pack("{s:s,s:O,s:I,s:O,s:O}", "voter", m->name, "labels",
-                      labels, "seed", (json_int_t)m->seed, "vote",
-                      json_object_get(data, "vote"), "parse",
-                      json_object_get(data, "parse")));
+            json_pack("{s:s,s:o,s:I,s:o,s:o}", "voter", m->name, "labels",
+                      json_deep_copy(labels), "seed", (json_int_t)m->seed,
+                      "vote", json_deep_copy(json_object_get(data, "vote")),
+                      "parse",
+                      json_deep_copy(json_object_get(data, "parse"))));
     }
     json_decref(labels);
     council__host_emit(h, COUNCIL_EV_REVIEW_COMPLETED, "vote", 0, m->name,
@@ -461,8 +463,8 @@ v_begin(council__host *h)
                                  "could not start the call");
             council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "answer", 0,
                                m->name, NULL, 0,
-                               json_pack("{s:s,s:O}", "model", m->model,
-                                         "error", m->error));
+                               json_pack("{s:s,s:o}", "model", m->model,
+                                         "error", json_deep_copy(m->error)));
         }
     }
     maybe_end_answers(vr);
