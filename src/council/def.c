@@ -622,6 +622,71 @@ get_duration(ld *l, const node *n, const char *path, uint64_t *out)
     return COUNCIL_OK;
 }
 
+/* A plain decimal number within [min, max] ("0.9", "1", ".75"). */
+static council_err
+get_number(ld *l, const node *n, const char *path, double min, double max,
+           double *out)
+{
+    char sb[64], buf[64];
+    char *end = NULL;
+    double v;
+
+    if (n->type != N_SCALAR || is_null(n))
+        return fail_at(l, n, "%s: expected a number from %g to %g, got %s",
+                       path, min, max, kind_of(n));
+    if (!n->plain || n->len == 0 || n->len >= sizeof(buf) ||
+        strspn(n->text, "0123456789.+-eE") != n->len)
+        goto bad;
+    memcpy(buf, n->text, n->len + 1);
+    v = strtod(buf, &end);
+    if (end != buf + n->len)
+        goto bad;
+    if (!(v >= min && v <= max))
+        return fail_at(l, n, "%s: expected a number from %g to %g, got %s",
+                       path, min, max, shown(sb, sizeof(sb), n->text,
+                                             n->len));
+    *out = v;
+    return COUNCIL_OK;
+bad:
+    return fail_at(l, n, "%s: expected a number from %g to %g, got \"%s\"",
+                   path, min, max, shown(sb, sizeof(sb), n->text, n->len));
+}
+
+/* A share of the deadline: "20%" (0..90) or a duration ("30s"). */
+static council_err
+get_reserve(ld *l, const node *n, const char *path, int *pct, uint64_t *ms)
+{
+    char sb[64];
+    size_t i;
+    int v = 0;
+
+    if (n->type != N_SCALAR || is_null(n))
+        return fail_at(l, n, "%s: expected a share like 20%% or a duration, "
+                       "got %s", path, kind_of(n));
+    if (n->len >= 2 && n->text[n->len - 1] == '%') {
+        for (i = 0; i + 1 < n->len; i++) {
+            if (n->text[i] < '0' || n->text[i] > '9' || v > 1000)
+                goto bad;
+            v = v * 10 + (n->text[i] - '0');
+        }
+        if (v > 90)
+            return fail_at(l, n, "%s: expected a share from 0%% to 90%%, "
+                           "got %s", path,
+                           shown(sb, sizeof(sb), n->text, n->len));
+        *pct = v;
+        *ms = 0;
+        return COUNCIL_OK;
+    }
+    if (council__parse_duration(n->text, n->len, ms) == 0 && *ms > 0) {
+        *pct = 0;
+        return COUNCIL_OK;
+    }
+bad:
+    return fail_at(l, n, "%s: expected a share like 20%% or a duration "
+                   "(e.g. 30s), got \"%s\"", path,
+                   shown(sb, sizeof(sb), n->text, n->len));
+}
+
 int
 council__parse_duration(const char *s, size_t len, uint64_t *out_ms)
 {
@@ -804,7 +869,9 @@ find_provider(ld *l, const council_def *def, const node *n,
                    shown(sb, sizeof(sb), n->text, n->len), known);
 }
 
-/* A member (is_chair = 0) or the chairman (1). */
+static council_err load_fallback(ld *l, council_def *def, const node *s);
+
+/* A member (is_chair = 0), the chairman (1) or a fallback chairman (2). */
 static council_err
 load_member(ld *l, const council_def *def, const node *m, const char *where,
             int is_chair, council__member_def *out)
@@ -812,15 +879,18 @@ load_member(ld *l, const council_def *def, const node *m, const char *where,
     static const char *const mkeys[] = {"name", "provider", "model",
                                         "system"};
     static const int mreq[] = {1, 1, 1, 0};
-    static const char *const ckeys[] = {"provider", "model", "system"};
-    static const int creq[] = {1, 1, 0};
+    static const char *const ckeys[] = {"provider", "model", "system",
+                                        "fallback"};
+    static const int creq[] = {1, 1, 0, 0};
     const node *v[4];
     const node **f = is_chair ? v : v + 1; /* f[0] provider .. f[2] system */
     char path[96];
     council_err rc;
 
+    /* is_chair 1: the chairman (may hold a fallback list, returned
+     * through *fallback); 2: an entry of that list. */
     if (is_chair)
-        rc = map_fields(l, m, where, ckeys, creq, 3, v);
+        rc = map_fields(l, m, where, ckeys, creq, is_chair == 1 ? 4 : 3, v);
     else
         rc = map_fields(l, m, where, mkeys, mreq, 4, v);
     if (rc != COUNCIL_OK)
@@ -850,7 +920,39 @@ load_member(ld *l, const council_def *def, const node *m, const char *where,
         snprintf(path, sizeof(path), "%s.system", where);
         rc = get_str(l, f[2], path, &out->system);
     }
+    if (rc == COUNCIL_OK && is_chair == 1 && v[3] != NULL)
+        rc = load_fallback(l, (council_def *)def, v[3]);
     return rc;
+}
+
+/* chairman.fallback: a list of {provider, model, system}. */
+static council_err
+load_fallback(ld *l, council_def *def, const node *s)
+{
+    char where[48];
+    council_err rc;
+
+    if (s->type != N_SEQ)
+        return fail_at(l, s, "chairman.fallback: expected a list of "
+                       "{provider, model}, got %s", kind_of(s));
+    if (s->n > MAX_MEMBERS)
+        return fail_at(l, s, "chairman.fallback: expected at most %d "
+                       "models, got %zu", MAX_MEMBERS, s->n);
+    if (s->n == 0)
+        return COUNCIL_OK;
+    def->chair_fallback = council__calloc(s->n,
+                                          sizeof(*def->chair_fallback));
+    if (def->chair_fallback == NULL)
+        return COUNCIL_ENOMEM;
+    for (size_t i = 0; i < s->n; i++) {
+        council__member_def *m = &def->chair_fallback[def->n_chair_fallback++];
+
+        snprintf(where, sizeof(where), "chairman.fallback[%zu]", i);
+        rc = load_member(l, def, s->kids[i], where, 2, m);
+        if (rc != COUNCIL_OK)
+            return rc;
+    }
+    return COUNCIL_OK;
 }
 
 static council_err
@@ -896,13 +998,15 @@ static council_err
 load_limits(ld *l, const node *m, council_def *def)
 {
     static const char *const keys[] = {"member_timeout", "deadline",
-                                       "retries", "quorum", "max_tokens"};
-    static const int req[] = {0, 0, 0, 0, 0};
-    const node *v[5];
+                                       "retries", "quorum", "max_tokens",
+                                       "rounds", "convergence",
+                                       "synthesis_reserve"};
+    static const int req[] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const node *v[8];
     council__limits *lim = &def->limits;
     council_err rc;
 
-    rc = map_fields(l, m, "limits", keys, req, 5, v);
+    rc = map_fields(l, m, "limits", keys, req, 8, v);
     if (rc == COUNCIL_OK && v[0] != NULL)
         rc = get_duration(l, v[0], "limits.member_timeout",
                           &lim->member_timeout_ms);
@@ -916,6 +1020,15 @@ load_limits(ld *l, const node *m, council_def *def)
     if (rc == COUNCIL_OK && v[4] != NULL)
         rc = get_int(l, v[4], "limits.max_tokens", 1, 1000000,
                      &lim->max_tokens);
+    if (rc == COUNCIL_OK && v[5] != NULL)
+        rc = get_int(l, v[5], "limits.rounds", 1, 10, &lim->rounds);
+    if (rc == COUNCIL_OK && v[6] != NULL)
+        rc = get_number(l, v[6], "limits.convergence", 0, 1,
+                        &lim->convergence);
+    if (rc == COUNCIL_OK && v[7] != NULL)
+        rc = get_reserve(l, v[7], "limits.synthesis_reserve",
+                         &lim->synthesis_reserve_pct,
+                         &lim->synthesis_reserve_ms);
     return rc;
 }
 
@@ -971,6 +1084,9 @@ load_top(ld *l, const node *root, council_def *def)
     def->limits.retries = 2;
     def->limits.quorum = (int)(def->n_members / 2 + 1);
     def->limits.max_tokens = 1024;
+    def->limits.rounds = 3;
+    def->limits.convergence = 0.9;
+    def->limits.synthesis_reserve_pct = 20;
     if (v[5] != NULL)
         rc = load_limits(l, v[5], def);
     return rc;
@@ -1159,6 +1275,9 @@ council_def_free(council_def *def)
         member_clear(&def->members[i]);
     council__free(def->members);
     member_clear(&def->chairman);
+    for (size_t i = 0; i < def->n_chair_fallback; i++)
+        member_clear(&def->chair_fallback[i]);
+    council__free(def->chair_fallback);
     council__free(def->name);
     council__free(def);
 }

@@ -15,8 +15,8 @@
 
 typedef enum council__strategy {
     COUNCIL__STRATEGY_RANK = 1,
-    COUNCIL__STRATEGY_DEBATE = 2, /* later */
-    COUNCIL__STRATEGY_VOTE = 3    /* later */
+    COUNCIL__STRATEGY_DEBATE = 2,
+    COUNCIL__STRATEGY_VOTE = 3
 } council__strategy;
 
 typedef struct council__provider_def {
@@ -41,6 +41,12 @@ typedef struct council__limits {
     int retries;                /* default 2 */
     int quorum;                 /* default: majority of members, >= 1 */
     int max_tokens;             /* default 1024 */
+    int rounds;                 /* debate: default 3, 1..10 */
+    double convergence;         /* debate: default 0.9, 0..1 */
+    /* The part of the deadline kept for the synthesis: a share in percent
+     * (default 20, 0..90), or, when reserve_ms > 0, a duration. */
+    int synthesis_reserve_pct;
+    uint64_t synthesis_reserve_ms;
 } council__limits;
 
 struct council_def {
@@ -52,6 +58,10 @@ struct council_def {
     council__member_def *members;
     size_t n_members;
     council__member_def chairman; /* name is "chairman" */
+    /* chairman.fallback: tried in order when the chairman fails; each
+     * named "chairman" too, system inherited from the chairman if unset. */
+    council__member_def *chair_fallback;
+    size_t n_chair_fallback;
     council__limits limits;
 };
 

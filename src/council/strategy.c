@@ -61,16 +61,15 @@ council_run_start_messages(council_engine *eng, const council_def *def,
         rc = council__rank_host_new(def, messages, n, o.seed, &ops, &state,
                                     diag);
         break;
+    case COUNCIL__STRATEGY_DEBATE:
+        rc = council__debate_host_new(def, messages, n, o.seed, &ops,
+                                      &state, diag);
+        break;
+    case COUNCIL__STRATEGY_VOTE:
+        rc = council__vote_host_new(def, messages, n, o.seed, &ops, &state,
+                                    diag);
+        break;
     default:
-        if (diag != NULL) {
-            memset(diag, 0, sizeof(*diag));
-            snprintf(diag->msg, sizeof(diag->msg),
-                     "council %s: strategy %s is not supported yet (only "
-                     "rank)",
-                     def->name,
-                     def->strategy == COUNCIL__STRATEGY_DEBATE ? "debate"
-                                                               : "vote");
-        }
         rc = COUNCIL_EINVAL;
         break;
     }

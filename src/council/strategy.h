@@ -16,6 +16,17 @@ council_err council__rank_host_new(const council_def *def,
                                    const council__host_ops **ops,
                                    void **state, council_diag *diag);
 
+council_err council__debate_host_new(const council_def *def,
+                                     const council_message *msgs,
+                                     size_t n_msgs, uint64_t seed,
+                                     const council__host_ops **ops,
+                                     void **state, council_diag *diag);
+council_err council__vote_host_new(const council_def *def,
+                                   const council_message *msgs,
+                                   size_t n_msgs, uint64_t seed,
+                                   const council__host_ops **ops,
+                                   void **state, council_diag *diag);
+
 /* The engine's HTTP client, created on first use.  Loop thread; NULL if
  * it could not be created.  Closed by the engine at shutdown. */
 council__http *council__engine_http(council_engine *eng);

@@ -5,7 +5,10 @@
  * those seeds a SplitMix64 generator that picks 30 to 70 words from a fixed
  * list and groups them into sentences.  When the last user message asks
  * for a "FINAL RANKING" of labelled responses, the answer ends with a
- * ranking block that is a permutation of exactly the labels it found.
+ * ranking block that is a permutation of exactly the labels it found; a
+ * "FINAL VOTE:" prompt gets a vote for the longest response shown; a
+ * debate's "REVISE YOUR ANSWER" prompt gets the previous answer back with
+ * one word added ("Revision R."), so debates converge.
  * Nothing here depends on time, threads or the platform's rand().
  */
 #include <stdarg.h>
@@ -344,6 +347,82 @@ ranking(council__mock_buf *b, uint64_t *st, char *labels, size_t nl)
         council__mock_buf_fmt(b, "\n%zu. Response %c", i + 1, labels[i]);
 }
 
+/*
+ * A vote (the prompt holds "FINAL VOTE:" and "Response X:" blocks): a
+ * sentence on each response, then "FINAL VOTE: Response X" for the longest
+ * response (the first of equals).  Each block runs from its label line to
+ * the next label line or an "END OF RESPONSES" line.  Every voter who is
+ * shown the longest answer picks it, so the plurality is predictable.
+ */
+static void
+vote(council__mock_buf *b, uint64_t *st, const char *s, size_t n)
+{
+    size_t len[26] = {0}, i = 0, best = 0;
+    char labels[26];
+    size_t nl = 0;
+    int cur = -1;
+
+    while (i < n) {
+        size_t j = i, ls = i;
+
+        while (j < n && (s[j] == ' ' || s[j] == '\t'))
+            j++;
+        if (n - j >= 11 && memcmp(s + j, "Response ", 9) == 0 &&
+            s[j + 9] >= 'A' && s[j + 9] <= 'Z' && s[j + 10] == ':' &&
+            nl < 26) {
+            labels[nl] = s[j + 9];
+            cur = (int)nl++;
+        } else if (n - j >= 16 && memcmp(s + j, "END OF RESPONSES", 16) == 0) {
+            cur = -1;
+        } else if (cur >= 0) {
+            while (j < n && s[j] != '\n')
+                j++;
+            len[cur] += j - ls + 1;
+        }
+        while (j < n && s[j] != '\n')
+            j++;
+        i = j + 1;
+    }
+    council__mock_buf_str(b, "Evaluation:");
+    for (i = 0; i < nl; i++) {
+        council__mock_buf_fmt(b, "\nResponse %c is %s and %s.", labels[i],
+                              words[pick(st, N_WORDS)],
+                              words[pick(st, N_WORDS)]);
+        if (len[i] > len[best])
+            best = i;
+    }
+    council__mock_buf_fmt(b, "\n\nFINAL VOTE: Response %c", labels[best]);
+}
+
+/*
+ * A debate revision (the prompt holds "REVISE YOUR ANSWER"): the previous
+ * answer as given after "Your previous answer:", then "Revision R." with R
+ * from "round R".  Consecutive rounds differ by one word, so a member's
+ * word-set similarity between rounds is high but below 1.  0 if the
+ * prompt lacks the parts (then the caller writes prose).
+ */
+static int
+revise(council__mock_buf *b, const char *s, size_t n)
+{
+    static const char prev[] = "Your previous answer:\n";
+    static const char others[] = "\n\nThe other members' latest answers";
+    const char *p = memmem(s, n, prev, sizeof(prev) - 1), *e, *r;
+    unsigned long round = 0;
+
+    if (p == NULL)
+        return 0;
+    p += sizeof(prev) - 1;
+    e = memmem(p, n - (size_t)(p - s), others, sizeof(others) - 1);
+    r = memmem(s, n, "round ", 6);
+    if (e == NULL || r == NULL)
+        return 0;
+    for (r += 6; r < s + n && *r >= '0' && *r <= '9' && round < 1000; r++)
+        round = round * 10 + (unsigned long)(*r - '0');
+    council__mock_buf_add(b, p, (size_t)(e - p));
+    council__mock_buf_fmt(b, " Revision %lu.", round);
+    return 1;
+}
+
 static const council__mock_msg *
 last_user(const council__mock_msg *msgs, size_t n)
 {
@@ -382,7 +461,12 @@ council__mock_answer_make(uint64_t seed, const char *model,
         nl = find_labels(u->content, u->content_len, labels);
     if (nl > 0)
         ranking(&b, &st, labels, nl);
-    else
+    else if (u != NULL && contains(u->content, u->content_len, "FINAL VOTE:") &&
+             find_labels(u->content, u->content_len, labels) > 0)
+        vote(&b, &st, u->content, u->content_len);
+    else if (u == NULL ||
+             !contains(u->content, u->content_len, "REVISE YOUR ANSWER") ||
+             !revise(&b, u->content, u->content_len))
         prose(&b, &st);
     if (b.oom)
         goto fail;

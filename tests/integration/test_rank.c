@@ -383,8 +383,9 @@ TEST_T(malformed_stream_and_stall_are_member_failures, 30)
     council_mockllm_close(s);
 }
 
-/* The chairman fails: the run fails naming the real cause, with the
- * partial result. */
+/* The chairman fails and has no fallback model: member_failed names the
+ * real cause, and the top of the aggregate stands in as the answer; the
+ * run still completes. */
 TEST_T(chairman_failure_is_named, 30)
 {
     council_mockllm *m = mock("model=chair-down:http=502", 0, 0);
@@ -393,16 +394,40 @@ TEST_T(chairman_failure_is_named, 30)
     keep k = {0};
     council_run *run;
     const council_outcome *o;
-    json_t *res;
+    json_t *res, *ev[4], *agg[2], *err;
 
     ASSERT_OK(council_engine_open(NULL, &eng));
     run = start(eng, def, &k, 1, 0);
     o = wait_for(run);
-    ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_ERROR);
-    ASSERT_STR_CONTAINS(council_outcome_reason(o), "chair-down");
-    ASSERT_STR_CONTAINS(council_outcome_reason(o), "HTTP 502");
+    ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
+    ASSERT_EQ_INT(k.finals, 1);
+    check_seqs(&k);
+    ASSERT_EQ_U64(find(&k, "member_failed", ev, 4), 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "member")),
+                  "chairman");
+    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "stage")),
+                  "synthesis");
+    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "model")),
+                  "chair-down");
+    err = json_object_get(ev[0], "error");
+    ASSERT_STR_CONTAINS(json_string_value(json_object_get(err, "message")),
+                        "HTTP 502");
+    ASSERT_EQ_U64(find(&k, "rankings_aggregated", agg, 2), 1);
+    ASSERT_EQ_U64(find(&k, "synthesis_completed", ev, 4), 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "fallback")),
+                  "top_member");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(ev[0], "member")),
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(agg[0], "aggregate"), 0),
+            "member")));
     res = json_loads(council_outcome_result_json(o), 0, NULL);
     ASSERT_EQ_U64(json_array_size(json_object_get(res, "answers")), 4);
+    ASSERT_STR_EQ(json_string_value(json_object_get(res, "answer")),
+                  json_string_value(json_object_get(ev[0], "text")));
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_object_get(res, "synthesis"), "fallback")),
+                  "top_member");
     json_decref(res);
     council_run_release(run);
     council_engine_close(eng);
@@ -477,7 +502,9 @@ TEST_T(deadline_bounds_wall_time, 30)
            (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_ERROR);
     ASSERT_STR_CONTAINS(council_outcome_errors_json(o), "\"deadline\"");
-    ASSERT(secs >= 0.7 && secs < 1.5);
+    /* Nobody answered within the stages' budget (80% of the deadline;
+     * 20% is kept for the synthesis): the run fails then. */
+    ASSERT(secs >= 0.55 && secs < 1.5);
     council_run_release(run);
     council_engine_close(eng);
     keep_free(&k);

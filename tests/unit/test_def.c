@@ -376,6 +376,80 @@ TEST(limits_errors)
                "\"deadline\"?)");
 }
 
+/* The strategy keys: rounds, convergence, synthesis_reserve and the
+ * chairman's fallback list, with their defaults and errors. */
+TEST(strategy_limits_and_fallback)
+{
+    council_def *def = NULL;
+    council_diag d;
+
+    ASSERT_OK(load(HEAD TAIL, &def, &d));
+    ASSERT_EQ_INT(def->limits.rounds, 3);
+    ASSERT(def->limits.convergence > 0.899 && def->limits.convergence < 0.901);
+    ASSERT_EQ_INT(def->limits.synthesis_reserve_pct, 20);
+    ASSERT_EQ_U64(def->limits.synthesis_reserve_ms, 0);
+    ASSERT_EQ_U64(def->n_chair_fallback, 0);
+    council_def_free(def);
+    ASSERT_OK(load(HEAD "chairman: { provider: openai, model: m, fallback: "
+                        "[ { provider: local, model: f1 }, { provider: "
+                        "openai, model: f2, system: S } ] }\n"
+                        "limits: { rounds: 1, convergence: 0.75, "
+                        "synthesis_reserve: 30s }\n",
+                   &def, &d));
+    ASSERT_EQ_INT(def->limits.rounds, 1);
+    ASSERT(def->limits.convergence == 0.75);
+    ASSERT_EQ_INT(def->limits.synthesis_reserve_pct, 0);
+    ASSERT_EQ_U64(def->limits.synthesis_reserve_ms, 30000);
+    ASSERT_EQ_U64(def->n_chair_fallback, 2);
+    ASSERT_STR_EQ(def->chair_fallback[0].model, "f1");
+    ASSERT_EQ_U64(def->chair_fallback[0].provider, 1);
+    ASSERT_STR_EQ(def->chair_fallback[0].name, "chairman");
+    ASSERT_NULL(def->chair_fallback[0].system);
+    ASSERT_STR_EQ(def->chair_fallback[1].system, "S");
+    council_def_free(def);
+    ASSERT_OK(load(HEAD TAIL "limits: { synthesis_reserve: 35%, "
+                             "convergence: 1 }\n", &def, &d));
+    ASSERT_EQ_INT(def->limits.synthesis_reserve_pct, 35);
+    ASSERT(def->limits.convergence == 1.0);
+    council_def_free(def);
+
+    expect_err(HEAD TAIL "limits: { rounds: 0 }\n", COUNCIL_EINVAL, 8, 19,
+               "limits.rounds: expected an integer from 1 to 10, got 0");
+    expect_err(HEAD TAIL "limits: { rounds: 11 }\n", COUNCIL_EINVAL, 8, 19,
+               "limits.rounds: expected an integer from 1 to 10, got 11");
+    expect_err(HEAD TAIL "limits: { convergence: 1.5 }\n", COUNCIL_EINVAL, 8,
+               24, "limits.convergence: expected a number from 0 to 1, got "
+               "1.5");
+    expect_err(HEAD TAIL "limits: { convergence: high }\n", COUNCIL_EINVAL,
+               8, 24, "limits.convergence: expected a number from 0 to 1, "
+               "got \"high\"");
+    expect_err(HEAD TAIL "limits: { convergence: [1] }\n", COUNCIL_EINVAL, 8,
+               24, "limits.convergence: expected a number from 0 to 1, got "
+               "a list");
+    expect_err(HEAD TAIL "limits: { synthesis_reserve: 95% }\n",
+               COUNCIL_EINVAL, 8, 30, "limits.synthesis_reserve: expected "
+               "a share from 0% to 90%, got 95%");
+    expect_err(HEAD TAIL "limits: { synthesis_reserve: lots }\n",
+               COUNCIL_EINVAL, 8, 30, "limits.synthesis_reserve: expected "
+               "a share like 20% or a duration (e.g. 30s), got \"lots\"");
+    expect_err(HEAD TAIL "limits: { round: 2 }\n", COUNCIL_EINVAL, 8, 11,
+               "unknown key \"round\" in limits (did you mean \"rounds\"?)");
+    expect_err(HEAD "chairman: { provider: openai, model: m, fallback: x }\n",
+               COUNCIL_EINVAL, 7, 51, "chairman.fallback: expected a list of "
+               "{provider, model}, got a scalar");
+    expect_err(HEAD "chairman: { provider: openai, model: m, fallback: "
+                    "[ { provider: nope, model: f } ] }\n",
+               COUNCIL_EINVAL, 7, 65, "chairman.fallback[0].provider: "
+               "unknown provider \"nope\" (known: openai, local)");
+    expect_err(HEAD "chairman: { provider: openai, model: m, fallback: "
+                    "[ { provider: local, modl: f } ] }\n",
+               COUNCIL_EINVAL, 7, 72, "unknown key \"modl\" in "
+               "chairman.fallback[0] (did you mean \"model\"?)");
+    expect_err(HEAD "chairman: { provider: openai, model: m, fallbak: [] }\n",
+               COUNCIL_EINVAL, 7, 41, "unknown key \"fallbak\" in chairman "
+               "(did you mean \"fallback\"?)");
+}
+
 TEST(many_providers_listed_briefly)
 {
     char text[8192];
