@@ -122,6 +122,10 @@ void council__chat_fail(council__chat *c, council__call_errkind kind,
 void council__sanitize(char *dst, size_t dst_size, const char *src,
                        size_t n);
 
+/* The openai wire format's body handlers, used by council__openai_start;
+ * exposed so that fuzz/fuzz_openai_chunk.c can feed them chunks directly. */
+extern const council__chat_ops council__openai_ops;
+
 council_err council__openai_start(council__http *h,
                                   const council__provider_cfg *cfg,
                                   const council__chat_req *req,

@@ -198,7 +198,8 @@ on_error_body(council__chat *c, const char *body, size_t len, char *msg,
     json_decref(root);
 }
 
-static const council__chat_ops openai_ops = {
+/* Not static: the fuzz target fuzz/fuzz_openai_chunk.c drives it. */
+const council__chat_ops council__openai_ops = {
     .on_event = on_event,
     .on_json = on_json,
     .on_eof = on_eof,
@@ -312,7 +313,7 @@ council__openai_start(council__http *h, const council__provider_cfg *cfg,
         if (req->messages[i].role == NULL ||
             req->messages[i].content == NULL)
             return COUNCIL_EINVAL;
-    rc = council__chat_new(h, &openai_ops, req, cbs, ud, &c);
+    rc = council__chat_new(h, &council__openai_ops, req, cbs, ud, &c);
     if (rc != COUNCIL_OK)
         return rc;
     blen = strlen(cfg->base_url);
