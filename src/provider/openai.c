@@ -44,20 +44,30 @@ error_fields(json_t *err, char *msg, size_t msg_size, char *type,
         snprintf(type, type_size, "%lld", (long long)json_integer_value(t));
 }
 
+/* A token count: a non-negative integer, else -1 (not reported). */
+static json_int_t
+count(json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0
+               ? json_integer_value(v)
+               : -1;
+}
+
+/* Usage as reported.  A negative or non-integer count is not a count: if
+ * neither is one, usage stays unknown (DESIGN 4: unknown, not 0). */
 static void
 take_usage(council__chat *c, json_t *u)
 {
-    json_t *pt = json_object_get(u, "prompt_tokens");
-    json_t *ct = json_object_get(u, "completion_tokens");
+    json_int_t pt = count(json_object_get(u, "prompt_tokens"));
+    json_int_t ct = count(json_object_get(u, "completion_tokens"));
     json_t *cost = json_object_get(u, "cost");
 
-    if (!json_is_integer(pt) && !json_is_integer(ct))
+    if (pt < 0 && ct < 0)
         return;
     c->usage.known = 1;
-    c->usage.prompt_tokens = json_is_integer(pt) ? json_integer_value(pt) : 0;
-    c->usage.completion_tokens =
-        json_is_integer(ct) ? json_integer_value(ct) : 0;
-    if (json_is_number(cost)) {
+    c->usage.prompt_tokens = pt >= 0 ? pt : 0;
+    c->usage.completion_tokens = ct >= 0 ? ct : 0;
+    if (json_is_number(cost) && json_number_value(cost) >= 0) {
         c->usage.cost_known = 1;
         c->usage.cost = json_number_value(cost);
     }
