@@ -19,6 +19,9 @@ council_yaml) dict="-dict=$here/council.dict" ;;
 openai_chunk) dict="-dict=$here/openai.dict" ;;
 esac
 status=0
+# A known leak inside libfyaml (see lsan.supp).
+LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/lsan.supp
+export LSAN_OPTIONS
 # shellcheck disable=SC2086
 "$bin" $dict -max_total_time="$secs" -print_final_stats=1 \
     -artifact_prefix="$build/fuzz-work/" "$work" "$here/corpus/$t" || status=$?
