@@ -113,7 +113,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   sizeof(type));
             check_line(msg, sizeof(msg));
             check_line(type, sizeof(type));
-            FUZZ_CHECK(msg[0] != '\0');
+            /* msg may be empty (a body of one cut UTF-8 sequence):
+             * http_error then reports the status line alone. */
         }
         council__chat_fail(c, COUNCIL__CALL_HTTP, "HTTP 500");
     }
