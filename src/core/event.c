@@ -345,6 +345,16 @@ text_field(council_event_type type)
     }
 }
 
+/* A JSON string of n bytes of s; text that is not valid UTF-8 (jansson
+ * refuses it) becomes U+FFFD.  NULL only when memory ran out. */
+static json_t *
+string_or_fffd(const char *s, size_t n)
+{
+    json_t *t = json_stringn(s, n);
+
+    return t != NULL ? t : json_string("\xef\xbf\xbd");
+}
+
 static char *
 render(const council_event *ev)
 {
@@ -356,27 +366,29 @@ render(const council_event *ev)
     if (o == NULL)
         return NULL;
     format_ts(ev->ts_us, ts, sizeof(ts));
+    /* Every string is rendered even if it is not UTF-8 (a member name from
+     * a caller, model text), so the rendering fails only for memory. */
     bad |= json_object_set_new(o, "type",
                                json_string(council_event_type_name(ev->type)));
-    bad |= json_object_set_new(o, "run_id", json_string(ev->run_id));
+    bad |= json_object_set_new(
+        o, "run_id", string_or_fffd(ev->run_id, strlen(ev->run_id)));
     bad |= json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
     bad |= json_object_set_new(o, "ts", json_string(ts));
     if (ev->stage != NULL)
-        bad |= json_object_set_new(o, "stage", json_string(ev->stage));
+        bad |= json_object_set_new(
+            o, "stage", string_or_fffd(ev->stage, strlen(ev->stage)));
     if (ev->round > 0)
         bad |= json_object_set_new(o, "round", json_integer(ev->round));
     if (ev->member != NULL)
-        bad |= json_object_set_new(o, "member", json_string(ev->member));
-    if (ev->text != NULL) {
-        /* Text from a model is not guaranteed to be UTF-8; jansson refuses
-         * invalid UTF-8, so such text is rendered with U+FFFD instead. */
-        json_t *t = json_stringn(ev->text, ev->text_len);
-        if (t == NULL)
-            t = json_string("\xef\xbf\xbd");
-        bad |= json_object_set_new(o, text_field(ev->type), t);
-    }
+        bad |= json_object_set_new(
+            o, "member", string_or_fffd(ev->member, strlen(ev->member)));
+    if (ev->text != NULL)
+        bad |= json_object_set_new(o, text_field(ev->type),
+                                   string_or_fffd(ev->text, ev->text_len));
+    /* The extra fields never replace a common one: the line must say what
+     * the accessors say. */
     if (ev->data != NULL)
-        bad |= json_object_update(o, ev->data);
+        bad |= json_object_update_missing(o, ev->data);
     if (!bad)
         out = json_dumps(o, JSON_COMPACT);
     json_decref(o);

@@ -117,10 +117,15 @@ void council__chat_fail(council__chat *c, council__call_errkind kind,
                         const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Copies at most n bytes of src into dst as one printable line: control
- * bytes become spaces, a cut UTF-8 sequence at the end is dropped. */
+/* Copies at most n bytes of src into dst as one printable line of valid
+ * UTF-8: control bytes become spaces, bytes that are not well-formed UTF-8
+ * become '?', a sequence cut by the end of src or of dst is dropped. */
 void council__sanitize(char *dst, size_t dst_size, const char *src,
                        size_t n);
+
+/* The openai wire format's body handlers, used by council__openai_start;
+ * exposed so that fuzz/fuzz_openai_chunk.c can feed them chunks directly. */
+extern const council__chat_ops council__openai_ops;
 
 council_err council__openai_start(council__http *h,
                                   const council__provider_cfg *cfg,

@@ -84,24 +84,70 @@ council__bytes_add(council__bytes *b, const char *s, size_t n, size_t max)
     return COUNCIL_OK;
 }
 
+/* The length of the well-formed UTF-8 sequence at s (n bytes left), 0 if
+ * the bytes there are not one, -1 if they are its beginning cut short by
+ * the end of s. */
+static int
+utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned cp, min;
+    int k, j;
+
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        k = 1, cp = s[0] & 0x1Fu, min = 0x80;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        k = 2, cp = s[0] & 0x0Fu, min = 0x800;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        k = 3, cp = s[0] & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (j = 1; j <= k; j++) {
+        if ((size_t)j >= n)
+            return -1;
+        if ((s[j] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[j] & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return k + 1;
+}
+
+/* Method: ASCII control bytes become spaces; a well-formed UTF-8 sequence
+ * is copied whole or, when it does not fit, not at all; a sequence cut by
+ * the end of src is dropped; any other byte >= 0x80 becomes '?'.  So dst is
+ * always valid UTF-8, ready for a JSON string (jansson refuses anything
+ * else) or a log line. */
 void
 council__sanitize(char *dst, size_t dst_size, const char *src, size_t n)
 {
-    size_t i, o = 0;
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0, o = 0;
 
     if (dst_size == 0)
         return;
-    for (i = 0; i < n && o + 1 < dst_size; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        dst[o++] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
-    }
-    if (i < n) {
-        /* Cut short: drop a partial UTF-8 sequence at the end. */
-        size_t k = o;
-        while (k > 0 && ((unsigned char)dst[k - 1] & 0xC0) == 0x80)
-            k--;
-        if (k > 0 && (unsigned char)dst[k - 1] >= 0xC0)
-            o = k - 1;
+    while (i < n && o + 1 < dst_size) {
+        int k;
+
+        if (s[i] < 0x80) {
+            dst[o++] = s[i] < 0x20 || s[i] == 0x7f ? ' ' : (char)s[i];
+            i++;
+            continue;
+        }
+        k = utf8_seq(s + i, n - i);
+        if (k < 0)
+            break;
+        if (k == 0) {
+            dst[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + (size_t)k >= dst_size)
+            break;
+        memcpy(dst + o, s + i, (size_t)k);
+        o += (size_t)k;
+        i += (size_t)k;
     }
     dst[o] = '\0';
 }

@@ -44,20 +44,30 @@ error_fields(json_t *err, char *msg, size_t msg_size, char *type,
         snprintf(type, type_size, "%lld", (long long)json_integer_value(t));
 }
 
+/* A token count: a non-negative integer, else -1 (not reported). */
+static json_int_t
+count(json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 0
+               ? json_integer_value(v)
+               : -1;
+}
+
+/* Usage as reported.  A negative or non-integer count is not a count: if
+ * neither is one, usage stays unknown (DESIGN 4: unknown, not 0). */
 static void
 take_usage(council__chat *c, json_t *u)
 {
-    json_t *pt = json_object_get(u, "prompt_tokens");
-    json_t *ct = json_object_get(u, "completion_tokens");
+    json_int_t pt = count(json_object_get(u, "prompt_tokens"));
+    json_int_t ct = count(json_object_get(u, "completion_tokens"));
     json_t *cost = json_object_get(u, "cost");
 
-    if (!json_is_integer(pt) && !json_is_integer(ct))
+    if (pt < 0 && ct < 0)
         return;
     c->usage.known = 1;
-    c->usage.prompt_tokens = json_is_integer(pt) ? json_integer_value(pt) : 0;
-    c->usage.completion_tokens =
-        json_is_integer(ct) ? json_integer_value(ct) : 0;
-    if (json_is_number(cost)) {
+    c->usage.prompt_tokens = pt >= 0 ? pt : 0;
+    c->usage.completion_tokens = ct >= 0 ? ct : 0;
+    if (json_is_number(cost) && json_number_value(cost) >= 0) {
         c->usage.cost_known = 1;
         c->usage.cost = json_number_value(cost);
     }
@@ -198,7 +208,8 @@ on_error_body(council__chat *c, const char *body, size_t len, char *msg,
     json_decref(root);
 }
 
-static const council__chat_ops openai_ops = {
+/* Not static: the fuzz target fuzz/fuzz_openai_chunk.c drives it. */
+const council__chat_ops council__openai_ops = {
     .on_event = on_event,
     .on_json = on_json,
     .on_eof = on_eof,
@@ -312,7 +323,7 @@ council__openai_start(council__http *h, const council__provider_cfg *cfg,
         if (req->messages[i].role == NULL ||
             req->messages[i].content == NULL)
             return COUNCIL_EINVAL;
-    rc = council__chat_new(h, &openai_ops, req, cbs, ud, &c);
+    rc = council__chat_new(h, &council__openai_ops, req, cbs, ud, &c);
     if (rc != COUNCIL_OK)
         return rc;
     blen = strlen(cfg->base_url);

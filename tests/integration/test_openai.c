@@ -479,6 +479,40 @@ TEST(malformed_chunk)
     got_free(&g);
 }
 
+/* Found by fuzz_openai_chunk: bytes that are not UTF-8 in a malformed
+ * chunk used to reach the message as they were, and a message that is not
+ * UTF-8 cannot go into the member_failed event (jansson refuses it). */
+TEST(malformed_chunk_message_is_utf8)
+{
+    got g = {0};
+    json_t *j;
+
+    one(HEAD_SSE "data: {\xff\xfe\xc3(\xe2\x82\n\n" DONE, RAWHTTP_CLOSE,
+        &g);
+    ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
+    /* \xc3 before "(" is no sequence; \xe2\x82 is cut by the end. */
+    ASSERT_STR_EQ(g.msg, "malformed JSON chunk: {?" "?" "?(");
+    j = json_string(g.msg);
+    ASSERT(j != NULL);
+    json_decref(j);
+    got_free(&g);
+}
+
+/* Found by fuzz_openai_chunk: a negative count is not usage. */
+TEST(negative_usage_is_unknown)
+{
+    got g = {0};
+
+    one(HEAD_SSE CHUNK("hi")
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-5,"
+        "\"completion_tokens\":-1,\"cost\":-2.5}}\n\n" DONE,
+        RAWHTTP_CLOSE, &g);
+    ASSERT_OK(g.err);
+    ASSERT_EQ_INT(g.usage.known, 0);
+    ASSERT_EQ_INT(g.usage.cost_known, 0);
+    got_free(&g);
+}
+
 TEST(http_500_json_and_retry_after_seconds)
 {
     got g = {0};

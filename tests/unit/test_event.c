@@ -70,6 +70,37 @@ TEST(invalid_utf8_text_renders)
     council_event_unref(ev);
 }
 
+/* Found by fuzz_event_json: a member or stage that is not UTF-8 made the
+ * rendering NULL, and extra data could replace the common fields. */
+TEST(bad_member_and_colliding_data_render)
+{
+    council__event_init in = {.type = COUNCIL_EV_MEMBER_STARTED,
+                              .run_id = "r",
+                              .seq = 4,
+                              .stage = "rev\xc0iew",
+                              .member = "a\xff" "b"};
+    council_event *ev;
+    json_t *j;
+
+    in.data = json_pack("{s:s,s:i,s:s,s:i}", "type", "forged", "seq", 99,
+                        "member", "forged", "extra", 1);
+    ev = council__event_new(&in);
+    ASSERT(ev != NULL);
+    ASSERT(council_event_json(ev) != NULL);
+    j = json_loads(council_event_json(ev), 0, NULL);
+    ASSERT(j != NULL);
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "type")),
+                  "member_started");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "seq")), 4);
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "member")),
+                  "\xef\xbf\xbd");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "stage")),
+                  "\xef\xbf\xbd");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "extra")), 1);
+    json_decref(j);
+    council_event_unref(ev);
+}
+
 TEST(type_names_round_trip)
 {
     int t;

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Writes the hand-made seed inputs of every fuzz target into
+fuzz/corpus/<target>/seed-*.  Run from the repository root; the seeds are
+committed with the minimized corpora, so this only needs running again
+when the input layout of a target changes (see fuzz/README.md)."""
+import json
+import os
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+
+
+def put(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+# ---- council_yaml --------------------------------------------------------
+def council_yaml():
+    for ex in ("demo.yaml", "openai.yaml"):
+        with open(os.path.join(ROOT, "examples", ex), "rb") as f:
+            put("council_yaml", ex, f.read())
+    good = {
+        "name": "j",
+        "strategy": "rank",
+        "providers": {"p": {"kind": "openai",
+                            "base_url": "http://127.0.0.1:1/v1",
+                            "api_key_env": "K", "max_parallel": 2}},
+        "members": [{"name": "a", "provider": "p", "model": "m",
+                     "system": "s"},
+                    {"name": "b", "provider": "p", "model": "m"}],
+        "chairman": {"provider": "p", "model": "c"},
+        "limits": {"member_timeout": "250ms", "deadline": 5000,
+                   "retries": 0, "quorum": 1, "max_tokens": 16},
+    }
+    put("council_yaml", "good.json", json.dumps(good))
+    put("council_yaml", "good-compact.json",
+        json.dumps(good, separators=(",", ":")))
+    bad = dict(good, strategy="debatez")
+    put("council_yaml", "bad-strategy.json", json.dumps(bad))
+    bad = dict(good)
+    del bad["chairman"]
+    put("council_yaml", "no-chairman.json", json.dumps(bad))
+    bad = dict(good, limits={"deadline": "5 fortnights"})
+    put("council_yaml", "bad-duration.json", json.dumps(bad))
+    bad = dict(good, providers={"p": {"kind": "anthropic"}})
+    put("council_yaml", "anthropic.json", json.dumps(bad))
+    bad = dict(good, members=[{"name": "m%d" % i, "provider": "p",
+                               "model": "x"} for i in range(27)])
+    put("council_yaml", "27-members.json", json.dumps(bad))
+    bad = dict(good, members=[{"name": "a", "provider": "q",
+                               "model": "x"}])
+    put("council_yaml", "unknown-provider.json", json.dumps(bad))
+    put("council_yaml", "truncated.json", json.dumps(good)[:100])
+    put("council_yaml", "empty", "")
+    put("council_yaml", "null", "~\n")
+    put("council_yaml", "scalar", "just a string\n")
+    put("council_yaml", "list", "- a\n- b\n")
+    put("council_yaml", "tab-indent.yaml", "name: x\nproviders:\n\tp: 1\n")
+    put("council_yaml", "unterminated.yaml", 'name: "abc\nstrategy: rank\n')
+    put("council_yaml", "dup-key.yaml", "name: a\nname: b\n")
+    put("council_yaml", "anchors.yaml",
+        "providers:\n  p: &p { kind: openai, base_url: http://h/v1 }\n"
+        "  q: *p\nname: x\nmembers:\n  - &m { name: a, provider: p, "
+        "model: m }\n  - <<: *m\n    name: b\nchairman: *m\n")
+    put("council_yaml", "tags.yaml",
+        "name: !!str 12\nstrategy: !custom rank\nlimits: "
+        "{ retries: !!int '3', quorum: 0x10, max_tokens: 1e3 }\n")
+    put("council_yaml", "multi-doc.yaml", "name: a\n---\nname: b\n...\n")
+    put("council_yaml", "deep.yaml", "a: " + "[" * 80 + "]" * 80 + "\n")
+    put("council_yaml", "bom.yaml", b"\xef\xbb\xbfname: x\n")
+    put("council_yaml", "bad-utf8.yaml", b"name: \xc3\x28\n")
+    put("council_yaml", "ctrl.yaml", b"name: a\x01b\n")
+    put("council_yaml", "block-scalars.yaml",
+        "name: x\nmembers:\n  - name: a\n    system: |\n      line1\n"
+        "      line2\n    model: >-\n      folded\n      text\n")
+    put("council_yaml", "complex-key.yaml", "? [a, b]\n: c\n")
+    put("council_yaml", "durations.yaml",
+        "limits: { member_timeout: 1h, deadline: 18446744073709551616ms, "
+        "retries: -1, quorum: 99999999999999999999 }\n")
+
+
+# ---- sse: 3 bytes (chunk seed, chunk size|line cap, stop) + stream ------
+def sse():
+    streams = {
+        "openai": 'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n'
+                  "data: [DONE]\n\n",
+        "crlf": "event: a\r\ndata: x\r\ndata: y\r\n\r\n",
+        "cr": "data: 1\rdata:2\r\r: comment\rdata\r\r",
+        "bom": "\ufeffdata: after bom\n\n",
+        "fields": "id: 7\nretry: 100\nevent: ping\nunknown: x\n"
+                  "data:  two spaces\n\n",
+        "comments": ": keep-alive\n\n: x\ndata: y\n\n",
+        "no-final-blank": "data: tail",
+        "long-line": "data: " + "x" * 200 + "\n\n",
+        "long-event": "".join("data: %s\n" % ("y" * 30)
+                              for _ in range(6)) + "\n",
+        "nul": "data: a\x00b\n\n",
+        "empty-data": "data:\n\ndata\n\n",
+    }
+    for i, (name, s) in enumerate(sorted(streams.items())):
+        for hdr in (bytes([i, 0x03 | 0x40 * (i % 4), 0]),
+                    bytes([i * 7, 0xff, 1])):
+            put("sse", "%s-%02x%02x" % (name, hdr[1], hdr[2]),
+                hdr + s.encode())
+
+
+# ---- openai_chunk: mode byte (0 sse, 1 sse broken, 2 json, 3 error) -----
+def openai_chunk():
+    def chunk(obj):
+        return "data: " + json.dumps(obj) + "\n\n"
+    delta = {"id": "c", "object": "chat.completion.chunk",
+             "choices": [{"index": 0, "delta": {"content": "Hello"},
+                          "finish_reason": None}]}
+    fin = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    usage = {"choices": [], "usage": {"prompt_tokens": 9,
+                                      "completion_tokens": 3,
+                                      "total_tokens": 12, "cost": 0.0001}}
+    done = "data: [DONE]\n\n"
+    s = {
+        "normal": chunk(delta) + chunk(fin) + chunk(usage) + done,
+        "no-done": chunk(delta) + chunk(fin),
+        "no-terminator": chunk(delta),
+        "error-in-stream": chunk(delta) + chunk(
+            {"error": {"message": "overloaded", "type": "server_error",
+                       "code": 529}}),
+        "error-string": chunk({"error": "boom"}),
+        "malformed": "data: {\"choices\": [\n\n" + done,
+        "not-object": "data: [1,2]\n\n",
+        "neg-usage": chunk({"usage": {"prompt_tokens": -5,
+                                      "completion_tokens": -1,
+                                      "cost": -2.5}}) + done,
+        "nul-content": 'data: {"choices":[{"delta":{"content":"a\\u0000b"}}'
+                       ']}\n\n' + done,
+        "after-done": done + chunk(delta),
+    }
+    for name, body in sorted(s.items()):
+        put("openai_chunk", "sse-" + name, b"\x00" + body.encode())
+        put("openai_chunk", "broken-" + name, b"\x01" + body.encode())
+    whole = {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                  "content": "Hi"},
+                          "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+    put("openai_chunk", "json-whole", b"\x02" + json.dumps(whole).encode())
+    put("openai_chunk", "json-nochoice", b"\x02{}")
+    put("openai_chunk", "json-error", b'\x02{"error":{"message":"x"}}')
+    errs = {
+        "openai": {"error": {"message": "Invalid API key", "type":
+                             "invalid_request_error", "code": "bad_key"}},
+        "code-int": {"error": {"message": "rate", "code": 429}},
+        "top-message": {"message": "not found", "type": "nf"},
+        "string": {"error": "plain"},
+    }
+    for name, e in sorted(errs.items()):
+        put("openai_chunk", "err-" + name, b"\x03" + json.dumps(e).encode())
+    put("openai_chunk", "err-html", b"\x03<html>502 Bad Gateway</html>\r\n")
+    put("openai_chunk", "err-binary", b"\x03\xff\xfe\x00\x01garbage\xc3")
+
+
+# ---- ranking: n byte + text ------------------------------------------------
+def ranking():
+    texts = {
+        "strict3": (3, "Response A is good.\n\nFINAL RANKING:\n"
+                       "1. Response C\n2. Response A\n3. Response B\n"),
+        "strict1": (1, "FINAL RANKING:\n1. Response A\n"),
+        "markdown": (3, "**FINAL RANKING:**\n1. **Response B**\n"
+                        "2) Response A\n3 - Response C\n"),
+        "tolerant": (3, "I think Response B is best, then Response C, "
+                        "and Response A last."),
+        "dup": (3, "FINAL RANKING:\n1. Response A\n2. Response A\n"
+                   "3. Response B\n"),
+        "partial": (4, "FINAL RANKING:\n1. Response D\n2. Response A\n"),
+        "out-of-range": (2, "FINAL RANKING:\n1. Response C\n"
+                            "2. Response A\n"),
+        "twice": (2, "FINAL RANKING:\n1. Response A\n2. Response B\n"
+                     "FINAL RANKING:\n1. Response B\n2. Response A\n"),
+        "lower": (2, "final ranking:\n1. response b\n2. response a\n"),
+        "z26": (26, "FINAL RANKING:\n" + "".join(
+            "%d. Response %s\n" % (i + 1, chr(ord("Z") - i))
+            for i in range(26))),
+        "empty": (5, ""),
+    }
+    for name, (n, t) in sorted(texts.items()):
+        put("ranking", name, bytes([n - 1]) + t.encode())
+
+
+# ---- event_json: 19-byte header, stage, member, data JSON, text ----------
+def event_json():
+    def ev(typ, flags, stage, member, data, text, seq=1, rnd=0,
+           ts=1764000000123456):
+        d = data.encode()
+        return (bytes([typ, flags, len(stage), len(member)]) +
+                struct.pack("<HIBQ", len(d), seq, rnd, ts) +
+                stage + member + d + text)
+    put("event_json", "run-started",
+        ev(1, 0x08, b"", b"", '{"council":"c","strategy":"rank",'
+           '"seed":42,"members":[{"name":"a"}]}', b""))
+    put("event_json", "delta",
+        ev(5, 0x07, b"answer", b"alpha", "", "Hello, w\u00f6rld".encode()))
+    put("event_json", "delta-bad-utf8",
+        ev(5, 0x07, b"answer", b"alpha", "", b"\xff\xfe half \xe2\x82"))
+    put("event_json", "completed",
+        ev(6, 0x0f, b"answer", b"beta", '{"model":"m","usage":null}',
+           b"The answer.\n\twith \"quotes\" and \\ and \x01"))
+    put("event_json", "collide",
+        ev(13, 0x1f, b"synthesis", b"", '{"type":"x","seq":-1,"run_id":1,'
+           '"text":5,"stage":null,"round":"r","extra":[1.5,true]}',
+           b"final", seq=7, rnd=3))
+    put("event_json", "failed",
+        ev(14, 0x48, b"", b"", '{"errors":[{"kind":"cancelled",'
+           '"message":"c"}]}', b"", seq=0xffffffff))
+    put("event_json", "bad-type", ev(0, 0x8c, b"", b"", "{}", b"t"))
+    put("event_json", "member-utf8",
+        ev(4, 0x03, b"review", "\u00e9\u00e8".encode(), "", b""))
+    put("event_json", "member-bad",
+        ev(4, 0x03, b"rev\xc0iew", b"a\xffb", "", b""))
+    put("event_json", "ts-extreme",
+        ev(2, 0x21, b"answer", b"", "", b"", ts=0x8000000000000000))
+    put("event_json", "ts-negative",
+        ev(2, 0x21, b"answer", b"", "", b"", ts=(1 << 64) - 1))
+    put("event_json", "nul-data",
+        ev(3, 0x08, b"", b"", '{"a\\u0000b":"c\\u0000d"}', b""))
+
+
+# ---- jsonl_read: stop byte + file -----------------------------------------
+def jsonl_read():
+    rid = "0192f3a4-5b6c-7d8e-9f00-112233445566"
+
+    def e(seq, typ="member_delta", run=rid, **kw):
+        o = {"type": typ, "run_id": run, "seq": seq,
+             "ts": "2026-01-01T00:00:00.000000Z"}
+        o.update(kw)
+        return json.dumps(o, separators=(",", ":")) + "\n"
+    ok = (e(1, "run_started", council="c") + e(2, stage="answer",
+          member="a", delta="hi") + e(3, "run_completed", result={}) +
+          '{"outcome":"ok","result":{}}\n')
+    files = {
+        "complete": ok,
+        "torn": ok[:-10],
+        "no-outcome": e(1) + e(2),
+        "gap": e(1) + e(3) + '{"outcome":"ok"}\n',
+        "after-outcome": e(1) + '{"outcome":"ok"}\n' + e(2),
+        "other-run": e(1) + e(2, run="other") + '{"outcome":"error"}\n',
+        "bad-json": e(1) + "{not json\n",
+        "not-object": "[1]\n",
+        "outcome-not-string": e(1) + '{"outcome":1}\n',
+        "unknown-type": e(1, "nope") + '{"outcome":"ok"}\n',
+        "seq-string": '{"type":"run_started","run_id":"r","seq":"1"}\n',
+        "seq-zero": e(0) + '{"outcome":"ok"}\n',
+        "seq-negative": e(-1) + '{"outcome":"ok"}\n',
+        "long-runid": e(1, run="r" * 100) + e(2, run="r" * 80) +
+        '{"outcome":"crashed","reason":"signal SIGKILL"}\n',
+        "empty": "",
+        "blank-line": "\n",
+        "crlf": e(1).replace("\n", "\r\n") + '{"outcome":"ok"}\r\n',
+        "outcome-only": '{"outcome":"cancelled"}\n',
+    }
+    for name, text in sorted(files.items()):
+        put("jsonl_read", name, b"\x00" + text.encode())
+    put("jsonl_read", "complete-stop2", b"\x02" + ok.encode())
+    put("jsonl_read", "complete-stop4", b"\x04" + ok.encode())
+
+
+if __name__ == "__main__":
+    for fn in (council_yaml, sse, openai_chunk, ranking, event_json,
+               jsonl_read):
+        fn()
+    sys.exit(0)
