@@ -729,7 +729,9 @@ set_diag(council_diag *diag, const char *msg)
     if (diag == NULL)
         return;
     memset(diag, 0, sizeof(*diag));
-    snprintf(diag->msg, sizeof(diag->msg), "%s", msg);
+    /* Messages are built in larger buffers: truncate on purpose. */
+    snprintf(diag->msg, sizeof(diag->msg), "%.*s",
+             (int)sizeof(diag->msg) - 1, msg);
 }
 
 council_err
