@@ -783,6 +783,8 @@ write_cb(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     council_err rc;
 
+    if (c->state == COUNCIL__CHAT_FINISHING && c->res.err == COUNCIL_OK)
+        return n; /* after the end ([DONE]): drain, keep the connection */
     if (c->state != COUNCIL__CHAT_RUNNING)
         return 0; /* aborts the transfer */
     if (!c->got_byte && !first_byte(c, p, n))
@@ -821,6 +823,8 @@ write_cb(char *p, size_t size, size_t nmemb, void *ud)
         else if (rc == COUNCIL_ENOMEM)
             council__chat_fail(c, COUNCIL__CALL_STREAM,
                                "out of memory reading the event stream");
+        if (c->state == COUNCIL__CHAT_FINISHING && c->res.err == COUNCIL_OK)
+            return n; /* the end was seen: let libcurl finish the response */
         return council__chat_running(c) ? n : 0;
     }
 }
