@@ -946,6 +946,9 @@ council__chat_launch(council__chat *c)
     cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Stream chunks are small: a 4 KiB receive buffer instead of libcurl's
+     * 16 KiB keeps a call in flight ~12 KiB smaller. */
+    cc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     if (c->connect_timeout_ms > 0)
         cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                                (long)c->connect_timeout_ms);
