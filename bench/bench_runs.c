@@ -21,10 +21,13 @@
  *
  *   bench_runs --base-url URL [--runs N] [--concurrency C] [--warmup W]
  *              [--hold] [--label X] [--starters S] [--engines E]
- *              [--recorder-threads T]
+ *              [--recorder-threads T] [--count-alloc]
  *   SERVER_PIDS=1,2 (optional): the servers' CPU over the measured window.
  */
+#include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +165,76 @@ status_kib(const char *key)
     return v;
 }
 
+/* Bytes handed out by malloc and not freed (all arenas, mmap included). */
+static long
+heap_kib(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+
+    return (long)((mi.uordblks + mi.hblkhd) / 1024);
+}
+
+/*
+ * --count-alloc: the library's (and jansson's) allocations through
+ * council_set_allocator, with a 16-byte size header, to split the heap in
+ * use between the library and the rest (libcurl, libuv, libc).
+ */
+static _Atomic long lib_bytes;
+
+static void *
+c_malloc(size_t n)
+{
+    size_t *p = malloc(n + 16);
+
+    if (p == NULL)
+        return NULL;
+    *p = n;
+    atomic_fetch_add(&lib_bytes, (long)n);
+    return (char *)p + 16;
+}
+
+static void
+c_free(void *q)
+{
+    size_t *p;
+
+    if (q == NULL)
+        return;
+    p = (size_t *)((char *)q - 16);
+    atomic_fetch_sub(&lib_bytes, (long)*p);
+    free(p);
+}
+
+static void *
+c_calloc(size_t k, size_t n)
+{
+    void *q;
+
+    if (n != 0 && k > SIZE_MAX / n)
+        return NULL;
+    q = c_malloc(k * n);
+    if (q != NULL)
+        memset(q, 0, k * n);
+    return q;
+}
+
+static void *
+c_realloc(void *q, size_t n)
+{
+    size_t *p, old;
+
+    if (q == NULL)
+        return c_malloc(n);
+    p = (size_t *)((char *)q - 16);
+    old = *p;
+    p = realloc(p, n + 16);
+    if (p == NULL)
+        return NULL;
+    *p = n;
+    atomic_fetch_add(&lib_bytes, (long)n - (long)old);
+    return (char *)p + 16;
+}
+
 static double
 cpu_s(void)
 {
@@ -242,6 +315,7 @@ typedef struct opts {
     int recorder_threads;
     int starters;
     int engines;
+    int count_alloc;
 } opts;
 
 static council_def *
@@ -491,6 +565,7 @@ parse_args(int argc, char **argv, opts *o)
     o->concurrency = 16;
     o->warmup = 50;
     o->hold = 0;
+    o->count_alloc = 0;
     o->recorder_threads = 0;
     o->starters = 4;
     o->engines = 1;
@@ -499,6 +574,10 @@ parse_args(int argc, char **argv, opts *o)
 
         if (strcmp(a, "--hold") == 0) {
             o->hold = 1;
+            continue;
+        }
+        if (strcmp(a, "--count-alloc") == 0) {
+            o->count_alloc = 1;
             continue;
         }
         if (v == NULL)
@@ -538,6 +617,8 @@ typedef struct sampler {
     uint64_t base_final;   /* runs finalized before the hold */
     long peak_in;          /* most runs in flight at one sample */
     long rss_at_peak;      /* highest VmRSS while peak_in were in flight */
+    long heap_at_peak;     /* malloc'd bytes in use then, KiB */
+    long lib_at_peak;      /* of which the library's (--count-alloc), KiB */
     double t_peak;         /* when peak_in was first reached */
     double t0;
 } sampler;
@@ -558,6 +639,11 @@ sampler_main(void *arg)
         if (stop)
             break;
         rss = status_kib("VmRSS");
+        if (in > sp->peak_in || (in == sp->peak_in && rss > sp->rss_at_peak))
+        {
+            sp->heap_at_peak = heap_kib();
+            sp->lib_at_peak = atomic_load(&lib_bytes) / 1024;
+        }
         if (in > sp->peak_in) {
             sp->peak_in = in;
             sp->rss_at_peak = rss;
@@ -576,7 +662,7 @@ hold(council_engine *eng, const council_def *def, const opts *o)
 {
     worker w;
     sampler sp;
-    long rss_before, hwm, i, c = o->concurrency;
+    long rss_before, heap_before, lib_before, hwm, i, c = o->concurrency;
     double t_all_in, t1;
     int rc = 0;
 
@@ -592,6 +678,8 @@ hold(council_engine *eng, const council_def *def, const opts *o)
     if (w.t.lat == NULL)
         return 1;
     rss_before = status_kib("VmRSS");
+    heap_before = heap_kib();
+    lib_before = atomic_load(&lib_bytes) / 1024;
     pthread_mutex_lock(&mu);
     sp.base_final = finalized_total;
     started_total = 0;
@@ -622,12 +710,19 @@ hold(council_engine *eng, const council_def *def, const opts *o)
     printf(",\"runs\":%ld,\"all_started_s\":%.3f,\"peak_in_flight\":%ld,"
            "\"peak_in_flight_at_s\":%.3f,\"rss_before_kib\":%ld,"
            "\"rss_at_peak_kib\":%ld,\"kib_per_run\":%.1f,"
+           "\"heap_kib_per_run\":%.1f,\"lib_heap_kib_per_run\":%.1f,"
            "\"peak_rss_kib\":%ld,\"hwm_kib_per_run\":%.1f,"
            "\"wall_s\":%.3f,\"p50_ms\":%.1f,\"ok\":%ld,\"bad\":%ld,"
            "\"events_per_run\":%.1f,\"all_in_flight\":%s",
            c, t_all_in, sp.peak_in, sp.t_peak, rss_before, sp.rss_at_peak,
            sp.peak_in > 0
                ? (double)(sp.rss_at_peak - rss_before) / (double)sp.peak_in
+               : 0,
+           sp.peak_in > 0
+               ? (double)(sp.heap_at_peak - heap_before) / (double)sp.peak_in
+               : 0,
+           sp.peak_in > 0
+               ? (double)(sp.lib_at_peak - lib_before) / (double)sp.peak_in
                : 0,
            hwm, (double)(hwm - rss_before) / (double)c, t1 - sp.t0,
            w.t.lat[w.t.n_lat / 2] * 1e3, w.t.ok, w.t.bad,
@@ -718,10 +813,13 @@ main(int argc, char **argv)
         fprintf(stderr,
                 "usage: bench_runs --base-url URL [--runs N] "
                 "[--concurrency C] [--warmup W] [--hold] [--label X] "
-                "[--starters S] [--engines E] [--recorder-threads T]\n");
+                "[--starters S] [--engines E] [--recorder-threads T] "
+                "[--count-alloc]\n");
         return 2;
     }
     raise_nofile();
+    if (o.count_alloc)
+        council_set_allocator(c_malloc, c_realloc, c_calloc, c_free);
     def = make_def(o.base_url);
     if (def == NULL)
         return 2;
