@@ -738,6 +738,19 @@ hold(council_engine *eng, const council_def *def, const opts *o)
     return rc != 0 || w.t.bad > 0;
 }
 
+/* Sum of the run latencies: over the wall time, the mean number of runs
+ * in flight (Little's law). */
+static double
+lat_sum(const tally *t)
+{
+    double sum = 0;
+    long i;
+
+    for (i = 0; i < t->n_lat; i++)
+        sum += t->lat[i];
+    return sum;
+}
+
 static int
 throughput(council_engine **engs, const council_def *def, const opts *o)
 {
@@ -774,7 +787,8 @@ throughput(council_engine **engs, const council_def *def, const opts *o)
     printf(",\"runs\":%ld,\"concurrency\":%ld,\"engines\":%d,"
            "\"starters\":%d,\"warmup\":%ld,\"wall_s\":%.3f,\"runs_per_s\":%.1f,"
            "\"requests_per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
-           "\"start_call_ms\":%.3f,\"ok\":%ld,\"bad\":%ld,"
+           "\"start_call_ms\":%.3f,\"mean_in_flight\":%.1f,"
+           "\"ok\":%ld,\"bad\":%ld,"
            "\"events_per_run\":%.1f,\"cpu_s\":%.2f,\"cpu_pct\":%.1f,"
            "\"peak_rss_kib\":%ld,\"machine_cpu_pct\":%.1f,"
            "\"others_cpu_pct\":%.1f",
@@ -784,7 +798,8 @@ throughput(council_engine **engs, const council_def *def, const opts *o)
            (double)o->runs * 9 / wall,
            t.n_lat ? t.lat[t.n_lat / 2] * 1e3 : 0,
            t.n_lat ? t.lat[(long)((double)t.n_lat * 0.99)] * 1e3 : 0,
-           t.n_lat ? t.start_s / (double)t.n_lat * 1e3 : 0, t.ok, t.bad,
+           t.n_lat ? t.start_s / (double)t.n_lat * 1e3 : 0,
+           lat_sum(&t) / wall, t.ok, t.bad,
            t.n_lat ? (double)t.events / (double)t.n_lat : 0, c1 - c0,
            (c1 - c0) / wall * 100, status_kib("VmHWM"),
            (m1 - m0) / wall * 100,

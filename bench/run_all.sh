@@ -171,6 +171,7 @@ for rep in $(seq 1 "$REPS"); do
     council_tp nginx-c1 "$NGINX_SSE" 1 "$NGINX_WORKERS"
     council_tp nginx-c256-2eng "$NGINX_SSE" 256 "$NGINX_WORKERS" \
         --engines 2 --starters 8
+    council_tp nginx-c256-s64 "$NGINX_SSE" 256 "$NGINX_WORKERS" --starters 64
     council_tp mockllm-c256 "$MOCK" 256 "$MOCK_PID"
     council_tp mockllm-c16 "$MOCK" 16 "$MOCK_PID"
     council_tp mockllm-c1 "$MOCK" 1 "$MOCK_PID"

@@ -48,11 +48,12 @@ def main():
 
     out.append("### Council runs/s (9 streamed calls per run)\n")
     out.append("| scenario | impl | reps | runs/s median (min-max) | "
-               "p50 ms | client CPU % | peak RSS MiB | others CPU % | "
-               "server CPU % |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+               "p50 ms | mean in flight | client CPU % | peak RSS MiB | "
+               "others CPU % | server CPU % |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     tp = {}
-    order = ["nginx-c256", "nginx-c256-2eng", "nginx-c16", "nginx-c1",
+    order = ["nginx-c256", "nginx-c256-s64", "nginx-c256-2eng", "nginx-c16",
+             "nginx-c1",
              "mockllm-c256", "mockllm-c16", "mockllm-c1"]
     for sc in order:
         for impl in ("council", "node"):
@@ -61,6 +62,7 @@ def main():
                 continue
             rps = [r["runs_per_s"] for r in rs]
             tp[(sc, impl)] = med(rps)
+            inflight = med([r.get("mean_in_flight") for r in rs])
             if impl == "council":
                 p50 = med([r["p50_ms"] for r in rs])
                 rss = med([r["peak_rss_kib"] / 1024 for r in rs])
@@ -70,6 +72,7 @@ def main():
             out.append(
                 f"| {sc} | {impl} | {len(rs)} | {fmt(med(rps), 1)} "
                 f"({fmt(min(rps), 1)}-{fmt(max(rps), 1)}) | {fmt(p50, 1)} | "
+                f"{fmt(inflight, 0)} | "
                 f"{fmt(med([r.get('cpu_pct') for r in rs]), 0)} | "
                 f"{fmt(rss, 1)} | "
                 f"{fmt(med([r.get('others_cpu_pct') for r in rs]), 0)} | "
@@ -80,11 +83,13 @@ def main():
         if c and n:
             out.append(f"- {sc}: council/node = **{c / n:.1f}x** "
                        f"({c:,.0f} vs {n:,.0f} runs/s)")
-    c2, n = tp.get(("nginx-c256-2eng", "council")), tp.get(("nginx-c256",
-                                                            "node"))
-    if c2 and n:
-        out.append(f"- nginx-c256 with 2 engines: council/node = "
-                   f"**{c2 / n:.1f}x** ({c2:,.0f} vs {n:,.0f} runs/s)")
+    n = tp.get(("nginx-c256", "node"))
+    for sc, what in (("nginx-c256-s64", "64 starters (all 256 in flight)"),
+                     ("nginx-c256-2eng", "2 engines")):
+        c2 = tp.get((sc, "council"))
+        if c2 and n:
+            out.append(f"- nginx-c256 with {what}: council/node = "
+                       f"**{c2 / n:.1f}x** ({c2:,.0f} vs {n:,.0f} runs/s)")
     out.append("")
 
     out.append("### Memory per in-flight run (1,000 runs, 2 s per call)\n")
