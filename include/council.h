@@ -339,6 +339,12 @@ typedef struct council_engine_opts {
      * thread, possibly from several at once; line has no newline. */
     void (*log)(const char *line, void *ud);
     void *log_ud;
+    /* Event-loop threads hosting the runs: 0 = default ($COUNCIL_LOOP_THREADS
+     * if set to 1..64, else 1), at most 64.
+     * Each run lives on one loop for its whole life (assigned round-robin
+     * at start), so all per-run promises hold with any number; more loops
+     * let provider traffic of many concurrent runs use more cores. */
+    int loop_threads;
 } council_engine_opts;
 
 #define COUNCIL_ENGINE_OPTS_VERSION 1

@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -77,6 +78,7 @@ typedef struct rec {
 struct council_sub {
     council__mbox mb;
     council_engine *eng;
+    council__loop *lp;            /* the run's loop, for unsubscribe */
     council_run *run;
     void (*on_event)(council_event *, void *);
     void (*on_end)(const council_outcome *, void *);
@@ -88,6 +90,7 @@ struct council_sub {
 struct council_run {
     atomic_uint refs;
     council_engine *eng;
+    council__loop *lp;            /* the loop the run lives on */
     char id[COUNCIL__RUN_ID_MAX + 1];
     council_run *reg_next;
 
@@ -177,26 +180,26 @@ complete(struct cmd *c)
 
 /* Queue a command for the loop.  ECLOSED once shutdown was queued. */
 static council_err
-post(council_engine *eng, struct cmd *c)
+post(council__loop *lp, struct cmd *c)
 {
     council_err rc = COUNCIL_OK;
 
     c->next = NULL;
-    pthread_mutex_lock(&eng->cmd_mu);
-    if (eng->closing && c->kind != CMD_SHUTDOWN) {
+    pthread_mutex_lock(&lp->cmd_mu);
+    if (lp->closing && c->kind != CMD_SHUTDOWN) {
         rc = COUNCIL_ECLOSED;
     } else {
         if (c->kind == CMD_SHUTDOWN)
-            eng->closing = 1;
-        if (eng->cmd_tail != NULL)
-            eng->cmd_tail->next = c;
+            lp->closing = 1;
+        if (lp->cmd_tail != NULL)
+            lp->cmd_tail->next = c;
         else
-            eng->cmd_head = c;
-        eng->cmd_tail = c;
+            lp->cmd_head = c;
+        lp->cmd_tail = c;
     }
-    pthread_mutex_unlock(&eng->cmd_mu);
+    pthread_mutex_unlock(&lp->cmd_mu);
     if (rc == COUNCIL_OK)
-        uv_async_send(&eng->wakeup);
+        uv_async_send(&lp->wakeup);
     return rc;
 }
 
@@ -476,19 +479,19 @@ error_outcome(const char *kind, const char *msg)
 static void
 reap_later(council_run *run)
 {
-    council_engine *eng = run->eng;
+    council__loop *lp = run->lp;
 
-    run->reap_next = eng->reap;
-    eng->reap = run;
-    uv_async_send(&eng->wakeup);
+    run->reap_next = lp->reap;
+    lp->reap = run;
+    uv_async_send(&lp->wakeup);
 }
 
 static void
-reap(council_engine *eng)
+reap(council__loop *lp)
 {
-    while (eng->reap != NULL) {
-        council_run *run = eng->reap;
-        eng->reap = run->reap_next;
+    while (lp->reap != NULL) {
+        council_run *run = lp->reap;
+        lp->reap = run->reap_next;
         if (run->hops != NULL && run->hops->free != NULL)
             run->hops->free(run->hstate);
         run->hstate = NULL;
@@ -510,14 +513,14 @@ reap(council_engine *eng)
 static void
 mark_dirty(council_run *run)
 {
-    council_engine *eng = run->eng;
+    council__loop *lp = run->lp;
 
     if (run->dirty)
         return;
     run->dirty = 1;
     run_ref(run); /* the flush list's reference */
-    run->dirty_next = eng->dirty;
-    eng->dirty = run;
+    run->dirty_next = lp->dirty;
+    lp->dirty = run;
 }
 
 /* Out of memory for longer than this after the run ended: give up on the
@@ -560,7 +563,7 @@ flush_run(council_run *run)
             run->oom_since = now;
         /* At shutdown there is no later: give up at once. */
         if (!run->end_pending ||
-            (now - run->oom_since < GIVE_UP_NS && !run->eng->shutting_down))
+            (now - run->oom_since < GIVE_UP_NS && !run->lp->shutting_down))
             return 0;
         /* The run is over and memory has not come back: each subscriber
          * keeps the gapless prefix it got, the rest is reported lost. */
@@ -601,11 +604,11 @@ on_retry(uv_timer_t *t)
 }
 
 static void
-flush_all(council_engine *eng)
+flush_all(council__loop *lp)
 {
-    council_run *run = eng->dirty, *keep = NULL;
+    council_run *run = lp->dirty, *keep = NULL;
 
-    eng->dirty = NULL;
+    lp->dirty = NULL;
     while (run != NULL) {
         council_run *next = run->dirty_next;
         if (flush_run(run)) {
@@ -617,28 +620,28 @@ flush_all(council_engine *eng)
         }
         run = next;
     }
-    eng->dirty = keep;
+    lp->dirty = keep;
     /* Out of memory somewhere: come back soon even if nothing else
      * wakes the loop. */
-    if (keep != NULL && !uv_is_closing((uv_handle_t *)&eng->retry))
-        uv_timer_start(&eng->retry, on_retry, 1, 0);
+    if (keep != NULL && !uv_is_closing((uv_handle_t *)&lp->retry))
+        uv_timer_start(&lp->retry, on_retry, 1, 0);
 }
 
 static void
 on_prepare(uv_prepare_t *p)
 {
-    council_engine *eng = p->data;
+    council__loop *lp = p->data;
 
-    flush_all(eng);
-    eng->ts_left = 0; /* the loop may block now: read the clock afresh */
+    flush_all(lp);
+    lp->ts_left = 0; /* the loop may block now: read the clock afresh */
 }
 
 static void
 on_check(uv_check_t *c)
 {
-    council_engine *eng = c->data;
+    council__loop *lp = c->data;
 
-    eng->ts_left = 0; /* the loop woke up: read the clock afresh */
+    lp->ts_left = 0; /* the loop woke up: read the clock afresh */
 }
 
 /* Event time: the clock is read at most once every TS_EVERY events within
@@ -648,16 +651,16 @@ on_check(uv_check_t *c)
 #define TS_EVERY 32
 
 static int64_t
-event_time(council_engine *eng)
+event_time(council__loop *lp)
 {
-    if (eng->ts_left == 0) {
+    if (lp->ts_left == 0) {
         int64_t now = council__now_us();
-        if (now > eng->ts_cache)
-            eng->ts_cache = now;
-        eng->ts_left = TS_EVERY;
+        if (now > lp->ts_cache)
+            lp->ts_cache = now;
+        lp->ts_left = TS_EVERY;
     }
-    eng->ts_left--;
-    return eng->ts_cache;
+    lp->ts_left--;
+    return lp->ts_cache;
 }
 
 council_err
@@ -688,7 +691,7 @@ council__run_emit(council_run *run, council__event_init *init)
     init->data = NULL; /* stolen either way */
     if (ev == NULL)
         return COUNCIL_ENOMEM;
-    council__event_stamp(ev, ++run->seq, event_time(eng));
+    council__event_stamp(ev, ++run->seq, event_time(run->lp));
     run->outbox[run->ob_len++] = ev; /* the outbox's reference */
     mark_dirty(run);
     stat_add(&eng->st_published, 1);
@@ -730,7 +733,7 @@ do_start(council_engine *eng, struct cmd *c)
 
     run->state = R_RUNNING;
     if (run->deadline_ms > 0) {
-        uv_timer_init(&eng->loop, &run->deadline);
+        uv_timer_init(&run->lp->loop, &run->deadline);
         run->deadline.data = run;
         run_ref(run); /* dropped in deadline_closed */
         run->deadline_armed = 1;
@@ -823,11 +826,12 @@ do_unsubscribe(council_sub *s)
 }
 
 static void
-do_shutdown(council_engine *eng)
+do_shutdown(council__loop *lp)
 {
+    council_engine *eng = lp->eng;
     size_t b;
 
-    eng->shutting_down = 1;
+    lp->shutting_down = 1;
     /* Each host stops and exits as crashed("shutdown").  Collect first:
      * exiting removes runs from the registry. */
     for (;;) {
@@ -836,7 +840,7 @@ do_shutdown(council_engine *eng)
         for (b = 0; b < COUNCIL__REG_BUCKETS && victim == NULL; b++) {
             council_run *r;
             for (r = eng->reg[b]; r != NULL; r = r->reg_next)
-                if (r->state != R_EXITED) {
+                if (r->lp == lp && r->state != R_EXITED) {
                     victim = r;
                     break;
                 }
@@ -854,23 +858,24 @@ do_shutdown(council_engine *eng)
     }
     /* Hosts have cancelled their calls; the client aborts what is left and
      * closes its handles (their callbacks run before the loop ends). */
-    if (eng->http_shutdown != NULL)
-        eng->http_shutdown(eng);
-    flush_all(eng);
-    reap(eng);
+    if (lp->http_shutdown != NULL)
+        lp->http_shutdown(lp);
+    flush_all(lp);
+    reap(lp);
 }
 
 static void
 on_wakeup(uv_async_t *a)
 {
-    council_engine *eng = a->data;
+    council__loop *lp = a->data;
+    council_engine *eng = lp->eng;
     struct cmd *c;
     int shutdown = 0;
 
-    pthread_mutex_lock(&eng->cmd_mu);
-    c = eng->cmd_head;
-    eng->cmd_head = eng->cmd_tail = NULL;
-    pthread_mutex_unlock(&eng->cmd_mu);
+    pthread_mutex_lock(&lp->cmd_mu);
+    c = lp->cmd_head;
+    lp->cmd_head = lp->cmd_tail = NULL;
+    pthread_mutex_unlock(&lp->cmd_mu);
     while (c != NULL) {
         struct cmd *next = c->next;
         switch (c->kind) {
@@ -893,29 +898,29 @@ on_wakeup(uv_async_t *a)
             break;
         case CMD_SHUTDOWN:
             shutdown = 1;
-            do_shutdown(eng);
+            do_shutdown(lp);
             complete(c);
             break;
         }
         c = next;
     }
-    reap(eng);
+    reap(lp);
     if (shutdown) {
         /* Hosts and the HTTP client are closing their own handles, and
          * their close callbacks must run (they release sockets and
          * memory); close only the engine's handles, so uv_run returns when
          * the last of theirs is closed. */
-        uv_close((uv_handle_t *)&eng->wakeup, NULL);
-        uv_close((uv_handle_t *)&eng->flusher, NULL);
-        uv_close((uv_handle_t *)&eng->retry, NULL);
-        uv_close((uv_handle_t *)&eng->waker, NULL);
+        uv_close((uv_handle_t *)&lp->wakeup, NULL);
+        uv_close((uv_handle_t *)&lp->flusher, NULL);
+        uv_close((uv_handle_t *)&lp->retry, NULL);
+        uv_close((uv_handle_t *)&lp->waker, NULL);
     }
 }
 
 static void
 close_walk(uv_handle_t *h, void *arg)
 {
-    council_engine *eng = arg;
+    council_engine *eng = ((council__loop *)arg)->eng;
 
     if (!uv_is_closing(h)) {
         council__log(eng, "engine close: a handle (type %s) was still open",
@@ -927,28 +932,106 @@ close_walk(uv_handle_t *h, void *arg)
 static void
 loop_main(void *arg)
 {
-    council_engine *eng = arg;
+    council__loop *lp = arg;
 
-    uv_run(&eng->loop, UV_RUN_DEFAULT);
+    uv_run(&lp->loop, UV_RUN_DEFAULT);
     /* Everything closes itself at shutdown; a handle left open would be
      * a bug elsewhere: report it, close it, and finish the loop anyway. */
-    uv_walk(&eng->loop, close_walk, eng);
-    uv_run(&eng->loop, UV_RUN_DEFAULT);
+    uv_walk(&lp->loop, close_walk, lp);
+    uv_run(&lp->loop, UV_RUN_DEFAULT);
 }
 
 /* ---- engine ------------------------------------------------------------ */
+
+/* Set up one loop (not yet running).  0, or -1 with nothing left open. */
+static int
+loop_init(council_engine *eng, council__loop *lp)
+{
+    lp->eng = eng;
+    if (uv_loop_init(&lp->loop) != 0)
+        return -1;
+    if (uv_async_init(&lp->loop, &lp->wakeup, on_wakeup) != 0) {
+        uv_loop_close(&lp->loop);
+        return -1;
+    }
+    pthread_mutex_init(&lp->cmd_mu, NULL);
+    lp->wakeup.data = lp;
+    uv_prepare_init(&lp->loop, &lp->flusher);
+    lp->flusher.data = lp;
+    uv_prepare_start(&lp->flusher, on_prepare);
+    uv_timer_init(&lp->loop, &lp->retry);
+    lp->retry.data = lp;
+    uv_check_init(&lp->loop, &lp->waker);
+    lp->waker.data = lp;
+    uv_check_start(&lp->waker, on_check);
+    return 0;
+}
+
+/* Undo loop_init for a loop whose thread never ran. */
+static void
+loop_destroy_unstarted(council__loop *lp)
+{
+    uv_close((uv_handle_t *)&lp->wakeup, NULL);
+    uv_close((uv_handle_t *)&lp->flusher, NULL);
+    uv_close((uv_handle_t *)&lp->retry, NULL);
+    uv_close((uv_handle_t *)&lp->waker, NULL);
+    uv_run(&lp->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&lp->loop);
+    pthread_mutex_destroy(&lp->cmd_mu);
+}
+
+/* Shut down loops [0, n) whose threads run: each ends its runs as
+ * crashed("shutdown"), closes its handles and returns from uv_run. */
+static void
+stop_loops(council_engine *eng, int n)
+{
+    struct completion *done;
+    struct cmd *c;
+    int i;
+
+    done = council__calloc((size_t)(n > 0 ? n : 1), sizeof(*done));
+    c = council__calloc((size_t)(n > 0 ? n : 1), sizeof(*c));
+    for (i = 0; i < n; i++) {
+        council__loop *lp = &eng->loops[i];
+        if (done != NULL && c != NULL) {
+            completion_init(&done[i]);
+            c[i].kind = CMD_SHUTDOWN;
+            c[i].wait = &done[i];
+            if (post(lp, &c[i]) == COUNCIL_OK)
+                completion_wait(&done[i]);
+        } else {
+            /* No memory for the commands: a command on the stack, one
+             * loop at a time, does the same. */
+            struct completion d1;
+            struct cmd c1;
+            memset(&c1, 0, sizeof(c1));
+            completion_init(&d1);
+            c1.kind = CMD_SHUTDOWN;
+            c1.wait = &d1;
+            if (post(lp, &c1) == COUNCIL_OK)
+                completion_wait(&d1);
+        }
+        uv_thread_join(&lp->thread);
+        uv_loop_close(&lp->loop);
+        pthread_mutex_destroy(&lp->cmd_mu);
+    }
+    council__free(done);
+    council__free(c);
+}
 
 council_err
 council_engine_open(const council_engine_opts *opts, council_engine **out)
 {
     council_engine *eng;
     council_err rc = COUNCIL_OK;
-    int threads = 0;
+    int threads = 0, loops = 1, i;
 
     if (out == NULL)
         return COUNCIL_EINVAL;
     *out = NULL;
     if (opts != NULL && opts->version != COUNCIL_ENGINE_OPTS_VERSION)
+        return COUNCIL_EINVAL;
+    if (opts != NULL && (opts->loop_threads < 0 || opts->loop_threads > 64))
         return COUNCIL_EINVAL;
     eng = council__calloc(1, sizeof(*eng));
     if (eng == NULL)
@@ -957,49 +1040,51 @@ council_engine_open(const council_engine_opts *opts, council_engine **out)
         threads = opts->recorder_threads;
         eng->log = opts->log;
         eng->log_ud = opts->log_ud;
+        if (opts->loop_threads > 0)
+            loops = opts->loop_threads;
     }
-    pthread_mutex_init(&eng->cmd_mu, NULL);
+    if (opts == NULL || opts->loop_threads == 0) {
+        /* The default can come from the environment, as libuv's thread
+         * pool size does (UV_THREADPOOL_SIZE). */
+        const char *env = getenv("COUNCIL_LOOP_THREADS");
+        long v = env != NULL ? strtol(env, NULL, 10) : 0;
+        if (v >= 1 && v <= 64)
+            loops = (int)v;
+    }
     pthread_mutex_init(&eng->reg_mu, NULL);
-    if (uv_loop_init(&eng->loop) != 0) {
+    eng->loops = council__calloc((size_t)loops, sizeof(*eng->loops));
+    if (eng->loops == NULL) {
         rc = COUNCIL_ENOMEM;
-        goto fail_loop;
+        goto fail_loops;
     }
-    if (uv_async_init(&eng->loop, &eng->wakeup, on_wakeup) != 0) {
-        rc = COUNCIL_ENOMEM;
-        goto fail_async;
-    }
-    eng->wakeup.data = eng;
-    uv_prepare_init(&eng->loop, &eng->flusher);
-    eng->flusher.data = eng;
-    uv_prepare_start(&eng->flusher, on_prepare);
-    uv_timer_init(&eng->loop, &eng->retry);
-    eng->retry.data = eng;
-    uv_check_init(&eng->loop, &eng->waker);
-    eng->waker.data = eng;
-    uv_check_start(&eng->waker, on_check);
     rc = council__pool_open(threads, &eng->pool);
     if (rc != COUNCIL_OK)
         goto fail_pool;
-    if (uv_thread_create(&eng->thread, loop_main, eng) != 0) {
-        rc = COUNCIL_ENOMEM;
-        goto fail_thread;
+    for (i = 0; i < loops; i++) {
+        council__loop *lp = &eng->loops[i];
+        if (loop_init(eng, lp) != 0) {
+            rc = COUNCIL_ENOMEM;
+            break;
+        }
+        if (uv_thread_create(&lp->thread, loop_main, lp) != 0) {
+            loop_destroy_unstarted(lp);
+            rc = COUNCIL_ENOMEM;
+            break;
+        }
+        eng->n_loops++;
     }
+    if (rc != COUNCIL_OK)
+        goto fail_threads;
     *out = eng;
     return COUNCIL_OK;
 
-fail_thread:
+fail_threads:
+    stop_loops(eng, eng->n_loops);
     council__pool_close(eng->pool);
 fail_pool:
-    uv_close((uv_handle_t *)&eng->wakeup, NULL);
-    uv_close((uv_handle_t *)&eng->flusher, NULL);
-    uv_close((uv_handle_t *)&eng->retry, NULL);
-    uv_close((uv_handle_t *)&eng->waker, NULL);
-    uv_run(&eng->loop, UV_RUN_DEFAULT);
-fail_async:
-    uv_loop_close(&eng->loop);
-fail_loop:
+    council__free(eng->loops);
+fail_loops:
     pthread_mutex_destroy(&eng->reg_mu);
-    pthread_mutex_destroy(&eng->cmd_mu);
     council__free(eng);
     return rc;
 }
@@ -1007,23 +1092,13 @@ fail_loop:
 void
 council_engine_close(council_engine *eng)
 {
-    struct completion done;
-    struct cmd c;
-
     if (eng == NULL)
         return;
-    memset(&c, 0, sizeof(c));
-    completion_init(&done);
-    c.kind = CMD_SHUTDOWN;
-    c.wait = &done;
-    if (post(eng, &c) == COUNCIL_OK)
-        completion_wait(&done);
-    uv_thread_join(&eng->thread);
+    stop_loops(eng, eng->n_loops);
     /* Every run has ended: the pool delivers the last finalizes. */
     council__pool_close(eng->pool);
-    uv_loop_close(&eng->loop);
+    council__free(eng->loops);
     pthread_mutex_destroy(&eng->reg_mu);
-    pthread_mutex_destroy(&eng->cmd_mu);
     council__free(eng);
 }
 
@@ -1041,15 +1116,15 @@ council_engine_stats_get(council_engine *eng, council_engine_stats *out)
 }
 
 uv_loop_t *
-council__engine_loop(council_engine *eng)
-{
-    return &eng->loop;
-}
-
-uv_loop_t *
 council__run_loop(council_run *run)
 {
-    return &run->eng->loop;
+    return &run->lp->loop;
+}
+
+council__loop *
+council__run_lp(council_run *run)
+{
+    return run->lp;
 }
 
 council_engine *
@@ -1188,6 +1263,9 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
     }
     atomic_init(&run->refs, 1); /* the host's reference */
     run->eng = eng;
+    /* Round-robin over the loops; the run stays on this one. */
+    run->lp = &eng->loops[atomic_fetch_add(&eng->next_loop, 1) %
+                          (unsigned)eng->n_loops];
     run->hops = hops;
     run->hstate = hstate;
     run->state = R_STARTING;
@@ -1280,7 +1358,7 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
     c.kind = CMD_START;
     c.run = run;
     c.wait = &done;
-    rc = post(eng, &c);
+    rc = post(run->lp, &c);
     if (rc != COUNCIL_OK) {
         pthread_cond_destroy(&done.cv);
         pthread_mutex_destroy(&done.mu);
@@ -1338,7 +1416,7 @@ council_run_cancel(council_run *run)
     run->cancel_cmd.kind = CMD_CANCEL;
     run->cancel_cmd.run = run;
     run_ref(run);
-    if (post(run->eng, &run->cancel_cmd) != COUNCIL_OK) {
+    if (post(run->lp, &run->cancel_cmd) != COUNCIL_OK) {
         atomic_store(&run->cancel_posted, 0);
         run_unref(run);
         /* Closing: the run ends as crashed(shutdown) anyway. */
@@ -1450,13 +1528,25 @@ council_run_subscribe(council_engine *eng, const char *run_id,
         return COUNCIL_ENOMEM;
     }
     s->mb.delivered = &eng->st_deliveries;
+    /* The command goes to the run's loop, which checks again that the run
+     * is still in flight. */
+    pthread_mutex_lock(&eng->reg_mu);
+    {
+        council_run *run = reg_find(eng, run_id);
+        s->lp = run != NULL ? run->lp : NULL;
+    }
+    pthread_mutex_unlock(&eng->reg_mu);
+    if (s->lp == NULL) {
+        council__mbox_unref(&s->mb);
+        return COUNCIL_ENOTFOUND;
+    }
     memset(&c, 0, sizeof(c));
     completion_init(&done);
     c.kind = CMD_SUBSCRIBE;
     c.sub = s;
     c.run_id = run_id;
     c.wait = &done;
-    rc = post(eng, &c);
+    rc = post(s->lp, &c);
     if (rc == COUNCIL_OK) {
         completion_wait(&done);
         rc = c.rc;
@@ -1488,7 +1578,7 @@ council_unsubscribe(council_sub *s)
         s->unsub_cmd.kind = CMD_UNSUBSCRIBE;
         s->unsub_cmd.sub = s;
         council__mbox_ref(&s->mb); /* the command's reference */
-        if (post(s->eng, &s->unsub_cmd) != COUNCIL_OK) {
+        if (post(s->lp, &s->unsub_cmd) != COUNCIL_OK) {
             /* The engine is closing: the run's end reaches us anyway. */
             council__mbox_unref(&s->mb);
         }

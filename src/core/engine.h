@@ -18,24 +18,25 @@
 #define COUNCIL__REG_BUCKETS 1024
 
 struct cmd;
+struct council__http;
 
-struct council_engine {
+/*
+ * One event-loop thread of an engine.  A run lives on one loop for its
+ * whole life (chosen round-robin at start), so everything about a run stays
+ * single-threaded; loops share only the registry, the counters and the
+ * recorder pool.
+ */
+typedef struct council__loop {
+    council_engine *eng;
     uv_loop_t loop;
     uv_async_t wakeup;
     uv_thread_t thread;
-    council__pool *pool;
-    void (*log)(const char *line, void *ud);
-    void *log_ud;
+    int thread_started;
 
     /* Commands from other threads (cmd_mu). */
     pthread_mutex_t cmd_mu;
     struct cmd *cmd_head, *cmd_tail;
     int closing;
-
-    /* Runs in flight by id (reg_mu); each entry holds a reference. */
-    pthread_mutex_t reg_mu;
-    council_run *reg[COUNCIL__REG_BUCKETS];
-    size_t n_runs;
 
     /* Loop thread only. */
     uv_prepare_t flusher;  /* queues each iteration's events, in batches */
@@ -46,11 +47,25 @@ struct council_engine {
     council_run *dirty;    /* runs with events or an end to queue */
     council_run *reap;
     int shutting_down;
-    /* The HTTP client shared by the runs' provider calls (strategy.c). */
+    /* The HTTP client shared by this loop's provider calls (strategy.c). */
     struct council__http *http;
-    void (*http_shutdown)(council_engine *eng);
+    void (*http_shutdown)(struct council__loop *lp);
+} council__loop;
 
-    /* Counters.  The loop thread's and the pool's are on separate cache
+struct council_engine {
+    council__pool *pool;
+    void (*log)(const char *line, void *ud);
+    void *log_ud;
+    council__loop *loops;
+    int n_loops;
+    atomic_uint next_loop;
+
+    /* Runs in flight by id (reg_mu); each entry holds a reference. */
+    pthread_mutex_t reg_mu;
+    council_run *reg[COUNCIL__REG_BUCKETS];
+    size_t n_runs;
+
+    /* Counters.  The loop threads' and the pool's are on separate cache
      * lines: sharing one costs a line transfer per event. */
     _Alignas(64) atomic_uint_fast64_t st_published;
     atomic_uint_fast64_t st_started, st_active, st_dropped, st_lost;
@@ -59,6 +74,8 @@ struct council_engine {
         st_after_final;
 };
 
-uv_loop_t *council__engine_loop(council_engine *eng);
+/* The loop a run lives on. */
+council__loop *council__run_lp(council_run *run);
+
 
 #endif

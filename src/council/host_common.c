@@ -612,7 +612,7 @@ h_start(council_run *run, void *state, char *msg, size_t msg_size)
     size_t i;
 
     h->run = run;
-    h->http = council__engine_http(council__run_engine(run));
+    h->http = council__run_http(run);
     if (h->http == NULL) {
         snprintf(msg, msg_size, "could not set up the HTTP client");
         return COUNCIL_ESTART;

@@ -11,19 +11,21 @@
 #include "council/strategy.h"
 
 static void
-http_shutdown(council_engine *eng)
+http_shutdown(council__loop *lp)
 {
-    council__http_close(eng->http, NULL, NULL);
-    eng->http = NULL;
+    council__http_close(lp->http, NULL, NULL);
+    lp->http = NULL;
 }
 
 council__http *
-council__engine_http(council_engine *eng)
+council__run_http(council_run *run)
 {
-    if (eng->http == NULL &&
-        council__http_open(&eng->loop, &eng->http) == COUNCIL_OK)
-        eng->http_shutdown = http_shutdown;
-    return eng->http;
+    council__loop *lp = council__run_lp(run);
+
+    if (lp->http == NULL &&
+        council__http_open(&lp->loop, &lp->http) == COUNCIL_OK)
+        lp->http_shutdown = http_shutdown;
+    return lp->http;
 }
 
 council_err

@@ -27,8 +27,8 @@ council_err council__vote_host_new(const council_def *def,
                                    const council__host_ops **ops,
                                    void **state, council_diag *diag);
 
-/* The engine's HTTP client, created on first use.  Loop thread; NULL if
- * it could not be created.  Closed by the engine at shutdown. */
-council__http *council__engine_http(council_engine *eng);
+/* The HTTP client of the run's loop, created on first use.  Loop thread;
+ * NULL if it could not be created.  Closed by the engine at shutdown. */
+council__http *council__run_http(council_run *run);
 
 #endif
