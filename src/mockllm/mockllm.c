@@ -2,11 +2,11 @@
 /*
  * The mock LLM server: an OpenAI-compatible Chat Completions endpoint and
  * an Anthropic-compatible Messages endpoint on libmicrohttpd, for offline
- * use, tests and benchmarks.  Answers come from
- * answer.c (a pure function of seed, model and messages); faults from
- * faults.c.  The server promises: the same request and seed give the same
- * content, streamed or not, over either API; every wait (latency, token pacing, stalls)
- * costs no thread; council_mockllm_close leaves no thread, descriptor or
+ * use, tests and benchmarks.  Answers come from answer.c (a pure function
+ * of seed, model and messages); faults from faults.c.  The server
+ * promises: the same request and seed give the same content, streamed or
+ * not, over either API; every wait (latency, token pacing, stalls) costs
+ * no thread; council_mockllm_close leaves no thread, descriptor or
  * allocation behind.
  *
  * Method: MHD runs its own epoll thread(s) with suspend/resume allowed.  A

@@ -68,8 +68,7 @@ take_usage(council__chat *c, json_t *u)
         return;
     c->usage.known = 1;
     if (in >= 0)
-        c->usage.prompt_tokens =
-            in + (cw > 0 ? cw : 0) + (cr > 0 ? cr : 0);
+        c->usage.prompt_tokens = in + (cw > 0 ? cw : 0) + (cr > 0 ? cr : 0);
     if (out >= 0)
         c->usage.completion_tokens = out;
 }
@@ -131,8 +130,8 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
     if (root == NULL)
         return;
     t = json_object_get(root, "type");
-    type = json_is_string(t) ? json_string_value(t)
-                             : (event != NULL ? event : "");
+    type =
+        json_is_string(t) ? json_string_value(t) : (event != NULL ? event : "");
     if (strcmp(type, "message_start") == 0) {
         msg = json_object_get(root, "message");
         take_usage(c, json_object_get(msg, "usage"));
@@ -184,12 +183,11 @@ on_json(council__chat *c, const char *body, size_t len)
                            "JSON response without content");
         goto out;
     }
-    json_array_foreach(content, i, blk) {
+    json_array_foreach (content, i, blk) {
         json_t *bt = json_object_get(blk, "type");
         json_t *text = json_object_get(blk, "text");
 
-        if (!json_is_string(bt) ||
-            strcmp(json_string_value(bt), "text") != 0 ||
+        if (!json_is_string(bt) || strcmp(json_string_value(bt), "text") != 0 ||
             !json_is_string(text))
             continue;
         if (council__bytes_add(&all, json_string_value(text),
@@ -304,8 +302,7 @@ build_body(const council__chat_req *req, char **out)
             if (sys.len > 0)
                 rc = council__bytes_add(&sys, "\n\n", 2, COUNCIL__TEXT_MAX);
             if (rc == COUNCIL_OK)
-                rc = council__bytes_add(&sys, cm->content,
-                                        strlen(cm->content),
+                rc = council__bytes_add(&sys, cm->content, strlen(cm->content),
                                         COUNCIL__TEXT_MAX);
             if (rc != COUNCIL_OK) {
                 rc = COUNCIL_ENOMEM;
@@ -370,12 +367,11 @@ council__anthropic_start(council__http *h, const council__provider_cfg *cfg,
     size_t blen, i;
     char *auth = NULL;
 
-    if (cfg->base_url == NULL || req->model == NULL ||
-        req->n_messages == 0 || req->messages == NULL)
+    if (cfg->base_url == NULL || req->model == NULL || req->n_messages == 0 ||
+        req->messages == NULL)
         return COUNCIL_EINVAL;
     for (i = 0; i < req->n_messages; i++)
-        if (req->messages[i].role == NULL ||
-            req->messages[i].content == NULL)
+        if (req->messages[i].role == NULL || req->messages[i].content == NULL)
             return COUNCIL_EINVAL;
     rc = council__chat_new(h, &council__anthropic_ops, req, cbs, ud, &c);
     if (rc != COUNCIL_OK)

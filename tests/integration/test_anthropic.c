@@ -18,45 +18,45 @@
 
 #define CANARY "sk-ant-canary-7c3d9e1f4a"
 
-#define HEAD_SSE                                                            \
-    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n" \
+#define HEAD_SSE                                                               \
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"    \
     "Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
 
 #define EV(name, json) "event: " name "\ndata: " json "\n\n"
 
-#define MSG_START                                                           \
-    EV("message_start",                                                     \
-       "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","          \
-       "\"type\":\"message\",\"role\":\"assistant\",\"content\":[],"         \
-       "\"model\":\"claude-test\",\"stop_reason\":null,"                     \
-       "\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,"               \
+#define MSG_START                                                              \
+    EV("message_start",                                                        \
+       "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","            \
+       "\"type\":\"message\",\"role\":\"assistant\",\"content\":[],"           \
+       "\"model\":\"claude-test\",\"stop_reason\":null,"                       \
+       "\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,"                \
        "\"output_tokens\":1}}}")
 
-#define BLOCK_START                                                         \
-    EV("content_block_start",                                               \
-       "{\"type\":\"content_block_start\",\"index\":0,"                      \
+#define BLOCK_START                                                            \
+    EV("content_block_start",                                                  \
+       "{\"type\":\"content_block_start\",\"index\":0,"                        \
        "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}")
 
 #define PING EV("ping", "{\"type\": \"ping\"}")
 
-#define DELTA(text)                                                         \
-    EV("content_block_delta",                                               \
-       "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{"           \
+#define DELTA(text)                                                            \
+    EV("content_block_delta",                                                  \
+       "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{"             \
        "\"type\":\"text_delta\",\"text\":\"" text "\"}}")
 
-#define BLOCK_STOP                                                          \
+#define BLOCK_STOP                                                             \
     EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}")
 
-#define MSG_DELTA(out)                                                      \
-    EV("message_delta",                                                     \
-       "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"             \
-       "\"end_turn\",\"stop_sequence\":null},\"usage\":{"                    \
+#define MSG_DELTA(out)                                                         \
+    EV("message_delta",                                                        \
+       "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"               \
+       "\"end_turn\",\"stop_sequence\":null},\"usage\":{"                      \
        "\"output_tokens\":" #out "}}")
 
 #define MSG_STOP EV("message_stop", "{\"type\":\"message_stop\"}")
 
-#define NORMAL                                                              \
-    HEAD_SSE MSG_START BLOCK_START PING DELTA("Hello") DELTA(", world")      \
+#define NORMAL                                                                 \
+    HEAD_SSE MSG_START BLOCK_START PING DELTA("Hello") DELTA(", world")        \
         BLOCK_STOP MSG_DELTA(15) MSG_STOP
 
 typedef struct got {
@@ -302,12 +302,12 @@ TEST(normal_stream_request_and_headers)
                   "You are terse.");
     m = json_object_get(j, "messages");
     ASSERT_EQ_INT(json_array_size(m), 1);
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(m, 0),
-                                                    "role")),
-                  "user");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(m, 0),
-                                                    "content")),
-                  "Say hello.");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(m, 0), "role")),
+        "user");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(m, 0), "content")),
+        "Say hello.");
     ASSERT_EQ_INT(json_object_size(j), 5);
     json_decref(j);
     free(req);
@@ -322,11 +322,8 @@ TEST(system_messages_joined_and_max_tokens_defaulted)
     char *req;
     json_t *j, *m;
     static const council_message three_sys[] = {
-        {"system", "Rule one."},
-        {"user", "Q1"},
-        {"assistant", "A1"},
-        {"system", "Rule two."},
-        {"user", "Q2"},
+        {"system", "Rule one."}, {"user", "Q1"}, {"assistant", "A1"},
+        {"system", "Rule two."}, {"user", "Q2"},
     };
     council__chat_req r = req_default();
 
@@ -343,16 +340,15 @@ TEST(system_messages_joined_and_max_tokens_defaulted)
     j = request_body(req);
     ASSERT_STR_EQ(json_string_value(json_object_get(j, "system")),
                   "Rule one.\n\nRule two.");
-    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "max_tokens")),
-                  1024);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "max_tokens")), 1024);
     m = json_object_get(j, "messages");
     ASSERT_EQ_INT(json_array_size(m), 3);
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(m, 1),
-                                                    "role")),
-                  "assistant");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(m, 2),
-                                                    "content")),
-                  "Q2");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(m, 1), "role")),
+        "assistant");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(m, 2), "content")),
+        "Q2");
     json_decref(j);
     free(req);
     env_close(&e);
@@ -527,8 +523,8 @@ TEST(missing_message_stop_is_error)
     got g = {0}, g2 = {0};
 
     /* Even with a stop_reason: only message_stop ends a message. */
-    one(HEAD_SSE MSG_START DELTA("Hi") BLOCK_STOP MSG_DELTA(2),
-        RAWHTTP_CLOSE, &g);
+    one(HEAD_SSE MSG_START DELTA("Hi") BLOCK_STOP MSG_DELTA(2), RAWHTTP_CLOSE,
+        &g);
     ASSERT_EQ_INT(g.err, COUNCIL_EHTTP);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
     ASSERT_STR_CONTAINS(g.msg, "stream ended without message_stop");
@@ -577,9 +573,9 @@ TEST(malformed_json_event)
 {
     got g = {0};
 
-    one(HEAD_SSE MSG_START DELTA("ok")
-            "event: content_block_delta\ndata: {\"type\":\"content_block_"
-            "delta\",\"delta\":{\"text\":\"x\"}\n\n" MSG_STOP,
+    one(HEAD_SSE MSG_START DELTA(
+            "ok") "event: content_block_delta\ndata: {\"type\":\"content_block_"
+                  "delta\",\"delta\":{\"text\":\"x\"}\n\n" MSG_STOP,
         RAWHTTP_CLOSE, &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
     ASSERT_STR_CONTAINS(g.msg, "malformed JSON event");
@@ -644,8 +640,9 @@ TEST(cancel_inside_on_delta)
     got g = {0};
 
     env_open(&e);
-    rawhttp_reply(e.srv, HEAD_SSE MSG_START DELTA("first") DELTA("second")
-                             MSG_DELTA(2) MSG_STOP,
+    rawhttp_reply(e.srv,
+                  HEAD_SSE MSG_START DELTA("first") DELTA("second") MSG_DELTA(2)
+                      MSG_STOP,
                   RAWHTTP_CLOSE);
     g.cancel_in_delta = 1;
     start(&e, &g);

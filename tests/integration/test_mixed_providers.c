@@ -52,8 +52,8 @@ mixed(council_mockllm *m, const char *strategy)
              "limits: { quorum: 4, member_timeout: 20s }\n",
              strategy, council_mockllm_base_url(m),
              council_mockllm_base_url(m));
-    if (council_def_load_string(text, strlen(text), "mixed.yaml", &def,
-                                &d) != COUNCIL_OK)
+    if (council_def_load_string(text, strlen(text), "mixed.yaml", &def, &d) !=
+        COUNCIL_OK)
         FAIL("council: %d:%d %s", d.line, d.col, d.msg);
     return def;
 }
@@ -65,10 +65,9 @@ answer_of(json_t *res, const char *member)
     size_t i;
     json_t *a;
 
-    json_array_foreach(json_object_get(res, "answers"), i, a)
-    {
-        if (strcmp(json_string_value(json_object_get(a, "member")),
-                   member) == 0)
+    json_array_foreach (json_object_get(res, "answers"), i, a) {
+        if (strcmp(json_string_value(json_object_get(a, "member")), member) ==
+            0)
             return a;
     }
     FAIL("no answer from %s", member);
@@ -80,8 +79,7 @@ check_usage(json_t *usage)
 {
     ASSERT(json_is_object(usage));
     ASSERT(json_integer_value(json_object_get(usage, "prompt_tokens")) > 0);
-    ASSERT(json_integer_value(json_object_get(usage, "completion_tokens")) >
-           0);
+    ASSERT(json_integer_value(json_object_get(usage, "completion_tokens")) > 0);
 }
 
 static void
@@ -178,8 +176,7 @@ TEST_T(anthropic_member_failure_is_named, 30)
     ASSERT_EQ_U64(json_array_size(failed), 1);
     err = json_object_get(json_array_get(failed, 0), "error");
     ASSERT_STR_EQ(json_string_value(json_object_get(err, "kind")), "http");
-    ASSERT_EQ_INT(json_integer_value(json_object_get(err, "http_status")),
-                  529);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(err, "http_status")), 529);
     ASSERT_STR_EQ(json_string_value(json_object_get(err, "type")),
                   "overloaded_error");
     json_decref(res);

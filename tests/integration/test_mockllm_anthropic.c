@@ -290,14 +290,13 @@ TEST(whole_message_and_error_bodies)
     j = json_loads(body, 0, NULL);
     ASSERT_NOT_NULL(j);
     ASSERT_STR_EQ(json_string_value(json_object_get(j, "type")), "message");
-    ASSERT_STR_EQ(json_string_value(json_object_get(j, "role")),
-                  "assistant");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "role")), "assistant");
     ASSERT(strncmp(json_string_value(json_object_get(j, "id")), "msg_mock",
                    8) == 0);
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_array_get(json_object_get(j, "content"), 0),
-                      "text")),
-                  a.text);
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(j, "content"), 0), "text")),
+        a.text);
     ASSERT_STR_EQ(json_string_value(json_object_get(j, "stop_reason")),
                   "end_turn");
     ASSERT_EQ_INT(json_integer_value(json_object_get(
@@ -331,9 +330,9 @@ TEST(whole_message_and_error_bodies)
                        &body),
                   500);
     j = json_loads(body, 0, NULL);
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(j, "error"), "type")),
-                  "api_error");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_object_get(j, "error"), "type")),
+        "api_error");
     json_decref(j);
     free(body);
     free(a.text);
