@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `council mock-llm`: run the built-in OpenAI-compatible mock server until
+ * `council mock-llm`: run the built-in OpenAI/Anthropic mock server until
  * SIGINT or SIGTERM.  Once it listens it prints exactly one line,
  * "mock-llm listening on http://HOST:PORT/v1", and flushes, so scripts and
  * tests can wait for it.  Usage errors exit 2; a server that cannot start
@@ -24,8 +24,8 @@ usage(FILE *f)
     fprintf(f,
             "usage: council mock-llm [options]\n"
             "\n"
-            "An OpenAI-compatible mock LLM server with deterministic "
-            "answers.\n"
+            "A mock LLM server (OpenAI and Anthropic APIs) with "
+            "deterministic answers.\n"
             "\n"
             "  --listen ADDR          numeric HOST:PORT (default "
             DEFAULT_LISTEN "; port 0 = any free port)\n"

@@ -786,15 +786,6 @@ council__host_new(const council_def *def, const council_message *msgs,
         p->cfg.kind = pd->kind;
         p->cfg.base_url = p->base_url;
         p->cfg.api_key = p->api_key;
-        if (pd->kind != COUNCIL__PROVIDER_OPENAI) {
-            snprintf(buf, sizeof(buf),
-                     "provider %s: this kind is not supported yet (only "
-                     "openai)",
-                     pd->name);
-            set_diag(diag, buf);
-            rc = COUNCIL_EINVAL;
-            goto fail;
-        }
     }
     for (i = 0; i < def->n_members; i++) {
         h->n_members++;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The mock LLM server: an OpenAI-compatible Chat Completions endpoint on
- * libmicrohttpd, for offline use, tests and benchmarks.  Answers come from
- * answer.c (a pure function of seed, model and messages); faults from
- * faults.c.  The server promises: the same request and seed give the same
- * content, streamed or not; every wait (latency, token pacing, stalls)
- * costs no thread; council_mockllm_close leaves no thread, descriptor or
+ * The mock LLM server: an OpenAI-compatible Chat Completions endpoint and
+ * an Anthropic-compatible Messages endpoint on libmicrohttpd, for offline
+ * use, tests and benchmarks.  Answers come from answer.c (a pure function
+ * of seed, model and messages); faults from faults.c.  The server
+ * promises: the same request and seed give the same content, streamed or
+ * not, over either API; every wait (latency, token pacing, stalls) costs
+ * no thread; council_mockllm_close leaves no thread, descriptor or
  * allocation behind.
  *
  * Method: MHD runs its own epoll thread(s) with suspend/resume allowed.  A
@@ -77,7 +78,8 @@ struct council_mockllm {
 };
 
 typedef enum route {
-    ROUTE_CHAT,
+    ROUTE_CHAT,     /* POST /v1/chat/completions (OpenAI) */
+    ROUTE_MESSAGES, /* POST /v1/messages (Anthropic) */
     ROUTE_MODELS,
     ROUTE_HEALTH,
     ROUTE_NOT_FOUND,
@@ -127,6 +129,7 @@ typedef struct req {
     council__mock_fault fault;
     int stream;
     int include_usage;
+    int anthropic;           /* ROUTE_MESSAGES: Anthropic's shapes */
     char id[40];
     long long created;
 
@@ -262,6 +265,31 @@ timer_main(void *arg)
 
 /* ---- replies ----------------------------------------------------------- */
 
+/* Anthropic's error type for a status (its documented table); other
+ * statuses keep the OpenAI-style type they were given. */
+static const char *
+anthropic_type(int status, const char *type)
+{
+    switch (status) {
+    case 400:
+        return "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : type;
+    }
+}
+
 static void
 set_error(req *r, int status, const char *type, const char *code,
           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -280,6 +308,16 @@ set_error(req *r, int status, const char *type, const char *code,
     va_end(ap);
     r->status = status;
     r->err_body.len = 0;
+    if (r->anthropic) {
+        /* {"type":"error","error":{"type","message"}}: no code. */
+        council__mock_buf_fmt(&r->err_body,
+                              "{\"type\":\"error\",\"error\":{\"type\":"
+                              "\"%s\",\"message\":\"",
+                              anthropic_type(status, type));
+        council__mock_buf_json(&r->err_body, msg, strlen(msg));
+        council__mock_buf_str(&r->err_body, "\"}}\n");
+        return;
+    }
     council__mock_buf_str(&r->err_body, "{\"error\":{\"message\":\"");
     council__mock_buf_json(&r->err_body, msg, strlen(msg));
     council__mock_buf_fmt(&r->err_body, "\",\"type\":\"%s\",\"code\":%s}}\n",
@@ -405,10 +443,10 @@ prepare_chat(req *r)
     council_mockllm *m = r->m;
     council_err rc = COUNCIL_OK;
     json_error_t jerr;
-    json_t *root = NULL, *model, *msgs, *v, *so;
+    json_t *root = NULL, *model, *msgs, *v, *so, *sys = NULL;
     council__mock_msg *mm = NULL;
     council__mock_buf *parts = NULL;
-    size_t n = 0, i, max_tokens = 0;
+    size_t n = 0, i, max_tokens = 0, k = 0;
 
     if (r->too_big) {
         set_error(r, 413, "invalid_request_error", "null",
@@ -466,6 +504,12 @@ prepare_chat(req *r)
         r->include_usage = json_is_true(v);
     }
     v = json_object_get(root, "max_tokens");
+    if (r->anthropic && (v == NULL || json_is_null(v))) {
+        /* Required by the Messages API; the mock is as strict. */
+        set_error(r, 400, "invalid_request_error", "null",
+                  "max_tokens: Field required");
+        goto out;
+    }
     if (v == NULL || json_is_null(v))
         v = json_object_get(root, "max_completion_tokens");
     if (v != NULL && !json_is_null(v)) {
@@ -477,21 +521,43 @@ prepare_chat(req *r)
         max_tokens = (size_t)json_integer_value(v);
     }
 
-    n = json_array_size(msgs);
+    /* Anthropic's top-level system (a string or text blocks) becomes a
+     * leading system message: the same prompt as OpenAI's shape, so the
+     * same answer. */
+    if (r->anthropic) {
+        sys = json_object_get(root, "system");
+        if (sys != NULL && !json_is_null(sys))
+            k = 1;
+    }
+    n = json_array_size(msgs) + k;
     mm = council__calloc(n, sizeof(*mm));
     parts = council__calloc(n, sizeof(*parts));
     if (mm == NULL || parts == NULL) {
         rc = COUNCIL_ENOMEM;
         goto out;
     }
-    for (i = 0; i < n; i++) {
-        json_t *msg = json_array_get(msgs, i);
+    if (k == 1) {
+        mm[0].role = "system";
+        if (content_of(sys, &parts[0], &mm[0].content,
+                       &mm[0].content_len) != 0) {
+            if (parts[0].oom) {
+                rc = COUNCIL_ENOMEM;
+                goto out;
+            }
+            set_error(r, 400, "invalid_request_error", "null",
+                      "system must be a string or an array of text "
+                      "blocks");
+            goto out;
+        }
+    }
+    for (i = k; i < n; i++) {
+        json_t *msg = json_array_get(msgs, i - k);
         json_t *role = json_object_get(msg, "role");
 
         if (!json_is_object(msg) || !json_is_string(role)) {
             set_error(r, 400, "invalid_request_error", "null",
                       "messages[%zu] must be an object with a string "
-                      "'role'", i);
+                      "'role'", i - k);
             goto out;
         }
         mm[i].role = json_string_value(role);
@@ -503,7 +569,7 @@ prepare_chat(req *r)
             }
             set_error(r, 400, "invalid_request_error", "null",
                       "messages[%zu].content must be a string or an array "
-                      "of text parts", i);
+                      "of text parts", i - k);
             goto out;
         }
     }
@@ -518,12 +584,13 @@ prepare_chat(req *r)
     if (rc != COUNCIL_OK)
         goto out;
     r->prompt_tokens = council__mock_prompt_tokens(mm, n);
-    snprintf(r->id, sizeof(r->id), "chatcmpl-mock%016llx",
+    snprintf(r->id, sizeof(r->id),
+             r->anthropic ? "msg_mock%016llx" : "chatcmpl-mock%016llx",
              (unsigned long long)r->ans.hash);
     r->created = (long long)time(NULL);
     council__mock_faults_match(m->faults, m->seed, r->nth, r->model,
                                &r->fault);
-    if (r->stream) {
+    if (r->stream && !r->anthropic) {
         build_head(r);
         if (r->head.oom)
             rc = COUNCIL_ENOMEM;
@@ -602,7 +669,114 @@ send:
     return ret;
 }
 
+static const char *
+stop_reason(const req *r)
+{
+    return r->ans.truncated ? "max_tokens" : "end_turn";
+}
+
+/* Anthropic's whole Message.  Faults as for the OpenAI shape: an error
+ * object with 200, no stop_reason and no usage for no_done, a cut body. */
+static enum MHD_Result
+queue_message(req *r)
+{
+    council__mock_buf b = {0};
+    enum MHD_Result ret = MHD_NO;
+    const council__mock_fault *f = &r->fault;
+
+    if (f->kind == COUNCIL__FAULT_ERROR_IN_STREAM) {
+        council__mock_buf_str(&b, "{\"type\":\"error\",\"error\":{\"type\":"
+                                  "\"api_error\",\"message\":\"mock-llm "
+                                  "injected fault: error in response\"}}\n");
+        goto send;
+    }
+    council__mock_buf_fmt(&b,
+                          "{\"id\":\"%s\",\"type\":\"message\",\"role\":"
+                          "\"assistant\",\"model\":\"",
+                          r->id);
+    council__mock_buf_json(&b, r->model, strlen(r->model));
+    council__mock_buf_str(&b, "\",\"content\":[{\"type\":\"text\",\"text\":"
+                              "\"");
+    council__mock_buf_json(&b, r->ans.text, r->ans.len);
+    council__mock_buf_str(&b, "\"}],\"stop_reason\":");
+    if (f->kind == COUNCIL__FAULT_NO_DONE)
+        council__mock_buf_str(&b, "null,\"stop_sequence\":null}\n");
+    else
+        council__mock_buf_fmt(&b,
+                              "\"%s\",\"stop_sequence\":null,\"usage\":{"
+                              "\"input_tokens\":%llu,\"output_tokens\":"
+                              "%llu}}\n",
+                              stop_reason(r),
+                              (unsigned long long)r->prompt_tokens,
+                              (unsigned long long)r->ans.n_tok);
+    if (f->kind == COUNCIL__FAULT_MALFORMED && !b.oom)
+        b.len /= 2; /* cut in the middle: not JSON any more */
+
+send:
+    if (!b.oom)
+        ret = queue_bytes(r->conn, 200, "application/json", b.p, b.len, 0);
+    council__mock_buf_free(&b);
+    return ret;
+}
+
 /* ---- streamed replies -------------------------------------------------- */
+
+/*
+ * Anthropic's event stream, one helper per point of the OpenAI one:
+ * message_start + content_block_start + ping for the role chunk, a
+ * content_block_delta per token, content_block_stop + message_delta
+ * (stop_reason, cumulative output_tokens) for the finish chunk, and
+ * message_stop for [DONE].
+ */
+static void
+a_start(req *r)
+{
+    council__mock_buf *o = &r->out;
+
+    council__mock_buf_fmt(o,
+                          "event: message_start\ndata: {\"type\":"
+                          "\"message_start\",\"message\":{\"id\":\"%s\","
+                          "\"type\":\"message\",\"role\":\"assistant\","
+                          "\"content\":[],\"model\":\"",
+                          r->id);
+    council__mock_buf_json(o, r->model, strlen(r->model));
+    council__mock_buf_fmt(o,
+                          "\",\"stop_reason\":null,\"stop_sequence\":null,"
+                          "\"usage\":{\"input_tokens\":%llu,"
+                          "\"output_tokens\":0}}}\n\n",
+                          (unsigned long long)r->prompt_tokens);
+    council__mock_buf_str(o, "event: content_block_start\ndata: {\"type\":"
+                             "\"content_block_start\",\"index\":0,"
+                             "\"content_block\":{\"type\":\"text\","
+                             "\"text\":\"\"}}\n\n"
+                             "event: ping\ndata: {\"type\":\"ping\"}\n\n");
+}
+
+static void
+a_token(req *r, const char *tok, size_t len)
+{
+    council__mock_buf *o = &r->out;
+
+    council__mock_buf_str(o, "event: content_block_delta\ndata: {\"type\":"
+                             "\"content_block_delta\",\"index\":0,"
+                             "\"delta\":{\"type\":\"text_delta\",\"text\":"
+                             "\"");
+    council__mock_buf_json(o, tok, len);
+    council__mock_buf_str(o, "\"}}\n\n");
+}
+
+static void
+a_finish(req *r)
+{
+    council__mock_buf_fmt(&r->out,
+                          "event: content_block_stop\ndata: {\"type\":"
+                          "\"content_block_stop\",\"index\":0}\n\n"
+                          "event: message_delta\ndata: {\"type\":"
+                          "\"message_delta\",\"delta\":{\"stop_reason\":"
+                          "\"%s\",\"stop_sequence\":null},\"usage\":{"
+                          "\"output_tokens\":%llu}}\n\n",
+                          stop_reason(r), (unsigned long long)r->ans.n_tok);
+}
 
 static void
 emit_chunk(req *r, const char *delta, const char *tok, size_t tok_len,
@@ -639,8 +813,11 @@ produce(req *r, uint64_t now)
 
     switch (r->phase) {
     case PH_ROLE:
-        emit_chunk(r, "{\"role\":\"assistant\",\"content\":\"\"}", NULL, 0,
-                   "null");
+        if (r->anthropic)
+            a_start(r);
+        else
+            emit_chunk(r, "{\"role\":\"assistant\",\"content\":\"\"}",
+                       NULL, 0, "null");
         r->phase = PH_TOKENS;
         r->t0_ns = now;
         return ST_EVENT;
@@ -655,6 +832,14 @@ produce(req *r, uint64_t now)
                 r->t0_ns += f->stall_ms * 1000000u;
                 break;
             case COUNCIL__FAULT_MALFORMED:
+                if (r->anthropic) {
+                    council__mock_buf_str(
+                        &r->out,
+                        "event: content_block_delta\ndata: {\"type\":"
+                        "\"content_block_delta\",\"index\":0,\"delta\":{"
+                        "\"type\":\"text_delta\",\"text\":\" broken\n\n");
+                    return ST_EVENT;
+                }
                 council__mock_buf_add(&r->out, r->head.p, r->head.len);
                 council__mock_buf_str(&r->out,
                                       "{\"content\":\" broken\n\n");
@@ -665,6 +850,16 @@ produce(req *r, uint64_t now)
                 r->fault_done = 0;
                 return ST_ABORT;
             case COUNCIL__FAULT_ERROR_IN_STREAM:
+                if (r->anthropic) {
+                    council__mock_buf_str(
+                        &r->out,
+                        "event: error\ndata: {\"type\":\"error\",\"error\":"
+                        "{\"type\":\"overloaded_error\",\"message\":"
+                        "\"mock-llm injected fault: error in stream\"}}"
+                        "\n\n");
+                    r->phase = PH_END;
+                    return ST_EVENT;
+                }
                 council__mock_buf_str(
                     &r->out,
                     "data: {\"error\":{\"message\":\"mock-llm injected "
@@ -685,11 +880,23 @@ produce(req *r, uint64_t now)
                 r->due_ns = due;
                 return ST_WAIT;
             }
-            emit_chunk(r, "{\"content\":\"",
-                       r->ans.text + r->ans.tok_off[r->tok],
-                       r->ans.tok_off[r->tok + 1] - r->ans.tok_off[r->tok],
-                       "null");
+            if (r->anthropic)
+                a_token(r, r->ans.text + r->ans.tok_off[r->tok],
+                        r->ans.tok_off[r->tok + 1] - r->ans.tok_off[r->tok]);
+            else
+                emit_chunk(r, "{\"content\":\"",
+                           r->ans.text + r->ans.tok_off[r->tok],
+                           r->ans.tok_off[r->tok + 1] -
+                               r->ans.tok_off[r->tok],
+                           "null");
             r->tok++;
+            return ST_EVENT;
+        }
+        if (f->kind == COUNCIL__FAULT_NO_DONE && r->anthropic) {
+            /* Everything but message_stop, a stop_reason included:
+             * only message_stop ends a message. */
+            a_finish(r);
+            r->phase = PH_END;
             return ST_EVENT;
         }
         if (f->kind == COUNCIL__FAULT_NO_DONE) {
@@ -699,6 +906,11 @@ produce(req *r, uint64_t now)
         r->phase = PH_FINISH;
         /* fall through */
     case PH_FINISH:
+        if (r->anthropic) {
+            a_finish(r);
+            r->phase = PH_DONE;
+            return ST_EVENT;
+        }
         emit_chunk(r, "{}", NULL, 0,
                    r->ans.truncated ? "\"length\"" : "\"stop\"");
         r->phase = r->include_usage ? PH_USAGE : PH_DONE;
@@ -718,7 +930,11 @@ produce(req *r, uint64_t now)
         return ST_EVENT;
 
     case PH_DONE:
-        council__mock_buf_str(&r->out, "data: [DONE]\n\n");
+        if (r->anthropic)
+            council__mock_buf_str(&r->out, "event: message_stop\ndata: "
+                                           "{\"type\":\"message_stop\"}\n\n");
+        else
+            council__mock_buf_str(&r->out, "data: [DONE]\n\n");
         r->phase = PH_END;
         return ST_EVENT;
 
@@ -799,6 +1015,8 @@ route_of(const char *url, const char *method)
 
     if (strcmp(url, "/v1/chat/completions") == 0)
         return post ? ROUTE_CHAT : ROUTE_BAD_METHOD;
+    if (strcmp(url, "/v1/messages") == 0)
+        return post ? ROUTE_MESSAGES : ROUTE_BAD_METHOD;
     if (strcmp(url, "/v1/models") == 0)
         return get ? ROUTE_MODELS : ROUTE_BAD_METHOD;
     if (strcmp(url, "/healthz") == 0)
@@ -856,7 +1074,7 @@ reply_chat(req *r)
     if (f->kind == COUNCIL__FAULT_DISCONNECT && (!r->stream || f->after < 0))
         return MHD_NO;
     if (!r->stream)
-        return queue_completion(r);
+        return r->anthropic ? queue_message(r) : queue_completion(r);
     return queue_stream(r);
 }
 
@@ -878,6 +1096,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         r->m = m;
         r->conn = conn;
         r->route = route_of(url, method);
+        r->anthropic = r->route == ROUTE_MESSAGES;
+        if (r->anthropic)
+            r->route = ROUTE_CHAT; /* the same flow, other shapes */
         r->fault.after = -1;
         *con_cls = r;
         if (r->route == ROUTE_CHAT) {

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "provider/anthropic.h"
 #include "provider/call.h"
 
 typedef struct sock {
@@ -1053,7 +1054,7 @@ council__chat_start(council__http *h, const council__provider_cfg *cfg,
     case COUNCIL__PROVIDER_OPENAI:
         return council__openai_start(h, cfg, req, cbs, ud, out);
     case COUNCIL__PROVIDER_ANTHROPIC:
-        return COUNCIL_EINVAL; /* not yet */
+        return council__anthropic_start(h, cfg, req, cbs, ud, out);
     }
     return COUNCIL_EINVAL;
 }

@@ -30,12 +30,13 @@ void council__http_close(council__http *h, void (*closed)(void *ud),
 
 typedef enum council__provider_kind {
     COUNCIL__PROVIDER_OPENAI = 1,
-    COUNCIL__PROVIDER_ANTHROPIC = 2 /* later */
+    COUNCIL__PROVIDER_ANTHROPIC = 2 /* the Messages API: anthropic.c */
 } council__provider_kind;
 
 typedef struct council__provider_cfg {
     council__provider_kind kind;
-    const char *base_url; /* ".../v1"; "/chat/completions" is appended */
+    const char *base_url; /* ".../v1"; "/chat/completions" or "/messages"
+                             is appended */
     const char *api_key;  /* NULL = no Authorization header; a secret */
 } council__provider_cfg;
 
