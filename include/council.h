@@ -565,7 +565,8 @@ typedef struct council_mockllm_opts {
 #define COUNCIL_MOCKLLM_OPTS_VERSION 1
 
 /*
- * Start an OpenAI-compatible mock server on its own threads.  On
+ * Start a mock LLM server (the OpenAI Chat Completions and Anthropic
+ * Messages APIs) on its own threads.  On
  * COUNCIL_OK it is listening.  On COUNCIL_EINVAL (bad listen address or
  * fault spec) diag says why.  Any thread.
  */
