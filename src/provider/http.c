@@ -15,7 +15,13 @@
  * turn, for a deferred curl_multi_add_handle (when started from inside a
  * libcurl callback), for the first-byte / idle / total deadlines (re-armed
  * lazily: a chunk only stamps its time), and for delivering on_done on a
- * later turn once the verdict is known.
+ * later turn once the verdict is known, and for the backoff wait before a
+ * retry.  A retryable failure before any text (see classify) does not
+ * reach on_done: deliver takes the handle out of the multi, resets the
+ * attempt and re-adds the same easy handle after the backoff.  A provider
+ * cfg with max_parallel > 0 gives its endpoint a slot count and a FIFO of
+ * QUEUED calls; a slot is held from the start to on_done (backoffs
+ * included) and handed on by pump.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -788,7 +794,7 @@ annotate(council__chat *c, const char *label, const char *why)
     council__chat_result *r = &c->res;
     char note[200], old[sizeof(r->message)];
     const char *rest;
-    int n = c->attempts;
+    int n = c->attempts, len;
 
     if (why != NULL)
         snprintf(note, sizeof(note), "%s; %s", label, why);
@@ -806,11 +812,15 @@ annotate(council__chat *c, const char *label, const char *why)
         if (rest[0] == ':')
             rest++;
         rest += strspn(rest, " ");
-        snprintf(r->message, sizeof(r->message), "HTTP %ld (%s)%s%s",
-                 r->http_status, note, rest[0] != '\0' ? ": " : "", rest);
+        len = snprintf(r->message, sizeof(r->message), "HTTP %ld (%s)%s%s",
+                       r->http_status, note, rest[0] != '\0' ? ": " : "",
+                       rest);
     } else {
-        snprintf(r->message, sizeof(r->message), "%s (%s)", old, note);
+        len = snprintf(r->message, sizeof(r->message), "%s (%s)", old,
+                       note);
     }
+    if (len < 0) /* cut to the buffer otherwise, which is fine */
+        memcpy(r->message, old, sizeof(old));
 }
 
 /* Forgets the failed attempt's response. */
