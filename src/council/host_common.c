@@ -190,6 +190,10 @@ council__host_error_json(council__host *h, const council__chat_result *res)
                             json_integer(res->http_status));
     if (res->error_type[0] != '\0')
         json_object_set_new(e, "type", json_string(res->error_type));
+    if (res->kind != COUNCIL__CALL_CANCELLED) {
+        json_object_set_new(e, "retryable", json_boolean(res->retryable));
+        json_object_set_new(e, "attempts", json_integer(res->attempts));
+    }
     return e;
 }
 
@@ -338,6 +342,7 @@ start_call(council__host *h, council__hmember *m, int index,
     req.first_byte_timeout_ms = total;
     req.idle_timeout_ms = total;
     req.total_timeout_ms = total;
+    req.retries = h->limits.retries;
     c = &m->calls[m->next_slot];
     m->next_slot ^= 1;
     memset(c, 0, sizeof(*c));
@@ -786,6 +791,7 @@ council__host_new(const council_def *def, const council_message *msgs,
         p->cfg.kind = pd->kind;
         p->cfg.base_url = p->base_url;
         p->cfg.api_key = p->api_key;
+        p->cfg.max_parallel = pd->max_parallel;
     }
     for (i = 0; i < def->n_members; i++) {
         h->n_members++;

@@ -46,13 +46,18 @@ typedef struct council__chat_ops {
     void (*on_error_body)(council__chat *c, const char *body, size_t len,
                           char *msg, size_t msg_size, char *type,
                           size_t type_size);
+    /* Optional: forget the format's own per-attempt state before a retry
+     * (http.c resets everything in council__chat it knows of). */
+    void (*on_restart)(council__chat *c);
 } council__chat_ops;
 
 enum {
     COUNCIL__CHAT_PENDING_ADD = 1, /* waiting to enter the multi handle */
     COUNCIL__CHAT_RUNNING,
     COUNCIL__CHAT_FINISHING,       /* verdict known; on_done scheduled */
-    COUNCIL__CHAT_DONE             /* on_done called; closing */
+    COUNCIL__CHAT_DONE,            /* on_done called; closing */
+    COUNCIL__CHAT_QUEUED,          /* waiting for a max_parallel slot */
+    COUNCIL__CHAT_BACKOFF          /* waiting to retry */
 };
 
 enum {
@@ -93,6 +98,13 @@ struct council__chat {
     int done_seen;
     council__usage usage;
     council__chat_result res;        /* the verdict, once FINISHING */
+    /* Retries and the per-endpoint queue (http.c only). */
+    int retries_left, attempts, broke, total_expired;
+    uint64_t backoff_base_ms, backoff_max_ms, rng;
+    uint64_t attempt_t0_ms, attempt_t0_ns;
+    struct council__endpoint *ep;    /* NULL: no max_parallel */
+    council__chat *qprev, *qnext;    /* ep's FIFO while QUEUED */
+    int has_slot;
 };
 
 /* Construction, for a wire format's start function: a call with its easy

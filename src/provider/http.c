@@ -15,7 +15,13 @@
  * turn, for a deferred curl_multi_add_handle (when started from inside a
  * libcurl callback), for the first-byte / idle / total deadlines (re-armed
  * lazily: a chunk only stamps its time), and for delivering on_done on a
- * later turn once the verdict is known.
+ * later turn once the verdict is known, and for the backoff wait before a
+ * retry.  A retryable failure before any text (see classify) does not
+ * reach on_done: deliver takes the handle out of the multi, resets the
+ * attempt and re-adds the same easy handle after the backoff.  A provider
+ * cfg with max_parallel > 0 gives its endpoint a slot count and a FIFO of
+ * QUEUED calls; a slot is held from the start to on_done (backoffs
+ * included) and handed on by pump.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -36,6 +42,16 @@ typedef struct sock {
     struct sock *prev, *next;
 } sock;
 
+/* One provider endpoint with a max_parallel limit: its transfers in
+ * flight (a call keeps its slot through its backoff waits) and its FIFO of
+ * calls waiting for a slot. */
+typedef struct council__endpoint {
+    struct council__endpoint *next;
+    int limit, active;
+    council__chat *qhead, *qtail;
+    char key[]; /* "<kind> <url>" */
+} endpoint;
+
 struct council__http {
     uv_loop_t *loop;
     CURLM *multi;
@@ -46,6 +62,8 @@ struct council__http {
     int closing;
     int torn;               /* multi cleaned up; handles closing */
     unsigned n_handles;     /* uv handles open or closing */
+    endpoint *eps;
+    const council__provider_cfg *cur_cfg; /* inside council__chat_start */
     void (*closed)(void *ud);
     void *closed_ud;
 };
@@ -385,6 +403,11 @@ teardown(council__http *h)
     }
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
+    while (h->eps != NULL) {
+        endpoint *ep = h->eps;
+        h->eps = ep->next;
+        council__free(ep);
+    }
     uv_timer_stop(&h->timer);
     uv_close((uv_handle_t *)&h->timer, handle_closed);
 }
@@ -412,6 +435,9 @@ council__http_close(council__http *h, void (*closed)(void *ud), void *ud)
 
 static void on_call_timer(uv_timer_t *t);
 static void arm(council__chat *c);
+static void unqueue(council__chat *c);
+static int sse_event(const char *event, const char *data, size_t len,
+                     void *ud);
 
 /* The call clock: the real monotonic time, not the loop's cached uv_now()
  * (stale until the loop's next turn, which would make deadlines early).
@@ -426,7 +452,86 @@ int
 council__chat_running(const council__chat *c)
 {
     return c->state == COUNCIL__CHAT_RUNNING ||
-           c->state == COUNCIL__CHAT_PENDING_ADD;
+           c->state == COUNCIL__CHAT_PENDING_ADD ||
+           c->state == COUNCIL__CHAT_QUEUED ||
+           c->state == COUNCIL__CHAT_BACKOFF;
+}
+
+/* ---- the per-endpoint queue (max_parallel) ---- */
+
+static void
+unqueue(council__chat *c)
+{
+    endpoint *ep = c->ep;
+
+    if (c->qprev != NULL)
+        c->qprev->qnext = c->qnext;
+    else
+        ep->qhead = c->qnext;
+    if (c->qnext != NULL)
+        c->qnext->qprev = c->qprev;
+    else
+        ep->qtail = c->qprev;
+    c->qprev = c->qnext = NULL;
+}
+
+/* The endpoint of cfg (made on first use), or NULL without a limit. */
+static council_err
+endpoint_of(council__http *h, const council__provider_cfg *cfg,
+            const char *url, endpoint **out)
+{
+    char kind[16];
+    endpoint *ep;
+    size_t klen, ulen;
+
+    *out = NULL;
+    if (cfg == NULL || cfg->max_parallel <= 0)
+        return COUNCIL_OK;
+    klen = (size_t)snprintf(kind, sizeof(kind), "%d ", (int)cfg->kind);
+    ulen = strlen(url);
+    for (ep = h->eps; ep != NULL; ep = ep->next)
+        if (strncmp(ep->key, kind, klen) == 0 &&
+            strcmp(ep->key + klen, url) == 0)
+            break;
+    if (ep == NULL) {
+        ep = council__calloc(1, sizeof(*ep) + klen + ulen + 1);
+        if (ep == NULL)
+            return COUNCIL_ENOMEM;
+        memcpy(ep->key, kind, klen);
+        memcpy(ep->key + klen, url, ulen + 1);
+        ep->limit = cfg->max_parallel;
+        ep->next = h->eps;
+        h->eps = ep;
+    } else if (cfg->max_parallel < ep->limit) {
+        ep->limit = cfg->max_parallel; /* shared endpoint: the smallest */
+    }
+    *out = ep;
+    return COUNCIL_OK;
+}
+
+/* The call's clocks start when it leaves the queue (or starts at once). */
+static void
+clock_start(council__chat *c)
+{
+    c->t0_ns = uv_hrtime();
+    c->t0_ms = c->t0_ns / 1000000u;
+}
+
+/* A slot came free: start the calls at the head of the queue, each on its
+ * own timer's next run (never from inside libcurl). */
+static void
+pump(council__http *h, endpoint *ep)
+{
+    while (!h->closing && ep->qhead != NULL && ep->active < ep->limit) {
+        council__chat *c = ep->qhead;
+
+        unqueue(c);
+        ep->active++;
+        c->has_slot = 1;
+        clock_start(c);
+        c->state = COUNCIL__CHAT_PENDING_ADD;
+        uv_timer_start(&c->timer, on_call_timer, 0, 0);
+    }
 }
 
 static council_err
@@ -453,6 +558,8 @@ kind_err(council__call_errkind kind)
 static void
 finish(council__chat *c)
 {
+    if (c->state == COUNCIL__CHAT_QUEUED)
+        unqueue(c);
     c->state = COUNCIL__CHAT_FINISHING;
     uv_timer_start(&c->timer, on_call_timer, 0, 0);
 }
@@ -545,16 +652,287 @@ call_closed(uv_handle_t *handle)
     maybe_closed(h);
 }
 
+/* ---- retries ---- */
+
+uint64_t
+council__backoff_ms(uint64_t base_ms, uint64_t cap_ms, int retry,
+                    uint64_t *rng)
+{
+    uint64_t ceil, x = *rng != 0 ? *rng : 0x9E3779B97F4A7C15ull;
+    int i;
+
+    if (base_ms == 0)
+        base_ms = 500;
+    if (cap_ms == 0)
+        cap_ms = 20000;
+    ceil = base_ms;
+    for (i = 1; i < retry && ceil < cap_ms; i++)
+        ceil *= 2;
+    if (ceil > cap_ms)
+        ceil = cap_ms;
+    /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *rng = x;
+    return x % (ceil + 1);
+}
+
+static int
+contains_ci(const char *s, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *s != '\0'; s++)
+        if (strncasecmp(s, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* An exhausted quota, billing or spend limit: no retry can help. */
+static int
+is_quota(const council__chat_result *r)
+{
+    static const char *const words[] = {
+        "insufficient_quota", "exceeded your current quota", "billing",
+        "spend limit", "spending limit", "credit balance",
+        "insufficient credits", "insufficient_credits", "payment required"};
+    size_t i;
+
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (contains_ci(r->error_type, words[i]) ||
+            contains_ci(r->message, words[i]))
+            return 1;
+    return 0;
+}
+
+/* The class of an HTTP status (or an error code in a stream) into label;
+ * returns 1 if retryable. */
+static int
+status_class(long st, char *label, size_t size)
+{
+    static const struct {
+        long st;
+        const char *label;
+        int retry;
+    } tab[] = {
+        {400, "bad request", 0},     {401, "unauthorized", 0},
+        {402, "payment required", 0}, {403, "forbidden", 0},
+        {404, "not found", 0},        {408, "request timeout", 1},
+        {409, "conflict", 1},         {413, "request too large", 0},
+        {422, "unprocessable", 0},    {425, "too early", 1},
+        {429, "rate limited", 1},     {501, "not implemented", 0},
+        {505, "HTTP version not supported", 0},
+        {529, "overloaded", 1},       {503, "unavailable", 1},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+        if (tab[i].st == st) {
+            snprintf(label, size, "%s", tab[i].label);
+            return tab[i].retry;
+        }
+    if (st >= 500 && st <= 599) {
+        snprintf(label, size, "server error");
+        return 1;
+    }
+    snprintf(label, size, st >= 400 && st < 500 ? "client error"
+                                                 : "unexpected status");
+    return 0;
+}
+
+/* The failure's class (label) and whether it is retryable (DESIGN 5). */
+static int
+classify(const council__chat *c, char *label, size_t size)
+{
+    const council__chat_result *r = &c->res;
+    const char *t = r->error_type;
+
+    switch (r->kind) {
+    case COUNCIL__CALL_CONNECT:
+        snprintf(label, size, "connection failed");
+        return 1;
+    case COUNCIL__CALL_TIMEOUT:
+        snprintf(label, size, c->total_expired ? "total timeout"
+                                               : "timeout");
+        return !c->total_expired;
+    case COUNCIL__CALL_HTTP:
+        if (is_quota(r)) {
+            snprintf(label, size, "quota or spend limit");
+            return 0;
+        }
+        return status_class(r->http_status, label, size);
+    case COUNCIL__CALL_STREAM:
+        snprintf(label, size, c->broke ? "stream broken off"
+                                       : "malformed stream");
+        return c->broke;
+    case COUNCIL__CALL_PROVIDER:
+        if (is_quota(r)) {
+            snprintf(label, size, "quota or spend limit");
+            return 0;
+        }
+        if (t[0] >= '1' && t[0] <= '9' && strspn(t, "0123456789") == 3 &&
+            t[3] == '\0')
+            return status_class(strtol(t, NULL, 10), label, size);
+        snprintf(label, size, "provider error");
+        return contains_ci(t, "overloaded") || contains_ci(t, "rate_limit") ||
+               contains_ci(t, "server_error") || contains_ci(t, "api_error") ||
+               contains_ci(t, "timeout") || contains_ci(t, "unavailable");
+    case COUNCIL__CALL_OK:
+    case COUNCIL__CALL_CANCELLED:
+        break;
+    }
+    label[0] = '\0';
+    return 0;
+}
+
+/* Puts the class and the attempts into the message: "HTTP 429 (rate
+ * limited; retryable; gave up after 3 attempts): <provider message>", or
+ * for the other kinds "<message> (<class>; not retryable)". */
+static void
+annotate(council__chat *c, const char *label, const char *why)
+{
+    council__chat_result *r = &c->res;
+    char note[200], old[sizeof(r->message)];
+    const char *rest;
+    int n = c->attempts, len;
+
+    if (why != NULL)
+        snprintf(note, sizeof(note), "%s; %s", label, why);
+    else if (!r->retryable && n > 1)
+        snprintf(note, sizeof(note), "%s; not retryable; after %d attempts",
+                 label, n);
+    else if (!r->retryable)
+        snprintf(note, sizeof(note), "%s; not retryable", label);
+    else
+        snprintf(note, sizeof(note), "%s; retryable; gave up after %d "
+                 "attempt%s", label, n, n == 1 ? "" : "s");
+    memcpy(old, r->message, sizeof(old));
+    if (r->kind == COUNCIL__CALL_HTTP && strncmp(old, "HTTP ", 5) == 0) {
+        rest = old + 5 + strspn(old + 5, "0123456789");
+        if (rest[0] == ':')
+            rest++;
+        rest += strspn(rest, " ");
+        len = snprintf(r->message, sizeof(r->message), "HTTP %ld (%s)%s%s",
+                       r->http_status, note, rest[0] != '\0' ? ": " : "",
+                       rest);
+    } else {
+        len = snprintf(r->message, sizeof(r->message), "%s (%s)", old,
+                       note);
+    }
+    if (len < 0) /* cut to the buffer otherwise, which is fine */
+        memcpy(r->message, old, sizeof(old));
+}
+
+/* Forgets the failed attempt's response. */
+static council_err
+reset_attempt(council__chat *c)
+{
+    council__sse *sse = NULL;
+    council_err rc;
+
+    rc = council__sse_new(COUNCIL__SSE_MAX_LINE, sse_event, c, &sse);
+    if (rc != COUNCIL_OK)
+        return rc;
+    council__sse_free(c->sse);
+    c->sse = sse;
+    memset(&c->res, 0, sizeof(c->res));
+    c->errbuf[0] = '\0';
+    c->got_byte = 0;
+    c->mode = COUNCIL__BODY_UNKNOWN;
+    c->status = 0;
+    c->reason[0] = '\0';
+    c->retry_after_ms = 0;
+    c->raw.len = 0;
+    if (c->raw.p != NULL)
+        c->raw.p[0] = '\0';
+    council__free(c->finish_reason);
+    c->finish_reason = NULL;
+    c->done_seen = 0;
+    memset(&c->usage, 0, sizeof(c->usage));
+    c->broke = 0;
+    c->total_expired = 0;
+    if (c->ops->on_restart != NULL)
+        c->ops->on_restart(c);
+    return COUNCIL_OK;
+}
+
+/* The attempt failed (the transfer is out of the multi handle): either
+ * schedule the next attempt (returns 1) or label the failure for on_done
+ * (returns 0). */
+static int
+maybe_retry(council__chat *c)
+{
+    council__chat_result *r = &c->res;
+    char label[64], why[160];
+    uint64_t delay, now, far;
+
+    if (r->kind == COUNCIL__CALL_CANCELLED || r->kind == COUNCIL__CALL_OK)
+        return 0;
+    r->retryable = classify(c, label, sizeof(label));
+    if (!r->retryable) {
+        annotate(c, label, NULL);
+        return 0;
+    }
+    if (c->text.len > 0) {
+        annotate(c, label, "not retried: text had streamed");
+        return 0;
+    }
+    if (c->retries_left <= 0 || c->h->closing ||
+        r->err == COUNCIL_ENOMEM) {
+        annotate(c, label, NULL);
+        return 0;
+    }
+    delay = council__backoff_ms(c->backoff_base_ms, c->backoff_max_ms,
+                                c->attempts, &c->rng);
+    far = c->backoff_max_ms > 60000 ? c->backoff_max_ms : 60000;
+    if (r->retry_after_ms > far) {
+        snprintf(why, sizeof(why), "retryable; gave up after %d attempt%s: "
+                 "Retry-After %llu ms is too far", c->attempts,
+                 c->attempts == 1 ? "" : "s",
+                 (unsigned long long)r->retry_after_ms);
+        annotate(c, label, why);
+        return 0;
+    }
+    if (r->retry_after_ms > delay)
+        delay = r->retry_after_ms;
+    now = now_ms();
+    if (c->total_timeout_ms > 0 &&
+        now + delay >= c->t0_ms + c->total_timeout_ms) {
+        snprintf(why, sizeof(why), "retryable; gave up after %d attempt%s: "
+                 "the next wait (%llu ms) would pass the total timeout",
+                 c->attempts, c->attempts == 1 ? "" : "s",
+                 (unsigned long long)delay);
+        annotate(c, label, why);
+        return 0;
+    }
+    if (reset_attempt(c) != COUNCIL_OK) {
+        annotate(c, label, NULL);
+        return 0;
+    }
+    c->retries_left--;
+    c->state = COUNCIL__CHAT_BACKOFF;
+    uv_timer_start(&c->timer, on_call_timer, delay, 0);
+    return 1;
+}
+
 static void
 deliver(council__chat *c)
 {
     council__http *h = c->h;
     council__chat_result *r = &c->res;
 
-    c->state = COUNCIL__CHAT_DONE;
     if (c->in_multi) {
         curl_multi_remove_handle(h->multi, c->easy);
         c->in_multi = 0;
+    }
+    if (r->err != COUNCIL_OK && maybe_retry(c))
+        return;
+    c->state = COUNCIL__CHAT_DONE;
+    if (c->has_slot) {
+        c->has_slot = 0;
+        c->ep->active--;
+        pump(h, c->ep);
     }
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -578,8 +956,9 @@ deliver(council__chat *c)
         r->usage = c->usage;
     }
     if (c->got_byte)
-        r->first_byte_ms = (c->first_byte_ns - c->t0_ns) / 1000000u;
-    r->latency_ms = (uv_hrtime() - c->t0_ns) / 1000000u;
+        r->first_byte_ms = (c->first_byte_ns - c->attempt_t0_ns) / 1000000u;
+    r->latency_ms = c->t0_ns != 0 ? (uv_hrtime() - c->t0_ns) / 1000000u : 0;
+    r->attempts = c->attempts;
     scrub(r->message, sizeof(r->message), c->secret);
     scrub(r->error_type, sizeof(r->error_type), c->secret);
 
@@ -590,9 +969,19 @@ deliver(council__chat *c)
         teardown(h);
 }
 
+/* One more transfer begins: the first-byte deadline counts from here. */
+static void
+attempt_start(council__chat *c)
+{
+    c->attempts++;
+    c->attempt_t0_ns = uv_hrtime();
+    c->attempt_t0_ms = c->attempt_t0_ns / 1000000u;
+}
+
 static void
 add_to_multi(council__chat *c)
 {
+    attempt_start(c);
     if (curl_multi_add_handle(c->h->multi, c->easy) != CURLM_OK) {
         council__chat_fail(c, COUNCIL__CALL_CONNECT,
                            "could not add the transfer to libcurl");
@@ -613,8 +1002,8 @@ arm(council__chat *c)
     if (c->total_timeout_ms > 0)
         d = c->t0_ms + c->total_timeout_ms;
     if (!c->got_byte && c->first_byte_timeout_ms > 0 &&
-        c->t0_ms + c->first_byte_timeout_ms < d)
-        d = c->t0_ms + c->first_byte_timeout_ms;
+        c->attempt_t0_ms + c->first_byte_timeout_ms < d)
+        d = c->attempt_t0_ms + c->first_byte_timeout_ms;
     if (c->got_byte && c->idle_timeout_ms > 0 &&
         c->last_byte_ms + c->idle_timeout_ms < d)
         d = c->last_byte_ms + c->idle_timeout_ms;
@@ -629,12 +1018,13 @@ check_deadlines(council__chat *c)
 {
     uint64_t now = now_ms();
 
-    if (c->total_timeout_ms > 0 && now >= c->t0_ms + c->total_timeout_ms)
+    if (c->total_timeout_ms > 0 && now >= c->t0_ms + c->total_timeout_ms) {
+        c->total_expired = 1;
         council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
                            "total timeout: no complete answer within %llu ms",
                            (unsigned long long)c->total_timeout_ms);
-    else if (!c->got_byte && c->first_byte_timeout_ms > 0 &&
-             now >= c->t0_ms + c->first_byte_timeout_ms)
+    } else if (!c->got_byte && c->first_byte_timeout_ms > 0 &&
+             now >= c->attempt_t0_ms + c->first_byte_timeout_ms)
         council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
                            "first-byte timeout: no response byte within "
                            "%llu ms",
@@ -656,6 +1046,7 @@ on_call_timer(uv_timer_t *t)
 
     switch (c->state) {
     case COUNCIL__CHAT_PENDING_ADD:
+    case COUNCIL__CHAT_BACKOFF:
         add_to_multi(c);
         break;
     case COUNCIL__CHAT_RUNNING:
@@ -665,7 +1056,8 @@ on_call_timer(uv_timer_t *t)
         deliver(c);
         break;
     case COUNCIL__CHAT_DONE:
-        break; /* nop: closing */
+    case COUNCIL__CHAT_QUEUED:
+        break; /* nop: closing, or waiting for pump */
     }
 }
 
@@ -734,6 +1126,7 @@ transfer_done(council__chat *c, CURLcode code)
         return;
     }
     if (c->got_byte && c->mode == COUNCIL__BODY_SSE) {
+        c->broke = 1;
         c->ops->on_eof(c, 0);
         return;
     }
@@ -741,6 +1134,7 @@ transfer_done(council__chat *c, CURLcode code)
         http_error(c);
         return;
     }
+    c->broke = 1;
     if (c->got_byte)
         council__chat_fail(c, COUNCIL__CALL_STREAM,
                            "response broken off (HTTP %ld): %s", c->status,
@@ -921,7 +1315,13 @@ header_cb(char *p, size_t size, size_t nmemb, void *ud)
             council__sanitize(c->reason, sizeof(c->reason), sp + 1, len);
         }
     } else if (strncasecmp(line, "retry-after:", 12) == 0) {
-        c->retry_after_ms = parse_retry_after(line + 12);
+        if (c->retry_after_ms == 0)
+            c->retry_after_ms = parse_retry_after(line + 12);
+    } else if (strncasecmp(line, "retry-after-ms:", 15) == 0) {
+        /* OpenAI's and Anthropic's finer hint; it wins. */
+        long long ms = strtoll(line + 15, NULL, 10);
+        if (ms > 0 && ms < 86400LL * 365 * 1000)
+            c->retry_after_ms = (uint64_t)ms;
     }
     return n;
 }
@@ -946,6 +1346,12 @@ council__chat_new(council__http *h, const council__chat_ops *ops,
     c->first_byte_timeout_ms = req->first_byte_timeout_ms;
     c->idle_timeout_ms = req->idle_timeout_ms;
     c->total_timeout_ms = req->total_timeout_ms;
+    c->retries_left = req->retries > 0 ? req->retries : 0;
+    c->backoff_base_ms = req->backoff_base_ms;
+    c->backoff_max_ms = req->backoff_max_ms;
+    c->rng = req->jitter_seed != 0
+                 ? req->jitter_seed
+                 : uv_hrtime() ^ (uint64_t)(uintptr_t)c;
     c->easy = curl_easy_init();
     if (c->easy == NULL) {
         rc = COUNCIL_ENOMEM;
@@ -999,7 +1405,8 @@ council__chat_launch(council__chat *c)
     if (c->connect_timeout_ms > 0)
         cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                                (long)c->connect_timeout_ms);
-    if (cc != CURLE_OK) {
+    if (cc != CURLE_OK ||
+        endpoint_of(h, h->cur_cfg, c->url, &c->ep) != COUNCIL_OK) {
         call_free(c);
         return COUNCIL_ENOMEM;
     }
@@ -1007,20 +1414,37 @@ council__chat_launch(council__chat *c)
     uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;
     h->n_handles++;
-    c->t0_ns = uv_hrtime();
-    c->t0_ms = c->t0_ns / 1000000u;
     c->next = h->calls;
     if (h->calls != NULL)
         h->calls->prev = c;
     h->calls = c;
+    if (c->ep != NULL && c->ep->active >= c->ep->limit) {
+        /* Wait for a slot; the clocks start when it comes (pump). */
+        c->state = COUNCIL__CHAT_QUEUED;
+        c->qprev = c->ep->qtail;
+        if (c->ep->qtail != NULL)
+            c->ep->qtail->qnext = c;
+        else
+            c->ep->qhead = c;
+        c->ep->qtail = c;
+        return COUNCIL_OK;
+    }
+    if (c->ep != NULL) {
+        c->ep->active++;
+        c->has_slot = 1;
+    }
+    clock_start(c);
     c->state = COUNCIL__CHAT_PENDING_ADD;
     if (h->depth > 0) {
         /* Inside a libcurl callback: add on the next loop turn. */
         uv_timer_start(&c->timer, on_call_timer, 0, 0);
         return COUNCIL_OK;
     }
+    attempt_start(c);
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
         /* Undo: no callback will ever come for this call. */
+        if (c->has_slot)
+            c->ep->active--;
         if (c->prev != NULL)
             c->prev->next = c->next;
         else
@@ -1043,6 +1467,8 @@ council__chat_start(council__http *h, const council__provider_cfg *cfg,
                     const council__chat_cbs *cbs, void *ud,
                     council__chat **out)
 {
+    council_err rc;
+
     if (out != NULL)
         *out = NULL;
     if (h == NULL || cfg == NULL || req == NULL || cbs == NULL ||
@@ -1052,9 +1478,16 @@ council__chat_start(council__http *h, const council__provider_cfg *cfg,
         return COUNCIL_ECLOSED;
     switch (cfg->kind) {
     case COUNCIL__PROVIDER_OPENAI:
-        return council__openai_start(h, cfg, req, cbs, ud, out);
+        /* The format's launch finds cfg (max_parallel) here. */
+        h->cur_cfg = cfg;
+        rc = council__openai_start(h, cfg, req, cbs, ud, out);
+        h->cur_cfg = NULL;
+        return rc;
     case COUNCIL__PROVIDER_ANTHROPIC:
-        return council__anthropic_start(h, cfg, req, cbs, ud, out);
+        h->cur_cfg = cfg;
+        rc = council__anthropic_start(h, cfg, req, cbs, ud, out);
+        h->cur_cfg = NULL;
+        return rc;
     }
     return COUNCIL_EINVAL;
 }

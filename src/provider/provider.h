@@ -38,6 +38,8 @@ typedef struct council__provider_cfg {
     const char *base_url; /* ".../v1"; "/chat/completions" or "/messages"
                              is appended */
     const char *api_key;  /* NULL = no Authorization header; a secret */
+    int max_parallel;     /* transfers in flight to this endpoint at once;
+                             0 = no limit.  Calls beyond it wait, FIFO. */
 } council__provider_cfg;
 
 typedef struct council__chat_req {
@@ -48,7 +50,12 @@ typedef struct council__chat_req {
     uint64_t connect_timeout_ms;     /* 0 = none, for each of these */
     uint64_t first_byte_timeout_ms;  /* request sent -> first body byte */
     uint64_t idle_timeout_ms;        /* between two body chunks */
-    uint64_t total_timeout_ms;
+    uint64_t total_timeout_ms;       /* bounds every attempt and wait */
+    int retries;                     /* extra attempts after a retryable
+                                        failure before any text; 0 = none */
+    uint64_t backoff_base_ms;        /* 0 = 500 */
+    uint64_t backoff_max_ms;         /* 0 = 20000 */
+    uint64_t jitter_seed;            /* 0 = seeded from the clock */
 } council__chat_req;
 
 typedef struct council__usage {
@@ -84,6 +91,9 @@ typedef struct council__chat_result {
     council__usage usage;
     uint64_t first_byte_ms;       /* request start -> first body byte */
     uint64_t latency_ms;          /* request start -> done */
+    int retryable;                /* the failure's class is retryable */
+    int attempts;                 /* transfers started (0: cancelled while
+                                     queued for max_parallel) */
 } council__chat_result;
 
 typedef struct council__chat_cbs {
@@ -103,5 +113,11 @@ council_err council__chat_start(council__http *h,
 void council__chat_cancel(council__chat *c);
 
 const char *council__call_errkind_name(council__call_errkind kind);
+
+/* The backoff before retry number `retry` (1 = the first): full jitter, a
+ * uniform draw in [0, min(cap, base * 2^(retry-1))] from the xorshift
+ * state *rng (advanced).  base/cap 0 take the defaults 500/20000 ms. */
+uint64_t council__backoff_ms(uint64_t base_ms, uint64_t cap_ms, int retry,
+                             uint64_t *rng);
 
 #endif

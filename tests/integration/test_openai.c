@@ -491,7 +491,8 @@ TEST(malformed_chunk_message_is_utf8)
         &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
     /* \xc3 before "(" is no sequence; \xe2\x82 is cut by the end. */
-    ASSERT_STR_EQ(g.msg, "malformed JSON chunk: {?" "?" "?(");
+    ASSERT_STR_EQ(g.msg, "malformed JSON chunk: {?" "?" "?( "
+                         "(malformed stream; not retryable)");
     j = json_string(g.msg);
     ASSERT(j != NULL);
     json_decref(j);
@@ -530,7 +531,8 @@ TEST(http_500_json_and_retry_after_seconds)
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.err, COUNCIL_EHTTP);
     ASSERT_EQ_INT(g.status, 500);
-    ASSERT_STR_EQ(g.msg, "HTTP 500: The server had an error while "
+    ASSERT_STR_EQ(g.msg, "HTTP 500 (server error; retryable; gave up after "
+                         "1 attempt): The server had an error while "
                          "processing your request.");
     ASSERT_STR_EQ(g.type, "server_error");
     ASSERT_EQ_U64(g.retry_after_ms, 7000);
@@ -555,7 +557,8 @@ TEST(http_429_retry_after_date)
     one(reply, RAWHTTP_CLOSE, &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.status, 429);
-    ASSERT_STR_EQ(g.msg, "HTTP 429: Rate limit reached");
+    ASSERT_STR_EQ(g.msg, "HTTP 429 (rate limited; retryable; gave up after "
+                         "1 attempt): Rate limit reached");
     ASSERT_STR_EQ(g.type, "requests");
     ASSERT(g.retry_after_ms >= 27000 && g.retry_after_ms <= 31000);
     got_free(&g);
@@ -568,7 +571,8 @@ TEST(http_503_empty_body_names_reason)
     one("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
         RAWHTTP_CLOSE, &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
-    ASSERT_STR_EQ(g.msg, "HTTP 503 Service Unavailable");
+    ASSERT_STR_EQ(g.msg, "HTTP 503 (unavailable; retryable; gave up after 1 "
+                         "attempt): Service Unavailable");
     ASSERT_EQ_U64(g.retry_after_ms, 0);
     got_free(&g);
 }
@@ -598,7 +602,8 @@ TEST(http_401_echoing_the_key_never_leaks_it)
     wait_done(&e, &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.status, 401);
-    ASSERT_STR_CONTAINS(g.msg, "HTTP 401: Incorrect API key; you sent: ");
+    ASSERT_STR_CONTAINS(g.msg, "HTTP 401 (unauthorized; not retryable): "
+                                "Incorrect API key; you sent: ");
     ASSERT_STR_CONTAINS(g.msg, "Authorization: Bearer ");
     ASSERT(strstr(g.msg, CANARY) == NULL);
     ASSERT(strstr(g.msg, "sk-canary") == NULL);
@@ -608,7 +613,8 @@ TEST(http_401_echoing_the_key_never_leaks_it)
     start(&e, &g2);
     wait_done(&e, &g2);
     ASSERT_EQ_INT(g2.kind, COUNCIL__CALL_HTTP);
-    ASSERT_STR_CONTAINS(g2.msg, "HTTP 401: bad key: POST /v1/chat");
+    ASSERT_STR_CONTAINS(g2.msg, "HTTP 401 (unauthorized; not retryable): "
+                                 "bad key: POST /v1/chat");
     ASSERT(strstr(g2.msg, "sk-canary") == NULL);
     env_close(&e);
     got_free(&g);

@@ -21,6 +21,7 @@
 #include "rawhttp.h"
 
 #define MAX_CONNS 256
+#define MAX_NTH 16
 
 typedef struct old_script {
     rawhttp_step *steps;
@@ -45,6 +46,14 @@ struct rawhttp {
     int end;
     old_script *old; /* replaced scripts: a connection may still use one */
     int n_requests;
+    int inflight, max_inflight;
+    struct {
+        int nth;
+        rawhttp_step *steps;
+        size_t n;
+        int end;
+    } nth[MAX_NTH];
+    int n_nth;
     char *last;
     conn *conns[MAX_CONNS];
     int n_conns;
@@ -168,7 +177,7 @@ conn_main(void *arg)
     rawhttp *s = c->s;
     rawhttp_step *steps;
     size_t n, i, hdr_len = 0;
-    int end;
+    int end, counted = 1;
     char *req = read_request(s, c->fd, &hdr_len);
 
     if (req == NULL) {
@@ -183,6 +192,14 @@ conn_main(void *arg)
     steps = s->steps;
     n = s->n_steps;
     end = s->end;
+    for (i = 0; i < (size_t)s->n_nth; i++)
+        if (s->nth[i].nth == s->n_requests) {
+            steps = s->nth[i].steps;
+            n = s->nth[i].n;
+            end = s->nth[i].end;
+        }
+    if (++s->inflight > s->max_inflight)
+        s->max_inflight = s->inflight;
     pthread_mutex_unlock(&s->mu);
     for (i = 0; i < n; i++) {
         if (steps[i].delay_us >= 1000) {
@@ -198,6 +215,10 @@ conn_main(void *arg)
             goto out;
         }
     }
+    pthread_mutex_lock(&s->mu);
+    s->inflight--;
+    pthread_mutex_unlock(&s->mu);
+    counted = 0;
     if (end == RAWHTTP_RESET) {
         struct linger lg = {1, 0};
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -208,6 +229,11 @@ conn_main(void *arg)
             ;
     }
 out:
+    if (counted) {
+        pthread_mutex_lock(&s->mu);
+        s->inflight--;
+        pthread_mutex_unlock(&s->mu);
+    }
     close(c->fd);
     c->fd = -1;
     free(req);
@@ -274,6 +300,64 @@ int
 rawhttp_port(const rawhttp *s)
 {
     return s->port;
+}
+
+static rawhttp_step *
+copy_steps(const rawhttp_step *steps, size_t n)
+{
+    rawhttp_step *copy = calloc(n ? n : 1, sizeof(*copy));
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        copy[i] = steps[i];
+        if (steps[i].data != NULL) {
+            size_t len = steps[i].len ? steps[i].len : strlen(steps[i].data);
+            char *d = malloc(len ? len : 1);
+            memcpy(d, steps[i].data, len);
+            copy[i].data = d;
+            copy[i].len = len;
+        }
+    }
+    return copy;
+}
+
+void
+rawhttp_script_nth(rawhttp *s, int nth, const rawhttp_step *steps, size_t n,
+                   int end)
+{
+    rawhttp_step *copy = copy_steps(steps, n);
+
+    pthread_mutex_lock(&s->mu);
+    if (s->n_nth == MAX_NTH) {
+        pthread_mutex_unlock(&s->mu);
+        fprintf(stderr, "rawhttp: more than %d nth scripts\n", MAX_NTH);
+        exit(3);
+    }
+    s->nth[s->n_nth].nth = nth;
+    s->nth[s->n_nth].steps = copy;
+    s->nth[s->n_nth].n = n;
+    s->nth[s->n_nth].end = end;
+    s->n_nth++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+rawhttp_reply_nth(rawhttp *s, int nth, const char *response, int end)
+{
+    rawhttp_step st = {response, 0, 0};
+
+    rawhttp_script_nth(s, nth, &st, 1, end);
+}
+
+int
+rawhttp_max_inflight(rawhttp *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->mu);
+    n = s->max_inflight;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void
@@ -363,6 +447,11 @@ rawhttp_stop(rawhttp *s)
             free((void *)o->steps[i].data);
         free(o->steps);
         free(o);
+    }
+    for (k = 0; k < s->n_nth; k++) {
+        for (i = 0; i < s->nth[k].n; i++)
+            free((void *)s->nth[k].steps[i].data);
+        free(s->nth[k].steps);
     }
     free(s->last);
     pthread_mutex_destroy(&s->mu);

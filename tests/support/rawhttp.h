@@ -33,6 +33,14 @@ void rawhttp_script(rawhttp *s, const rawhttp_step *steps, size_t n,
                     int end);
 /* The same with one step holding the whole response. */
 void rawhttp_reply(rawhttp *s, const char *response, int end);
+/* The response for the nth request read whole (1-based) instead of the
+ * default script; at most 16 of them. */
+void rawhttp_script_nth(rawhttp *s, int nth, const rawhttp_step *steps,
+                        size_t n, int end);
+void rawhttp_reply_nth(rawhttp *s, int nth, const char *response, int end);
+/* The most requests in flight at once (read whole, last step not yet
+ * written). */
+int rawhttp_max_inflight(rawhttp *s);
 /* How many requests were read whole so far. */
 int rawhttp_requests(rawhttp *s);
 /* A copy (free() it) of the last request read whole, or NULL. */
