@@ -484,7 +484,8 @@ TEST(http_529_overloaded_with_retry_after)
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.err, COUNCIL_EHTTP);
     ASSERT_EQ_INT(g.status, 529);
-    ASSERT_STR_EQ(g.msg, "HTTP 529: Overloaded");
+    ASSERT_STR_EQ(g.msg, "HTTP 529 (overloaded; retryable; gave up after 1 "
+                         "attempt): Overloaded");
     ASSERT_STR_EQ(g.type, "overloaded_error");
     ASSERT_EQ_U64(g.retry_after_ms, 3000);
     got_free(&g);
@@ -509,7 +510,8 @@ TEST(http_401_echoing_the_key_never_leaks_it)
     wait_done(&e, &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.status, 401);
-    ASSERT_STR_CONTAINS(g.msg, "HTTP 401: invalid x-api-key; you sent: ");
+    ASSERT_STR_CONTAINS(g.msg, "HTTP 401 (unauthorized; not retryable): "
+                               "invalid x-api-key; you sent: ");
     ASSERT_STR_CONTAINS(g.msg, "x-api-key: ");
     ASSERT(strstr(g.msg, CANARY) == NULL);
     ASSERT(strstr(g.msg, "sk-ant-canary") == NULL);

@@ -177,7 +177,8 @@ TEST(faults_in_anthropic_shapes)
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.status, 529);
     ASSERT_STR_EQ(g.type, "overloaded_error");
-    ASSERT_STR_CONTAINS(g.msg, "HTTP 529: mock-llm injected fault");
+    ASSERT_STR_CONTAINS(g.msg, "HTTP 529 (overloaded; retryable; gave up "
+                               "after 1 attempt): mock-llm injected fault");
     free(g.text);
 
     call(&e, COUNCIL__PROVIDER_ANTHROPIC, "rl", 0, &g);
