@@ -158,8 +158,8 @@ c_final(void *state, const council_outcome *o)
     (void)o;
 }
 
-static const council_recorder_ops cops = {COUNCIL_RECORDER_OPS_VERSION,
-                                          c_init, c_event, c_final, NULL};
+static const council_recorder_ops cops = {COUNCIL_RECORDER_OPS_VERSION, c_init,
+                                          c_event, c_final, NULL};
 
 static double
 now_s(void)
@@ -202,8 +202,7 @@ main(int argc, char **argv)
         o.n_recorders = (size_t)subs;
         h->left = events;
         t0 = now_s();
-        if (council__run_start_host(eng, &ops, h, &o, &run, NULL) !=
-            COUNCIL_OK)
+        if (council__run_start_host(eng, &ops, h, &o, &run, NULL) != COUNCIL_OK)
             return 1;
         council_run_wait(run, UINT64_MAX, NULL);
         t1 = now_s();

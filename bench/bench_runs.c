@@ -53,7 +53,7 @@ typedef struct slot {
     double t_start;
     double t_end;
     uint64_t events;
-    struct slot *next;  /* done queue */
+    struct slot *next; /* done queue */
 } slot;
 
 typedef struct tally {
@@ -61,7 +61,7 @@ typedef struct tally {
     uint64_t events;
     double *lat;
     long n_lat;
-    double start_s;     /* time spent inside council_run_start */
+    double start_s; /* time spent inside council_run_start */
     char first_bad[1024];
 } tally;
 
@@ -70,11 +70,11 @@ struct worker {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    slot *head, *tail;  /* ended runs, oldest first */
+    slot *head, *tail; /* ended runs, oldest first */
     council_engine *eng;
     const council_def *def;
     long concurrency;
-    int warm;           /* warm-up: no tally, stop at the first failure */
+    int warm; /* warm-up: no tally, stop at the first failure */
     int failed;
     tally t;
 };
@@ -140,8 +140,8 @@ r_final(void *state, const council_outcome *o)
     pthread_mutex_unlock(&mu);
 }
 
-static const council_recorder_ops rops = {COUNCIL_RECORDER_OPS_VERSION,
-                                          r_init, r_event, r_final, NULL};
+static const council_recorder_ops rops = {COUNCIL_RECORDER_OPS_VERSION, r_init,
+                                          r_event, r_final, NULL};
 
 /* ---- /proc and rusage ---------------------------------------------------- */
 
@@ -290,8 +290,10 @@ servers_cpu_s(void)
         p = strrchr(st, ')');
         /* after ") ": state ppid pgrp session tty tpgid flags minflt
          * cminflt majflt cmajflt utime stime */
-        if (p != NULL && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-                                       "%*u %*u %lu %lu", &ut, &stt) == 2)
+        if (p != NULL && sscanf(p + 2,
+                                "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+                                "%*u %*u %lu %lu",
+                                &ut, &stt) == 2)
             total += (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
     }
     return total;
@@ -305,7 +307,8 @@ cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* ---- the bench ------------------------------------------------------------ */
+/* ---- the bench ------------------------------------------------------------
+ */
 
 typedef struct opts {
     const char *base_url;
@@ -416,8 +419,7 @@ reap(slot *s, tally *t, int warm)
                  rc != COUNCIL_OK ? council_strerror(rc)
                                   : council_outcome_json(o));
     if (!ok && warm)
-        fprintf(stderr, "bench_runs: warm-up run failed: %s\n",
-                t->first_bad);
+        fprintf(stderr, "bench_runs: warm-up run failed: %s\n", t->first_bad);
     if (!warm) {
         if (ok)
             t->ok++;
@@ -613,13 +615,13 @@ parse_args(int argc, char **argv, opts *o)
 /* Hold mode: VmRSS and runs in flight, sampled every 20 ms. */
 typedef struct sampler {
     pthread_t th;
-    int stop;              /* under mu */
-    uint64_t base_final;   /* runs finalized before the hold */
-    long peak_in;          /* most runs in flight at one sample */
-    long rss_at_peak;      /* highest VmRSS while peak_in were in flight */
-    long heap_at_peak;     /* malloc'd bytes in use then, KiB */
-    long lib_at_peak;      /* of which the library's (--count-alloc), KiB */
-    double t_peak;         /* when peak_in was first reached */
+    int stop;            /* under mu */
+    uint64_t base_final; /* runs finalized before the hold */
+    long peak_in;        /* most runs in flight at one sample */
+    long rss_at_peak;    /* highest VmRSS while peak_in were in flight */
+    long heap_at_peak;   /* malloc'd bytes in use then, KiB */
+    long lib_at_peak;    /* of which the library's (--count-alloc), KiB */
+    double t_peak;       /* when peak_in was first reached */
     double t0;
 } sampler;
 
@@ -639,8 +641,7 @@ sampler_main(void *arg)
         if (stop)
             break;
         rss = status_kib("VmRSS");
-        if (in > sp->peak_in || (in == sp->peak_in && rss > sp->rss_at_peak))
-        {
+        if (in > sp->peak_in || (in == sp->peak_in && rss > sp->rss_at_peak)) {
             sp->heap_at_peak = heap_kib();
             sp->lib_at_peak = atomic_load(&lib_bytes) / 1024;
         }
@@ -771,8 +772,8 @@ throughput(council_engine **engs, const council_def *def, const opts *o)
     m0 = machine_busy_s();
     c0 = cpu_s();
     t0 = now_s();
-    if (run_pool(engs, o->engines, def, o->runs, o->concurrency,
-                 o->starters, &t) != 0)
+    if (run_pool(engs, o->engines, def, o->runs, o->concurrency, o->starters,
+                 &t) != 0)
         rc = 1;
     t1 = now_s();
     c1 = cpu_s();
@@ -794,14 +795,12 @@ throughput(council_engine **engs, const council_def *def, const opts *o)
            "\"others_cpu_pct\":%.1f",
            o->runs, o->concurrency, o->engines,
            o->starters < o->concurrency ? o->starters : (int)o->concurrency,
-           o->warmup, wall, (double)o->runs / wall,
-           (double)o->runs * 9 / wall,
+           o->warmup, wall, (double)o->runs / wall, (double)o->runs * 9 / wall,
            t.n_lat ? t.lat[t.n_lat / 2] * 1e3 : 0,
            t.n_lat ? t.lat[(long)((double)t.n_lat * 0.99)] * 1e3 : 0,
-           t.n_lat ? t.start_s / (double)t.n_lat * 1e3 : 0,
-           lat_sum(&t) / wall, t.ok, t.bad,
-           t.n_lat ? (double)t.events / (double)t.n_lat : 0, c1 - c0,
-           (c1 - c0) / wall * 100, status_kib("VmHWM"),
+           t.n_lat ? t.start_s / (double)t.n_lat * 1e3 : 0, lat_sum(&t) / wall,
+           t.ok, t.bad, t.n_lat ? (double)t.events / (double)t.n_lat : 0,
+           c1 - c0, (c1 - c0) / wall * 100, status_kib("VmHWM"),
            (m1 - m0) / wall * 100,
            ((m1 - m0) - (c1 - c0) - (s1 - s0)) / wall * 100);
     if (getenv("SERVER_PIDS") != NULL)
@@ -825,11 +824,10 @@ main(int argc, char **argv)
     int rc = 1, i;
 
     if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr,
-                "usage: bench_runs --base-url URL [--runs N] "
-                "[--concurrency C] [--warmup W] [--hold] [--label X] "
-                "[--starters S] [--engines E] [--recorder-threads T] "
-                "[--count-alloc]\n");
+        fprintf(stderr, "usage: bench_runs --base-url URL [--runs N] "
+                        "[--concurrency C] [--warmup W] [--hold] [--label X] "
+                        "[--starters S] [--engines E] [--recorder-threads T] "
+                        "[--count-alloc]\n");
         return 2;
     }
     raise_nofile();

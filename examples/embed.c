@@ -23,8 +23,7 @@ main(int argc, char **argv)
     int code = 1;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: %s COUNCIL.yaml QUESTION [runs.db]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s COUNCIL.yaml QUESTION [runs.db]\n", argv[0]);
         return 2;
     }
     if (council_def_load_file(argv[1], &def, &diag) != COUNCIL_OK) {

@@ -16,13 +16,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(cond)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: fuzz invariant failed: %s\n", __FILE__,  \
-                    __LINE__, #cond);                                        \
-            abort();                                                         \
-        }                                                                    \
+#define FUZZ_CHECK(cond)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: fuzz invariant failed: %s\n", __FILE__,    \
+                    __LINE__, #cond);                                          \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 /* 1 if s[0..n-1] is well-formed UTF-8 (no overlongs, no surrogates, at most

@@ -4,8 +4,8 @@
  * council_def_load_string on the whole input.  Checks: it either returns
  * COUNCIL_OK with a definition whose accessors answer (a name, 1..26
  * named members), or fails with no definition and a diag naming the file
- * "<fuzz>" with a non-empty, NUL-terminated, UTF-8 message; a parse or shape error
- * (EPARSE/EINVAL) has line and column >= 0.  LeakSanitizer checks that
+ * "<fuzz>" with a non-empty, NUL-terminated, UTF-8 message; a parse or shape
+ * error (EPARSE/EINVAL) has line and column >= 0.  LeakSanitizer checks that
  * nothing is left either way.
  */
 #include <string.h>

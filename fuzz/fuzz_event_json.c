@@ -17,8 +17,8 @@
 
 #define HEADER 19
 
-static const char *const run_ids[] = {
-    "0192f3a4-5b6c-7d8e-9f00-112233445566", "r", "run-fuzz_1.x"};
+static const char *const run_ids[] = {"0192f3a4-5b6c-7d8e-9f00-112233445566",
+                                      "r", "run-fuzz_1.x"};
 
 /* A NUL-terminated copy of n input bytes. */
 static char *
@@ -54,8 +54,7 @@ is_common(const char *key, const council_event *ev, const char *text_key)
     return strcmp(key, "type") == 0 || strcmp(key, "run_id") == 0 ||
            strcmp(key, "seq") == 0 || strcmp(key, "ts") == 0 ||
            (strcmp(key, "stage") == 0 && council_event_stage(ev) != NULL) ||
-           (strcmp(key, "member") == 0 &&
-            council_event_member(ev) != NULL) ||
+           (strcmp(key, "member") == 0 && council_event_member(ev) != NULL) ||
            (strcmp(key, "round") == 0 && council_event_round(ev) > 0) ||
            (strcmp(key, text_key) == 0 && council_event_text(ev) != NULL);
 }
@@ -87,8 +86,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; i < 8; i++)
         ts |= (uint64_t)data[11 + i] << (8 * i);
     /* Mostly plausible times; sometimes any 64-bit value. */
-    in.ts_us = (flags & 0x20) ? (int64_t)ts
-                              : (int64_t)(ts % 4102444800000000ull);
+    in.ts_us =
+        (flags & 0x20) ? (int64_t)ts : (int64_t)(ts % 4102444800000000ull);
     in.run_id = run_ids[(flags >> 6) % 3];
     pos = HEADER;
 
@@ -105,8 +104,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data_len > size - pos)
         data_len = size - pos;
     if (flags & 0x08) {
-        extra = json_loadb((const char *)data + pos, data_len,
-                           JSON_ALLOW_NUL, NULL);
+        extra = json_loadb((const char *)data + pos, data_len, JSON_ALLOW_NUL,
+                           NULL);
         if (!json_is_object(extra)) {
             json_decref(extra);
             extra = NULL;
@@ -131,13 +130,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(json_is_object(out));
 
     v = field(out, "type");
-    FUZZ_CHECK(v != NULL &&
-               strcmp(json_string_value(v),
-                      council_event_type_name(in.type)) == 0);
+    FUZZ_CHECK(v != NULL && strcmp(json_string_value(v),
+                                   council_event_type_name(in.type)) == 0);
     FUZZ_CHECK(str_eq(field(out, "run_id"), in.run_id, strlen(in.run_id)));
     v = json_object_get(out, "seq");
-    FUZZ_CHECK(json_is_integer(v) &&
-               (uint64_t)json_integer_value(v) == in.seq);
+    FUZZ_CHECK(json_is_integer(v) && (uint64_t)json_integer_value(v) == in.seq);
     v = field(out, "ts");
     FUZZ_CHECK(v != NULL && json_string_length(v) >= 20);
     if (in.round > 0) {
@@ -170,7 +167,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (extra != NULL) {
         size_t klen;
 
-        json_object_keylen_foreach(extra, key, klen, v) {
+        json_object_keylen_foreach(extra, key, klen, v)
+        {
             if (strlen(key) == klen && is_common(key, ev, text_key))
                 continue;
             FUZZ_CHECK(json_equal(v, json_object_getn(out, key, klen)));

@@ -86,8 +86,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->state = COUNCIL__CHAT_RUNNING;
     FUZZ_CHECK(uv_timer_init(&loop, &c->timer) == 0);
     c->timer.data = c;
-    FUZZ_CHECK(council__sse_new(COUNCIL__SSE_MAX_LINE, sse_event, c,
-                                &c->sse) == COUNCIL_OK);
+    FUZZ_CHECK(council__sse_new(COUNCIL__SSE_MAX_LINE, sse_event, c, &c->sse) ==
+               COUNCIL_OK);
 
     if (mode == 0 || mode == 1) {
         /* 2xx text/event-stream: as write_cb, then transfer_done. */

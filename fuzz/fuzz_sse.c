@@ -94,8 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s = (const char *)data + 3;
     len = size - 3;
 
-    FUZZ_CHECK(council__sse_new(max_line, on_event, &whole, &a) ==
-               COUNCIL_OK);
+    FUZZ_CHECK(council__sse_new(max_line, on_event, &whole, &a) == COUNCIL_OK);
     FUZZ_CHECK(council__sse_new(max_line, on_event, &chunked, &b) ==
                COUNCIL_OK);
 

@@ -55,20 +55,20 @@ COUNCIL_API const char *council_version(void);
 /* Append-only; values are never renumbered. */
 typedef enum council_err {
     COUNCIL_OK = 0,
-    COUNCIL_ENOMEM = 1,       /* an allocation failed; objects stay valid */
-    COUNCIL_EINVAL = 2,       /* a bad argument */
-    COUNCIL_EPARSE = 3,       /* malformed input; see the council_diag */
-    COUNCIL_ENOTFOUND = 4,    /* no such run, file, council, member */
-    COUNCIL_EEXIST = 5,       /* e.g. a caller-chosen run id already in use */
-    COUNCIL_EREFUSED = 6,     /* a recorder's init refused; see the diag */
-    COUNCIL_ECANCELED = 7,    /* cancelled, or the engine shut down */
-    COUNCIL_ETIMEDOUT = 8,    /* a wait or deadline expired */
-    COUNCIL_ECLOSED = 9,      /* the engine is closing or closed */
-    COUNCIL_EIO = 10,         /* an operating-system or I/O error */
-    COUNCIL_EDEADLK = 11,     /* the call would wait on itself */
-    COUNCIL_ESTART = 12,      /* the run host could not be started */
-    COUNCIL_EHTTP = 13,       /* an HTTP-level failure */
-    COUNCIL_EINTERNAL = 14    /* a broken invariant; please report it */
+    COUNCIL_ENOMEM = 1,    /* an allocation failed; objects stay valid */
+    COUNCIL_EINVAL = 2,    /* a bad argument */
+    COUNCIL_EPARSE = 3,    /* malformed input; see the council_diag */
+    COUNCIL_ENOTFOUND = 4, /* no such run, file, council, member */
+    COUNCIL_EEXIST = 5,    /* e.g. a caller-chosen run id already in use */
+    COUNCIL_EREFUSED = 6,  /* a recorder's init refused; see the diag */
+    COUNCIL_ECANCELED = 7, /* cancelled, or the engine shut down */
+    COUNCIL_ETIMEDOUT = 8, /* a wait or deadline expired */
+    COUNCIL_ECLOSED = 9,   /* the engine is closing or closed */
+    COUNCIL_EIO = 10,      /* an operating-system or I/O error */
+    COUNCIL_EDEADLK = 11,  /* the call would wait on itself */
+    COUNCIL_ESTART = 12,   /* the run host could not be started */
+    COUNCIL_EHTTP = 13,    /* an HTTP-level failure */
+    COUNCIL_EINTERNAL = 14 /* a broken invariant; please report it */
 } council_err;
 
 /* A short English description of err.  Static storage.  Any thread. */
@@ -96,12 +96,9 @@ typedef struct council_diag {
  * All four functions must be given.  The library never aborts when an
  * allocation fails: the call in progress returns COUNCIL_ENOMEM.
  */
-COUNCIL_API council_err council_set_allocator(void *(*malloc_fn)(size_t),
-                                              void *(*realloc_fn)(void *,
-                                                                  size_t),
-                                              void *(*calloc_fn)(size_t,
-                                                                 size_t),
-                                              void (*free_fn)(void *));
+COUNCIL_API council_err council_set_allocator(
+    void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+    void *(*calloc_fn)(size_t, size_t), void (*free_fn)(void *));
 
 /* Frees memory the library handed to the caller (e.g. council_event_json
  * copies, council_outcome_json).  NULL is fine. Any thread. */
@@ -331,7 +328,7 @@ COUNCIL_API council_err council_duration_parse(const char *text,
 typedef struct council_engine council_engine;
 
 typedef struct council_engine_opts {
-    int version;        /* COUNCIL_ENGINE_OPTS_VERSION */
+    int version;          /* COUNCIL_ENGINE_OPTS_VERSION */
     int recorder_threads; /* threads running recorder and subscriber
                              callbacks; 0 = default (4) */
     /* Where the library writes its log lines (recorder failures and the
@@ -372,9 +369,9 @@ typedef struct council_engine_stats {
     uint64_t runs_started;
     uint64_t runs_active;
     uint64_t events_published;
-    uint64_t deliveries;          /* events handed to recorders/subscribers */
-    uint64_t recorder_failures;   /* non-zero handle_event returns */
-    uint64_t events_dropped;      /* emitted after a run's terminal event */
+    uint64_t deliveries;        /* events handed to recorders/subscribers */
+    uint64_t recorder_failures; /* non-zero handle_event returns */
+    uint64_t events_dropped;    /* emitted after a run's terminal event */
     /* Events that could not be queued to a subscriber because memory ran
      * out and did not come back before the run ended (each is logged; the
      * subscriber keeps the gapless prefix it got and is still finalized).
@@ -393,12 +390,12 @@ typedef struct council_run council_run;
 
 /* One message of a conversation. */
 typedef struct council_message {
-    const char *role;    /* "system", "user" or "assistant" */
+    const char *role; /* "system", "user" or "assistant" */
     const char *content;
 } council_message;
 
 typedef struct council_run_opts {
-    int version;                  /* COUNCIL_RUN_OPTS_VERSION */
+    int version; /* COUNCIL_RUN_OPTS_VERSION */
     /* Caller-chosen id (printable ASCII, 1..64 bytes, no '/' or spaces), or
      * NULL for a new UUIDv7. */
     const char *run_id;
@@ -423,12 +420,9 @@ typedef struct council_run_opts {
  * cause), COUNCIL_ECLOSED, COUNCIL_ENOMEM.  diag may be NULL.  Borrows def,
  * question and opts for the call.  Any thread, callbacks included.
  */
-COUNCIL_API council_err council_run_start(council_engine *engine,
-                                          const council_def *def,
-                                          const char *question,
-                                          const council_run_opts *opts,
-                                          council_run **out,
-                                          council_diag *diag);
+COUNCIL_API council_err council_run_start(
+    council_engine *engine, const council_def *def, const char *question,
+    const council_run_opts *opts, council_run **out, council_diag *diag);
 
 /* The same with a conversation (the last message is the user's turn). */
 COUNCIL_API council_err council_run_start_messages(
@@ -457,8 +451,7 @@ COUNCIL_API council_err council_engine_cancel(council_engine *engine,
  * caller's reference.  COUNCIL_ETIMEDOUT if time ran out;
  * COUNCIL_EDEADLK if called from a callback of the same run.  Any thread.
  */
-COUNCIL_API council_err council_run_wait(council_run *run,
-                                         uint64_t timeout_ms,
+COUNCIL_API council_err council_run_wait(council_run *run, uint64_t timeout_ms,
                                          const council_outcome **outcome);
 
 /* Drop a reference to a run (the run goes on).  NULL is fine. */
@@ -478,11 +471,11 @@ typedef struct council_sub council_sub;
  * COUNCIL_ENOTFOUND if the run is not in flight (it never started, or has
  * ended).  Any thread.
  */
-COUNCIL_API council_err council_run_subscribe(
-    council_engine *engine, const char *run_id,
-    void (*on_event)(council_event *ev, void *ud),
-    void (*on_end)(const council_outcome *outcome, void *ud), void *ud,
-    council_sub **out);
+COUNCIL_API council_err
+council_run_subscribe(council_engine *engine, const char *run_id,
+                      void (*on_event)(council_event *ev, void *ud),
+                      void (*on_end)(const council_outcome *outcome, void *ud),
+                      void *ud, council_sub **out);
 
 /*
  * Stop following.  When it returns, no callback of sub is running or will
@@ -498,12 +491,12 @@ COUNCIL_API void council_unsubscribe(council_sub *sub);
 
 typedef struct council_run_row {
     const char *run_id;
-    const char *council;     /* council name */
-    const char *question;    /* the user's (last) question */
-    int64_t started_us;      /* wall clock, microseconds since the epoch */
-    int64_t ended_us;        /* 0 if the run has no outcome recorded */
-    const char *outcome;     /* "ok", "cancelled", "error", "crashed" or NULL */
-    uint64_t events;         /* events stored */
+    const char *council;  /* council name */
+    const char *question; /* the user's (last) question */
+    int64_t started_us;   /* wall clock, microseconds since the epoch */
+    int64_t ended_us;     /* 0 if the run has no outcome recorded */
+    const char *outcome;  /* "ok", "cancelled", "error", "crashed" or NULL */
+    uint64_t events;      /* events stored */
 } council_run_row;
 
 /*
@@ -549,12 +542,12 @@ COUNCIL_API void council_store_conversation_free(council_message *msgs,
 typedef struct council_mockllm council_mockllm;
 
 typedef struct council_mockllm_opts {
-    int version;            /* COUNCIL_MOCKLLM_OPTS_VERSION */
+    int version; /* COUNCIL_MOCKLLM_OPTS_VERSION */
     /* "127.0.0.1:0" style; port 0 picks a free port; NULL = 127.0.0.1:0. */
     const char *listen;
-    uint64_t seed;          /* answers are derived from prompt and seed */
-    uint64_t latency_ms;    /* delay before the first byte of each answer */
-    double tokens_per_sec;  /* streaming pace; 0 = as fast as possible */
+    uint64_t seed;         /* answers are derived from prompt and seed */
+    uint64_t latency_ms;   /* delay before the first byte of each answer */
+    double tokens_per_sec; /* streaming pace; 0 = as fast as possible */
     /*
      * Faults, as a spec string (see docs/mock-llm.md), e.g.
      * "model=bad-*:http=503;rate=0.1:disconnect=3".  NULL = none.

@@ -21,21 +21,21 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: council mock-llm [options]\n"
-            "\n"
-            "A mock LLM server (OpenAI and Anthropic APIs) with "
-            "deterministic answers.\n"
-            "\n"
-            "  --listen ADDR          numeric HOST:PORT (default "
-            DEFAULT_LISTEN "; port 0 = any free port)\n"
-            "  --seed N               seed for the answers (default 0)\n"
-            "  --latency DUR          delay before each answer's first "
-            "byte (250ms, 2s; bare = ms)\n"
-            "  --tokens-per-sec N     streaming pace (default 0 = as fast "
-            "as possible)\n"
-            "  --faults SPEC          fault rules, see docs/mock-llm.md\n"
-            "  --help                 this text\n");
+    fprintf(
+        f, "usage: council mock-llm [options]\n"
+           "\n"
+           "A mock LLM server (OpenAI and Anthropic APIs) with "
+           "deterministic answers.\n"
+           "\n"
+           "  --listen ADDR          numeric HOST:PORT (default " DEFAULT_LISTEN
+           "; port 0 = any free port)\n"
+           "  --seed N               seed for the answers (default 0)\n"
+           "  --latency DUR          delay before each answer's first "
+           "byte (250ms, 2s; bare = ms)\n"
+           "  --tokens-per-sec N     streaming pace (default 0 = as fast "
+           "as possible)\n"
+           "  --faults SPEC          fault rules, see docs/mock-llm.md\n"
+           "  --help                 this text\n");
 }
 
 /* "250ms", "2s", "5m", "1h"; a bare number is milliseconds. */
@@ -115,8 +115,7 @@ council_cmd_mockllm(int argc, char **argv)
             return 0;
         }
         if (strcmp(a, "--listen") != 0 && strcmp(a, "--seed") != 0 &&
-            strcmp(a, "--latency") != 0 &&
-            strcmp(a, "--tokens-per-sec") != 0 &&
+            strcmp(a, "--latency") != 0 && strcmp(a, "--tokens-per-sec") != 0 &&
             strcmp(a, "--faults") != 0) {
             fprintf(stderr, "council mock-llm: unknown option '%s'\n", a);
             usage(stderr);
@@ -148,10 +147,9 @@ council_cmd_mockllm(int argc, char **argv)
             errno = 0;
             opts.tokens_per_sec = strtod(v, &end);
             if (errno != 0 || *end != '\0' || end == v ||
-                !(opts.tokens_per_sec >= 0.0 &&
-                  opts.tokens_per_sec <= 1e9)) {
-                fprintf(stderr,
-                        "council mock-llm: bad --tokens-per-sec '%s'\n", v);
+                !(opts.tokens_per_sec >= 0.0 && opts.tokens_per_sec <= 1e9)) {
+                fprintf(stderr, "council mock-llm: bad --tokens-per-sec '%s'\n",
+                        v);
                 return 2;
             }
         } else {

@@ -98,9 +98,9 @@ typedef struct display {
     char stage[32];
     row rows[MAX_ROWS]; /* members, then the chairman */
     int n_rows;
-    int drawn;          /* lines drawn last time (live mode) */
+    int drawn; /* lines drawn last time (live mode) */
     struct timespec last_draw;
-    char *answer;       /* the synthesis text */
+    char *answer; /* the synthesis text */
     size_t answer_len;
 } display;
 
@@ -145,8 +145,8 @@ draw(display *d, int force)
     clock_gettime(CLOCK_MONOTONIC, &d->last_draw);
     if (d->drawn > 0)
         fprintf(stderr, "\033[%dA", d->drawn);
-    fprintf(stderr, "\r\033[2K%scouncil %s%s  stage: %s\n",
-            paint(d, "\033[1m"), d->council, paint(d, "\033[0m"), d->stage);
+    fprintf(stderr, "\r\033[2K%scouncil %s%s  stage: %s\n", paint(d, "\033[1m"),
+            d->council, paint(d, "\033[0m"), d->stage);
     for (i = 0; i < d->n_rows; i++) {
         row *r = &d->rows[i];
         const char *what = "", *col = "";
@@ -183,8 +183,8 @@ draw(display *d, int force)
     fflush(stderr);
 }
 
-static void
-plain(display *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void plain(display *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 plain(display *d, const char *fmt, ...)
@@ -297,11 +297,9 @@ d_event(void *state, council_event *ev)
                 size_t i, used = 0;
                 json_t *v;
                 if (json_is_array(rk)) {
-                    json_array_foreach(rk, i, v)
-                    {
-                        int k = snprintf(w->note + used,
-                                         sizeof(w->note) - used, "%s%s",
-                                         i > 0 ? " > " : "",
+                    json_array_foreach (rk, i, v) {
+                        int k = snprintf(w->note + used, sizeof(w->note) - used,
+                                         "%s%s", i > 0 ? " > " : "",
                                          json_string_value(v));
                         if (k < 0 || (size_t)k >= sizeof(w->note) - used)
                             break;
@@ -312,8 +310,7 @@ d_event(void *state, council_event *ev)
                 }
             }
             plain(d, "%s: done, %ld tokens, %.2f s%s%s", w->name, w->tokens,
-                  w->seconds, w->note[0] != '\0' ? ", ranked " : "",
-                  w->note);
+                  w->seconds, w->note[0] != '\0' ? ", ranked " : "", w->note);
         }
         if (t == COUNCIL_EV_SYNTHESIS_COMPLETED) {
             free(d->answer);
@@ -338,13 +335,12 @@ d_event(void *state, council_event *ev)
         char line[400];
         size_t i, used = 0;
         line[0] = '\0';
-        json_array_foreach(agg, i, v)
-        {
-            int k = snprintf(line + used, sizeof(line) - used,
-                             "%s%s (mean rank %.2f)", i > 0 ? ", " : "",
-                             json_string_value(json_object_get(v, "member")),
-                             json_number_value(
-                                 json_object_get(v, "mean_rank")));
+        json_array_foreach (agg, i, v) {
+            int k =
+                snprintf(line + used, sizeof(line) - used,
+                         "%s%s (mean rank %.2f)", i > 0 ? ", " : "",
+                         json_string_value(json_object_get(v, "member")),
+                         json_number_value(json_object_get(v, "mean_rank")));
             if (k < 0 || (size_t)k >= sizeof(line) - used)
                 break;
             used += (size_t)k;
@@ -569,8 +565,8 @@ council_cmd_run(int argc, char **argv)
                 fprintf(stderr, "%s:%d:%d: %s\n", diag.file, diag.line,
                         diag.col, diag.msg);
             else
-                fprintf(stderr, "%s: %s\n", diag.file[0] ? diag.file
-                                                         : council_file,
+                fprintf(stderr, "%s: %s\n",
+                        diag.file[0] ? diag.file : council_file,
                         diag.msg[0] ? diag.msg : council_strerror(rc));
             code = EXIT_USAGE;
             goto out;
@@ -586,10 +582,8 @@ council_cmd_run(int argc, char **argv)
             code = EXIT_FAILED;
             goto out;
         }
-        snprintf(yaml, sizeof(yaml), demo_yaml,
-                 council_mockllm_base_url(mock));
-        rc = council_def_load_string(yaml, strlen(yaml), "<demo>", &def,
-                                     &diag);
+        snprintf(yaml, sizeof(yaml), demo_yaml, council_mockllm_base_url(mock));
+        rc = council_def_load_string(yaml, strlen(yaml), "<demo>", &def, &diag);
         if (rc != COUNCIL_OK) {
             cli_error("built-in demo council: %s", diag.msg);
             code = EXIT_FAILED;
@@ -607,14 +601,13 @@ council_cmd_run(int argc, char **argv)
         code = EXIT_FAILED;
         goto out;
     }
-    d->mode = json    ? MODE_JSON
-              : quiet ? MODE_QUIET
+    d->mode = json                    ? MODE_JSON
+              : quiet                 ? MODE_QUIET
               : isatty(STDERR_FILENO) ? MODE_LIVE
                                       : MODE_PLAIN;
     d->color = getenv("NO_COLOR") == NULL || getenv("NO_COLOR")[0] == '\0';
     snprintf(d->council, sizeof(d->council), "%s", council_def_name(def));
-    for (i = 0; i < (int)council_def_member_count(def) && i < MAX_ROWS - 1;
-         i++)
+    for (i = 0; i < (int)council_def_member_count(def) && i < MAX_ROWS - 1; i++)
         snprintf(d->rows[i].name, sizeof(d->rows[i].name), "%s",
                  council_def_member_name(def, (size_t)i));
     snprintf(d->rows[i].name, sizeof(d->rows[i].name), "chairman");

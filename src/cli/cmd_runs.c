@@ -36,8 +36,8 @@ print_row(const council_run_row *r, void *ud)
                  (double)(r->ended_us - r->started_us) / 1e6);
     printf("%-36s  %-19s  %-16.16s  %-9s  %9s  %6llu\n", r->run_id, when,
            r->council != NULL ? r->council : "-",
-           r->outcome != NULL ? r->outcome : "running",
-           dur, (unsigned long long)r->events);
+           r->outcome != NULL ? r->outcome : "running", dur,
+           (unsigned long long)r->events);
     return 0;
 }
 
@@ -84,8 +84,8 @@ council_cmd_runs(int argc, char **argv)
             return EXIT_FAILED;
         db = path;
     }
-    printf("%-36s  %-19s  %-16s  %-9s  %9s  %6s\n", "RUN", "STARTED",
-           "COUNCIL", "OUTCOME", "DURATION", "EVENTS");
+    printf("%-36s  %-19s  %-16s  %-9s  %9s  %6s\n", "RUN", "STARTED", "COUNCIL",
+           "OUTCOME", "DURATION", "EVENTS");
     rc = council_store_list(db, (size_t)limit, print_row, NULL, &diag);
     if (rc == COUNCIL_ENOTFOUND) {
         cli_error("no run store at %s (nothing recorded yet)", db);

@@ -91,7 +91,8 @@ council_cmd_validate(int argc, char **argv)
             check_env = 0;
         } else {
             cli_error("validate: unknown option %s (see council validate "
-                      "--help)", a);
+                      "--help)",
+                      a);
             return EXIT_USAGE;
         }
     }

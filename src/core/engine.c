@@ -43,8 +43,13 @@
 #include "core/mailbox.h"
 #include "core/run.h"
 
-enum cmd_kind { CMD_START, CMD_CANCEL, CMD_SUBSCRIBE, CMD_UNSUBSCRIBE,
-                CMD_SHUTDOWN };
+enum cmd_kind {
+    CMD_START,
+    CMD_CANCEL,
+    CMD_SUBSCRIBE,
+    CMD_UNSUBSCRIBE,
+    CMD_SHUTDOWN
+};
 
 struct completion {
     pthread_mutex_t mu;
@@ -57,8 +62,8 @@ struct cmd {
     struct cmd *next;
     council_run *run;
     council_sub *sub;
-    const char *run_id;       /* CMD_SUBSCRIBE */
-    struct completion *wait;  /* NULL: nobody waits */
+    const char *run_id;      /* CMD_SUBSCRIBE */
+    struct completion *wait; /* NULL: nobody waits */
     council_err rc;
     char msg[256];
 };
@@ -78,7 +83,7 @@ typedef struct rec {
 struct council_sub {
     council__mbox mb;
     council_engine *eng;
-    council__loop *lp;            /* the run's loop, for unsubscribe */
+    council__loop *lp; /* the run's loop, for unsubscribe */
     council_run *run;
     void (*on_event)(council_event *, void *);
     void (*on_end)(const council_outcome *, void *);
@@ -90,7 +95,7 @@ struct council_sub {
 struct council_run {
     atomic_uint refs;
     council_engine *eng;
-    council__loop *lp;            /* the loop the run lives on */
+    council__loop *lp; /* the loop the run lives on */
     char id[COUNCIL__RUN_ID_MAX + 1];
     council_run *reg_next;
 
@@ -98,13 +103,13 @@ struct council_run {
     enum run_state state;
     uint64_t seq;
     council__mbox **subs;
-    size_t *posted;               /* per subscriber: outbox events queued */
+    size_t *posted; /* per subscriber: outbox events queued */
     size_t n_subs, cap_subs;
-    council_event **outbox;       /* emitted this loop turn, not yet queued */
+    council_event **outbox; /* emitted this loop turn, not yet queued */
     size_t ob_len, ob_cap;
-    int end_pending;              /* outcome fixed, ends not yet posted */
-    int dirty;                    /* on the engine's flush list */
-    uint64_t oom_since;           /* first failed flush (uv_hrtime), or 0 */
+    int end_pending;    /* outcome fixed, ends not yet posted */
+    int dirty;          /* on the engine's flush list */
+    uint64_t oom_since; /* first failed flush (uv_hrtime), or 0 */
     council_run *dirty_next;
     const council__host_ops *hops;
     void *hstate;
@@ -123,11 +128,11 @@ struct council_run {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     council_outcome *outcome;
-    size_t pending;               /* recorders not yet finalized */
+    size_t pending; /* recorders not yet finalized */
 
     struct cmd cancel_cmd;
     atomic_int cancel_posted;
-    atomic_int ended;             /* outcome fixed */
+    atomic_int ended; /* outcome fixed */
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -333,8 +338,9 @@ rec_deliver(council__mbox *mb, council_event *ev)
     }
     if (seq != r->last_seq + 1) {
         stat_add(&eng->st_gaps, 1);
-        council__log(eng, "run %s: recorder %d: gap before seq %llu "
-                          "(last %llu)",
+        council__log(eng,
+                     "run %s: recorder %d: gap before seq %llu "
+                     "(last %llu)",
                      r->run->id, r->index, (unsigned long long)seq,
                      (unsigned long long)r->last_seq);
     }
@@ -342,8 +348,9 @@ rec_deliver(council__mbox *mb, council_event *ev)
     rc = r->ops->handle_event(r->state, ev);
     if (rc != 0) {
         stat_add(&eng->st_rec_failures, 1);
-        council__log(eng, "run %s: recorder %d failed on seq %llu (%s): "
-                          "handle_event returned %d",
+        council__log(eng,
+                     "run %s: recorder %d failed on seq %llu (%s): "
+                     "handle_event returned %d",
                      r->run->id, r->index, (unsigned long long)seq,
                      council_event_type_name(council_event_type_of(ev)), rc);
     }
@@ -709,8 +716,7 @@ council__run_exit(council_run *run, const char *reason)
         return;
     if (run->state != R_TERMINAL)
         end_run(run, council__outcome_new(COUNCIL_OUTCOME_CRASHED, NULL, NULL,
-                                          reason != NULL ? reason
-                                                         : "unknown"));
+                                          reason != NULL ? reason : "unknown"));
     run->state = R_EXITED;
     reg_remove(run->eng, run);
     reap_later(run);
@@ -1249,8 +1255,9 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
         }
     }
     if (opts != NULL && opts->run_id != NULL && !valid_run_id(opts->run_id)) {
-        set_diag(diag, "invalid run id (1..%d printable characters, no "
-                       "'/', '\\' or spaces)",
+        set_diag(diag,
+                 "invalid run id (1..%d printable characters, no "
+                 "'/', '\\' or spaces)",
                  COUNCIL__RUN_ID_MAX);
         rc = COUNCIL_EINVAL;
         goto fail_host;
@@ -1504,8 +1511,8 @@ council_run_wait(council_run *run, uint64_t timeout_ms,
 council_err
 council_run_subscribe(council_engine *eng, const char *run_id,
                       void (*on_event)(council_event *, void *),
-                      void (*on_end)(const council_outcome *, void *),
-                      void *ud, council_sub **out)
+                      void (*on_end)(const council_outcome *, void *), void *ud,
+                      council_sub **out)
 {
     council_sub *s;
     struct completion done;

@@ -39,12 +39,12 @@ typedef struct council__loop {
     int closing;
 
     /* Loop thread only. */
-    uv_prepare_t flusher;  /* queues each iteration's events, in batches */
-    uv_timer_t retry;      /* re-flush after an allocation failure */
-    uv_check_t waker;      /* marks a new loop phase for event times */
-    int64_t ts_cache;      /* last clock reading for event times */
-    int ts_left;           /* events that may still use ts_cache */
-    council_run *dirty;    /* runs with events or an end to queue */
+    uv_prepare_t flusher; /* queues each iteration's events, in batches */
+    uv_timer_t retry;     /* re-flush after an allocation failure */
+    uv_check_t waker;     /* marks a new loop phase for event times */
+    int64_t ts_cache;     /* last clock reading for event times */
+    int ts_left;          /* events that may still use ts_cache */
+    council_run *dirty;   /* runs with events or an end to queue */
     council_run *reap;
     int shutting_down;
     /* The HTTP client shared by this loop's provider calls (strategy.c). */
@@ -76,6 +76,5 @@ struct council_engine {
 
 /* The loop a run lives on. */
 council__loop *council__run_lp(council_run *run);
-
 
 #endif

@@ -16,7 +16,7 @@
 
 struct council_event {
     atomic_uint refs;
-    uint32_t size;          /* bytes allocated, for recycling */
+    uint32_t size; /* bytes allocated, for recycling */
     council_event_type type;
     int round;
     uint64_t seq;
@@ -129,8 +129,7 @@ event_alloc(size_t size)
     if (!RECYCLE || size > SMALL)
         return council__malloc(size);
     if (local == NULL) {
-        local = atomic_exchange_explicit(&recycled, NULL,
-                                         memory_order_acquire);
+        local = atomic_exchange_explicit(&recycled, NULL, memory_order_acquire);
         if (local != NULL) {
             int n = 0;
             for (s = local; s != NULL; s = s->next)
@@ -370,8 +369,8 @@ render(const council_event *ev)
      * a caller, model text), so the rendering fails only for memory. */
     bad |= json_object_set_new(o, "type",
                                json_string(council_event_type_name(ev->type)));
-    bad |= json_object_set_new(
-        o, "run_id", string_or_fffd(ev->run_id, strlen(ev->run_id)));
+    bad |= json_object_set_new(o, "run_id",
+                               string_or_fffd(ev->run_id, strlen(ev->run_id)));
     bad |= json_object_set_new(o, "seq", json_integer((json_int_t)ev->seq));
     bad |= json_object_set_new(o, "ts", json_string(ts));
     if (ev->stage != NULL)
@@ -444,8 +443,8 @@ council_outcome_kind_name(council_outcome_kind kind)
 }
 
 council_outcome *
-council__outcome_new(council_outcome_kind kind, json_t *result,
-                     json_t *errors, const char *reason)
+council__outcome_new(council_outcome_kind kind, json_t *result, json_t *errors,
+                     const char *reason)
 {
     council_outcome *o = council__calloc(1, sizeof(*o));
     json_t *j = NULL;
@@ -502,8 +501,7 @@ has_cancelled(json_t *errors)
     size_t i;
     json_t *e;
 
-    json_array_foreach(errors, i, e)
-    {
+    json_array_foreach (errors, i, e) {
         const char *k = json_string_value(json_object_get(e, "kind"));
         if (k != NULL && strcmp(k, "cancelled") == 0)
             return 1;
@@ -529,8 +527,7 @@ council__outcome_from_terminal(const council_event *ev)
     return council__outcome_new(has_cancelled(errors)
                                     ? COUNCIL_OUTCOME_CANCELLED
                                     : COUNCIL_OUTCOME_ERROR,
-                                json_incref(result), json_incref(errors),
-                                NULL);
+                                json_incref(result), json_incref(errors), NULL);
 }
 
 void

@@ -22,8 +22,8 @@ typedef struct council__event_init {
     const char *member; /* NULL if none */
     const char *text;   /* NULL if none; may hold any bytes */
     size_t text_len;
-    int round;          /* 0 if none */
-    json_t *data;       /* extra fields, an object or NULL; STOLEN always */
+    int round;    /* 0 if none */
+    json_t *data; /* extra fields, an object or NULL; STOLEN always */
 } council__event_init;
 
 /* New event with refcount 1, or NULL when memory ran out. */
@@ -51,9 +51,8 @@ int64_t council__now_us(void);
  * Outcomes.  council__outcome_new steals result and errors (either may be
  * NULL) and copies reason.  NULL when memory ran out.
  */
-council_outcome *council__outcome_new(council_outcome_kind kind,
-                                      json_t *result, json_t *errors,
-                                      const char *reason);
+council_outcome *council__outcome_new(council_outcome_kind kind, json_t *result,
+                                      json_t *errors, const char *reason);
 /* Classify a terminal event (DESIGN 2.4): run_completed -> ok(result);
  * run_failed with an error of kind "cancelled" -> cancelled; else error. */
 council_outcome *council__outcome_from_terminal(const council_event *ev);

@@ -29,11 +29,11 @@ enum { IDLE, QUEUED, RUNNING };
 
 struct council__pool {
     pthread_mutex_t mu;
-    pthread_cond_t work;     /* a mailbox was queued, or stopping */
-    pthread_cond_t idle;     /* a thread finished a mailbox */
-    pthread_cond_t ended;    /* an end was delivered */
+    pthread_cond_t work;  /* a mailbox was queued, or stopping */
+    pthread_cond_t idle;  /* a thread finished a mailbox */
+    pthread_cond_t ended; /* an end was delivered */
     council__mbox *head, *tail;
-    int running;             /* mailboxes being drained now */
+    int running; /* mailboxes being drained now */
     int stopping;
     int n_threads;
     pthread_t *threads;
@@ -135,8 +135,8 @@ grow(council__mbox *mb, size_t need)
 }
 
 council_err
-council__mbox_post_batch(council__mbox *mb, council_event *const *evs,
-                         size_t n, int steal)
+council__mbox_post_batch(council__mbox *mb, council_event *const *evs, size_t n,
+                         int steal)
 {
     council_err rc = COUNCIL_OK;
     size_t i;

@@ -27,7 +27,7 @@ typedef struct council__mbox council__mbox;
  * two at once for one mailbox. */
 typedef struct council__mbox_ops {
     void (*deliver)(council__mbox *mb, council_event *ev); /* ev borrowed */
-    void (*flush)(council__mbox *mb);           /* queue ran empty; may be NULL */
+    void (*flush)(council__mbox *mb); /* queue ran empty; may be NULL */
     void (*end)(council__mbox *mb, const council_outcome *outcome);
     /* Last: the mailbox is done with (ops->end returned and every
      * reference is gone).  Frees the owner. */
@@ -36,23 +36,23 @@ typedef struct council__mbox_ops {
 
 struct council__mbox {
     const council__mbox_ops *ops;
-    void *owner;                 /* the recorder host or subscription */
+    void *owner; /* the recorder host or subscription */
     council__pool *pool;
     pthread_mutex_t mu;
-    council_event **in;          /* posted, not yet taken */
+    council_event **in; /* posted, not yet taken */
     size_t in_len, in_cap;
-    council_event **out;         /* taken by the draining thread */
+    council_event **out; /* taken by the draining thread */
     size_t out_cap;
     const council_outcome *end_outcome;
     /* Whole ints, not bitfields: they are written by different threads
      * and must not share a memory location. */
-    int end_posted;              /* under mu */
-    int end_done;                /* under mu; written by the drainer */
-    int dirty;                   /* drainer only: delivered, not flushed */
-    int state;                   /* IDLE, QUEUED, RUNNING */
-    council__mbox *next;         /* pool ready queue link */
+    int end_posted;      /* under mu */
+    int end_done;        /* under mu; written by the drainer */
+    int dirty;           /* drainer only: delivered, not flushed */
+    int state;           /* IDLE, QUEUED, RUNNING */
+    council__mbox *next; /* pool ready queue link */
     atomic_uint refs;
-    atomic_int finished;         /* ops->end has returned */
+    atomic_int finished; /* ops->end has returned */
     /* Optional: events delivered are added here once per batch. */
     atomic_uint_fast64_t *delivered;
 };

@@ -89,8 +89,8 @@ play(script_run *sr, int first_may_wait)
         emit_step(sr, st);
     }
     if (!sr->exited && sr->s.then == COUNCIL__SCRIPT_EXIT)
-        do_exit(sr, sr->s.exit_reason != NULL ? sr->s.exit_reason
-                                              : "script ended");
+        do_exit(sr,
+                sr->s.exit_reason != NULL ? sr->s.exit_reason : "script ended");
 }
 
 static void
@@ -132,10 +132,10 @@ s_cancel(void *state, const char *kind)
     sr->cancelled = 1;
     memset(&in, 0, sizeof(in));
     in.type = COUNCIL_EV_RUN_FAILED;
-    in.data = json_pack("{s:[{s:s,s:s}]}", "errors", "kind", kind, "message",
-                        strcmp(kind, "deadline") == 0
-                            ? "the run's deadline passed"
-                            : "the run was cancelled");
+    in.data =
+        json_pack("{s:[{s:s,s:s}]}", "errors", "kind", kind, "message",
+                  strcmp(kind, "deadline") == 0 ? "the run's deadline passed"
+                                                : "the run was cancelled");
     council__run_emit(sr->run, &in);
     do_exit(sr, "cancelled");
 }

@@ -28,12 +28,12 @@ typedef struct council__script {
     const council__script_step *steps; /* borrowed: must outlive the run */
     size_t n_steps;
     int then;
-    const char *exit_reason;   /* for an exit without terminal event */
-    int emit_in_start;         /* play steps with delay 0 inside start() */
+    const char *exit_reason; /* for an exit without terminal event */
+    int emit_in_start;       /* play steps with delay 0 inside start() */
     int ignore_cancel;
-    const char *fail_start;    /* non-NULL: start fails with this message */
+    const char *fail_start; /* non-NULL: start fails with this message */
     /* Counters the test reads (atomic increments). */
-    int *started;              /* start() calls, or NULL */
+    int *started; /* start() calls, or NULL */
 } council__script;
 
 council_err council__run_start_script(council_engine *eng,

@@ -21,11 +21,11 @@
 
 typedef struct debate_run {
     council__host h;
-    int round;          /* the round running, 1-based */
+    int round; /* the round running, 1-based */
     int converged;
-    char **prev;        /* per member: its answer of the previous round */
+    char **prev; /* per member: its answer of the previous round */
     size_t *prev_len;
-    json_t *rounds;     /* [{round, answers:{name:text}, similarity}] */
+    json_t *rounds; /* [{round, answers:{name:text}, similarity}] */
 } debate_run;
 
 static void start_round(debate_run *dr);
@@ -44,9 +44,10 @@ revise_prompt(debate_run *dr, size_t me)
     m->seed = council__mix64(h->seed ^ council__mix64(me + 1) ^
                              council__mix64((uint64_t)dr->round << 32));
     council__shuffle(m->seed, n, perm);
-    council__sb_fmt(&b, "You are a member of an LLM Council in a debate, "
-                    "round %d of %d.\n\nQuestion: ", dr->round,
-                    h->limits.rounds);
+    council__sb_fmt(&b,
+                    "You are a member of an LLM Council in a debate, "
+                    "round %d of %d.\n\nQuestion: ",
+                    dr->round, h->limits.rounds);
     council__sb_str(&b, h->question);
     council__sb_str(&b, "\n\nYour previous answer:\n");
     council__sb_put(&b, m->answer, m->answer_len);
@@ -78,11 +79,12 @@ d_synth_prompt(council__host *h)
     council__sb b = {0};
     size_t i;
 
-    council__sb_fmt(&b, "You are the Chairman of an LLM Council. The "
+    council__sb_fmt(&b,
+                    "You are the Chairman of an LLM Council. The "
                     "members answered a user's question, then debated for "
                     "%d round%s, each revising its answer after reading "
-                    "the others'%s.\n\nOriginal Question: ", dr->round,
-                    dr->round == 1 ? "" : "s",
+                    "the others'%s.\n\nOriginal Question: ",
+                    dr->round, dr->round == 1 ? "" : "s",
                     dr->converged ? " until their answers stopped changing"
                                   : "");
     council__sb_str(&b, h->question);
@@ -123,10 +125,9 @@ d_top_member(council__host *h)
         for (j = 0; j < h->n_members; j++) {
             if (j == i || h->members[j].state != COUNCIL__M_DONE)
                 continue;
-            sum += council__similarity(h->members[i].answer,
-                                       h->members[i].answer_len,
-                                       h->members[j].answer,
-                                       h->members[j].answer_len);
+            sum += council__similarity(
+                h->members[i].answer, h->members[i].answer_len,
+                h->members[j].answer, h->members[j].answer_len);
             n++;
         }
         if (n > 0)
@@ -154,8 +155,7 @@ static void
 d_started_extra(council__host *h, json_t *data)
 {
     json_object_set_new(data, "rounds", json_integer(h->limits.rounds));
-    json_object_set_new(data, "convergence",
-                        json_real(h->limits.convergence));
+    json_object_set_new(data, "convergence", json_real(h->limits.convergence));
 }
 
 static void
@@ -212,8 +212,7 @@ end_round(debate_run *dr)
             json_object_set_new(data, "similarity", json_deep_copy(sims));
             json_object_set_new(data, "threshold",
                                 json_real(h->limits.convergence));
-            json_object_set_new(data, "converged",
-                                json_boolean(dr->converged));
+            json_object_set_new(data, "converged", json_boolean(dr->converged));
         }
     }
     json_array_append_new(dr->rounds,
@@ -251,8 +250,8 @@ d_call_done(council__host *h, council__hcall *c,
             m->answer = a;
             m->answer_len = res->text_len;
         }
-        council__host_emit(h, COUNCIL_EV_MEMBER_COMPLETED, "debate",
-                           c->round, m->name, res->text, res->text_len,
+        council__host_emit(h, COUNCIL_EV_MEMBER_COMPLETED, "debate", c->round,
+                           m->name, res->text, res->text_len,
                            council__host_call_info(res, m->model));
     } else {
         /* It keeps its previous answer. */
@@ -260,10 +259,9 @@ d_call_done(council__host *h, council__hcall *c,
                         ? council__host_error_json(h, res)
                         : json_pack("{s:s,s:s}", "kind", "empty", "message",
                                     "the model returned an empty answer");
-        council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "debate", c->round,
-                           m->name, NULL, 0,
-                           json_pack("{s:s,s:o}", "model", m->model,
-                                     "error", e));
+        council__host_emit(
+            h, COUNCIL_EV_MEMBER_FAILED, "debate", c->round, m->name, NULL, 0,
+            json_pack("{s:s,s:o}", "model", m->model, "error", e));
     }
     end_round(dr);
 }
@@ -291,16 +289,15 @@ start_round(debate_run *dr)
         }
         if ((dr->round > 1 && (prompt == NULL || dr->prev[i] == NULL)) ||
             council__host_call(h, (int)i, stage, dr->round, prompt) != 0) {
-            json_t *e = json_pack("{s:s,s:s}", "kind", "internal",
-                                  "message", "could not start the call");
+            json_t *e = json_pack("{s:s,s:s}", "kind", "internal", "message",
+                                  "could not start the call");
             if (dr->round == 1) {
                 m->state = COUNCIL__M_FAILED;
                 m->error = json_deep_copy(e);
             }
-            council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, stage,
-                               dr->round, m->name, NULL, 0,
-                               json_pack("{s:s,s:o}", "model", m->model,
-                                         "error", e));
+            council__host_emit(
+                h, COUNCIL_EV_MEMBER_FAILED, stage, dr->round, m->name, NULL, 0,
+                json_pack("{s:s,s:o}", "model", m->model, "error", e));
         }
         council__free(prompt);
     }
@@ -317,9 +314,8 @@ d_begin(council__host *h)
 }
 
 static const council__strategy_ops debate_sops = {
-    "debate",       d_begin,        d_call_done,     d_synth_prompt,
-    d_top_member,   d_result_extra, d_started_extra, NULL,
-    d_free_extra};
+    "debate",       d_begin,         d_call_done, d_synth_prompt, d_top_member,
+    d_result_extra, d_started_extra, NULL,        d_free_extra};
 
 council_err
 council__debate_host_new(const council_def *def, const council_message *msgs,

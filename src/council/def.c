@@ -23,9 +23,9 @@
 #include "council/def.h"
 
 #define MAX_TEXT (4u * 1024 * 1024) /* bytes, checked before parsing */
-#define MAX_DEPTH 64                 /* nested collections */
-#define MAX_NODES 100000             /* a council needs a few hundred */
-#define MAX_MEMBERS 26               /* ranking labels are A..Z */
+#define MAX_DEPTH 64                /* nested collections */
+#define MAX_NODES 100000            /* a council needs a few hundred */
+#define MAX_MEMBERS 26              /* ranking labels are A..Z */
 #define MAX_NAME 64
 
 enum ntype { N_SCALAR, N_MAP, N_SEQ };
@@ -33,9 +33,9 @@ enum ntype { N_SCALAR, N_MAP, N_SEQ };
 /* A parsed node.  A mapping's kids alternate key, value. */
 typedef struct node {
     enum ntype type;
-    int line, col;   /* 1-based */
-    int plain;       /* scalar written without quotes */
-    char *text;      /* scalar bytes, NUL-terminated (may hold a NUL) */
+    int line, col; /* 1-based */
+    int plain;     /* scalar written without quotes */
+    char *text;    /* scalar bytes, NUL-terminated (may hold a NUL) */
     size_t len;
     struct node **kids;
     size_t n, cap;
@@ -164,7 +164,8 @@ check_bytes(ld *l, const char *text, size_t len)
             if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7F)
                 return fail(l, COUNCIL_EPARSE, line, col,
                             "control character 0x%02x is not allowed "
-                            "(expected YAML or JSON text)", c);
+                            "(expected YAML or JSON text)",
+                            c);
             i++;
             col++;
             continue;
@@ -184,7 +185,8 @@ check_bytes(ld *l, const char *text, size_t len)
         } else {
             return fail(l, COUNCIL_EPARSE, line, col,
                         "invalid UTF-8 byte 0x%02x (expected YAML or JSON "
-                        "text)", c);
+                        "text)",
+                        c);
         }
         if (len - i <= k)
             return fail(l, COUNCIL_EPARSE, line, col,
@@ -313,11 +315,13 @@ build_tree(ld *l, const char *text, size_t len, node **out)
             /* Quoted scalars and aliases are marked after their '"',
              * '\'' or '*': point at that character instead. */
             if (m->input_pos > 0 && m->input_pos <= len && col > 1 &&
-                (ev->type == FYET_ALIAS ? text[m->input_pos - 1] == '*'
-                 : ev->type == FYET_SCALAR &&
-                   (text[m->input_pos - 1] == '"' ||
-                    text[m->input_pos - 1] == '\'') &&
-                   fy_token_scalar_style(ev->scalar.value) != FYSS_PLAIN))
+                (ev->type == FYET_ALIAS
+                     ? text[m->input_pos - 1] == '*'
+                     : ev->type == FYET_SCALAR &&
+                           (text[m->input_pos - 1] == '"' ||
+                            text[m->input_pos - 1] == '\'') &&
+                           fy_token_scalar_style(ev->scalar.value) !=
+                               FYSS_PLAIN))
                 col--;
         }
         switch (ev->type) {
@@ -339,7 +343,8 @@ build_tree(ld *l, const char *text, size_t len, node **out)
             if (++count > MAX_NODES) {
                 rc = fail(l, COUNCIL_EINVAL, line, col,
                           "too many values (more than %d); a council "
-                          "definition is small", MAX_NODES);
+                          "definition is small",
+                          MAX_NODES);
                 goto out;
             }
             n = council__calloc(1, sizeof(*n));
@@ -354,8 +359,8 @@ build_tree(ld *l, const char *text, size_t len, node **out)
                 const char *t = fy_token_get_text(ev->scalar.value, &tl);
 
                 n->type = N_SCALAR;
-                n->plain = fy_token_scalar_style(ev->scalar.value) ==
-                           FYSS_PLAIN;
+                n->plain =
+                    fy_token_scalar_style(ev->scalar.value) == FYSS_PLAIN;
                 n->text = council__strndup(t ? t : "", t ? tl : 0);
                 n->len = t ? tl : 0;
                 if (t == NULL || n->text == NULL) {
@@ -497,7 +502,8 @@ map_fields(ld *l, const node *m, const char *where, const char *const *keys,
         }
         if (j == nkeys) {
             if (best <= 2)
-                return fail_at(l, k, "unknown key \"%s\" in %s (did you "
+                return fail_at(l, k,
+                               "unknown key \"%s\" in %s (did you "
                                "mean \"%s\"?)",
                                shown(sb, sizeof(sb), k->text, k->len), where,
                                keys[bi]);
@@ -505,8 +511,7 @@ map_fields(ld *l, const node *m, const char *where, const char *const *keys,
                            shown(sb, sizeof(sb), k->text, k->len), where);
         }
         if (vals[j] != NULL)
-            return fail_at(l, k, "duplicate key \"%s\" in %s", keys[j],
-                           where);
+            return fail_at(l, k, "duplicate key \"%s\" in %s", keys[j], where);
         vals[j] = m->kids[i + 1];
     }
     for (size_t i = 0; i < nkeys; i++)
@@ -521,8 +526,7 @@ static council_err
 get_str(ld *l, const node *n, const char *path, char **out)
 {
     if (n->type != N_SCALAR || is_null(n))
-        return fail_at(l, n, "%s: expected a string, got %s", path,
-                       kind_of(n));
+        return fail_at(l, n, "%s: expected a string, got %s", path, kind_of(n));
     if (memchr(n->text, '\0', n->len) != NULL)
         return fail_at(l, n, "%s: must not contain a NUL character", path);
     *out = council__strndup(n->text, n->len);
@@ -555,9 +559,10 @@ get_name(ld *l, const node *n, const char *path, char **out)
     if (!valid_name(n->text, n->len)) {
         council__free(*out);
         *out = NULL;
-        return fail_at(l, n, "%s: invalid name \"%s\" (expected 1 to %d of "
-                       "A-Z a-z 0-9 _ . -)", path,
-                       shown(sb, sizeof(sb), n->text, n->len), MAX_NAME);
+        return fail_at(l, n,
+                       "%s: invalid name \"%s\" (expected 1 to %d of "
+                       "A-Z a-z 0-9 _ . -)",
+                       path, shown(sb, sizeof(sb), n->text, n->len), MAX_NAME);
     }
     return COUNCIL_OK;
 }
@@ -576,8 +581,10 @@ get_int(ld *l, const node *n, const char *path, long min, long max, int *out)
         return fail_at(l, n, "%s: expected an integer, got %s", path,
                        kind_of(n));
     if (!n->plain)
-        return fail_at(l, n, "%s: expected an integer, got the string "
-                       "\"%s\"", path, shown(sb, sizeof(sb), s, n->len));
+        return fail_at(l, n,
+                       "%s: expected an integer, got the string "
+                       "\"%s\"",
+                       path, shown(sb, sizeof(sb), s, n->len));
     if (n->len > 0 && (s[0] == '-' || s[0] == '+')) {
         neg = s[0] == '-';
         i = 1;
@@ -611,12 +618,15 @@ get_duration(ld *l, const node *n, const char *path, uint64_t *out)
     char sb[64];
 
     if (n->type != N_SCALAR || is_null(n))
-        return fail_at(l, n, "%s: expected a duration (e.g. 250ms, 3s, 5m), "
-                       "got %s", path, kind_of(n));
+        return fail_at(l, n,
+                       "%s: expected a duration (e.g. 250ms, 3s, 5m), "
+                       "got %s",
+                       path, kind_of(n));
     if (council__parse_duration(n->text, n->len, out) != 0)
-        return fail_at(l, n, "%s: expected a duration (e.g. 250ms, 3s, 5m, "
-                       "1h, or a number of ms), got \"%s\"", path,
-                       shown(sb, sizeof(sb), n->text, n->len));
+        return fail_at(l, n,
+                       "%s: expected a duration (e.g. 250ms, 3s, 5m, "
+                       "1h, or a number of ms), got \"%s\"",
+                       path, shown(sb, sizeof(sb), n->text, n->len));
     if (*out == 0)
         return fail_at(l, n, "%s: expected a duration greater than 0", path);
     return COUNCIL_OK;
@@ -643,8 +653,7 @@ get_number(ld *l, const node *n, const char *path, double min, double max,
         goto bad;
     if (!(v >= min && v <= max))
         return fail_at(l, n, "%s: expected a number from %g to %g, got %s",
-                       path, min, max, shown(sb, sizeof(sb), n->text,
-                                             n->len));
+                       path, min, max, shown(sb, sizeof(sb), n->text, n->len));
     *out = v;
     return COUNCIL_OK;
 bad:
@@ -661,8 +670,10 @@ get_reserve(ld *l, const node *n, const char *path, int *pct, uint64_t *ms)
     int v = 0;
 
     if (n->type != N_SCALAR || is_null(n))
-        return fail_at(l, n, "%s: expected a share like 20%% or a duration, "
-                       "got %s", path, kind_of(n));
+        return fail_at(l, n,
+                       "%s: expected a share like 20%% or a duration, "
+                       "got %s",
+                       path, kind_of(n));
     if (n->len >= 2 && n->text[n->len - 1] == '%') {
         for (i = 0; i + 1 < n->len; i++) {
             if (n->text[i] < '0' || n->text[i] > '9' || v > 1000)
@@ -670,9 +681,10 @@ get_reserve(ld *l, const node *n, const char *path, int *pct, uint64_t *ms)
             v = v * 10 + (n->text[i] - '0');
         }
         if (v > 90)
-            return fail_at(l, n, "%s: expected a share from 0%% to 90%%, "
-                           "got %s", path,
-                           shown(sb, sizeof(sb), n->text, n->len));
+            return fail_at(l, n,
+                           "%s: expected a share from 0%% to 90%%, "
+                           "got %s",
+                           path, shown(sb, sizeof(sb), n->text, n->len));
         *pct = v;
         *ms = 0;
         return COUNCIL_OK;
@@ -682,9 +694,10 @@ get_reserve(ld *l, const node *n, const char *path, int *pct, uint64_t *ms)
         return COUNCIL_OK;
     }
 bad:
-    return fail_at(l, n, "%s: expected a share like 20%% or a duration "
-                   "(e.g. 30s), got \"%s\"", path,
-                   shown(sb, sizeof(sb), n->text, n->len));
+    return fail_at(l, n,
+                   "%s: expected a share like 20%% or a duration "
+                   "(e.g. 30s), got \"%s\"",
+                   path, shown(sb, sizeof(sb), n->text, n->len));
 }
 
 int
@@ -727,8 +740,7 @@ council__parse_duration(const char *s, size_t len, uint64_t *out_ms)
  * ------------------------------------------------------------------------ */
 
 static council_err
-load_provider(ld *l, const node *key, const node *val,
-              council__provider_def *p)
+load_provider(ld *l, const node *key, const node *val, council__provider_def *p)
 {
     static const char *const keys[] = {"kind", "base_url", "api_key_env",
                                        "max_parallel"};
@@ -747,16 +759,19 @@ load_provider(ld *l, const node *key, const node *val,
 
     snprintf(path, sizeof(path), "%s.kind", where);
     if (v[0]->type != N_SCALAR || is_null(v[0]))
-        return fail_at(l, v[0], "%s: expected one of openai, anthropic, "
-                       "got %s", path, kind_of(v[0]));
+        return fail_at(l, v[0],
+                       "%s: expected one of openai, anthropic, "
+                       "got %s",
+                       path, kind_of(v[0]));
     if (strcmp(v[0]->text, "openai") == 0)
         p->kind = COUNCIL__PROVIDER_OPENAI;
     else if (strcmp(v[0]->text, "anthropic") == 0)
         p->kind = COUNCIL__PROVIDER_ANTHROPIC;
     else
-        return fail_at(l, v[0], "%s: expected one of openai, anthropic, "
-                       "got \"%s\"", path,
-                       shown(sb, sizeof(sb), v[0]->text, v[0]->len));
+        return fail_at(l, v[0],
+                       "%s: expected one of openai, anthropic, "
+                       "got \"%s\"",
+                       path, shown(sb, sizeof(sb), v[0]->text, v[0]->len));
 
     snprintf(path, sizeof(path), "%s.base_url", where);
     if (v[1] != NULL) {
@@ -767,23 +782,27 @@ load_provider(ld *l, const node *key, const node *val,
             return rc;
         if (strncmp(p->base_url, "http://", 7) != 0 &&
             strncmp(p->base_url, "https://", 8) != 0)
-            return fail_at(l, v[1], "%s: expected a URL starting with "
-                           "http:// or https://, got \"%s\"", path,
-                           shown(sb, sizeof(sb), v[1]->text, v[1]->len));
+            return fail_at(l, v[1],
+                           "%s: expected a URL starting with "
+                           "http:// or https://, got \"%s\"",
+                           path, shown(sb, sizeof(sb), v[1]->text, v[1]->len));
         n = strlen(p->base_url);
         while (n > 0 && p->base_url[n - 1] == '/')
             p->base_url[--n] = '\0';
         if (n <= (p->base_url[4] == 's' ? 8u : 7u))
-            return fail_at(l, v[1], "%s: expected a URL with a host, got "
-                           "\"%s\"", path,
-                           shown(sb, sizeof(sb), v[1]->text, v[1]->len));
+            return fail_at(l, v[1],
+                           "%s: expected a URL with a host, got "
+                           "\"%s\"",
+                           path, shown(sb, sizeof(sb), v[1]->text, v[1]->len));
     } else if (p->kind == COUNCIL__PROVIDER_ANTHROPIC) {
         p->base_url = council__strdup("https://api.anthropic.com/v1");
         if (p->base_url == NULL)
             return COUNCIL_ENOMEM;
     } else {
-        return fail_at(l, val, "%s: missing required key \"base_url\" (kind "
-                       "openai has no default)", where);
+        return fail_at(l, val,
+                       "%s: missing required key \"base_url\" (kind "
+                       "openai has no default)",
+                       where);
     }
 
     if (v[2] != NULL) {
@@ -794,8 +813,10 @@ load_provider(ld *l, const node *key, const node *val,
         p->api_key_env_line = v[2]->line;
         p->api_key_env_col = v[2]->col;
         if (p->api_key_env[0] == '\0' || strchr(p->api_key_env, '=') != NULL)
-            return fail_at(l, v[2], "%s: expected the name of an "
-                           "environment variable", path);
+            return fail_at(l, v[2],
+                           "%s: expected the name of an "
+                           "environment variable",
+                           path);
     }
     if (v[3] != NULL) {
         snprintf(path, sizeof(path), "%s.max_parallel", where);
@@ -812,8 +833,10 @@ load_providers(ld *l, const node *m, council_def *def)
     council_err rc;
 
     if (m->type != N_MAP)
-        return fail_at(l, m, "providers: expected a mapping of provider "
-                       "names to providers, got %s", kind_of(m));
+        return fail_at(l, m,
+                       "providers: expected a mapping of provider "
+                       "names to providers, got %s",
+                       kind_of(m));
     if (m->n == 0)
         return fail_at(l, m, "providers: expected at least one provider");
     def->providers = council__calloc(m->n / 2, sizeof(*def->providers));
@@ -823,12 +846,16 @@ load_providers(ld *l, const node *m, council_def *def)
         council__provider_def *p = &def->providers[def->n_providers++];
 
         if (m->kids[i]->type != N_SCALAR)
-            return fail_at(l, m->kids[i], "providers: expected a provider "
-                           "name, got %s", kind_of(m->kids[i]));
+            return fail_at(l, m->kids[i],
+                           "providers: expected a provider "
+                           "name, got %s",
+                           kind_of(m->kids[i]));
         for (size_t j = 0; j + 1 < def->n_providers; j++)
             if (strcmp(def->providers[j].name, m->kids[i]->text) == 0)
-                return fail_at(l, m->kids[i], "duplicate key \"%s\" in "
-                               "providers", def->providers[j].name);
+                return fail_at(l, m->kids[i],
+                               "duplicate key \"%s\" in "
+                               "providers",
+                               def->providers[j].name);
         rc = load_provider(l, m->kids[i], m->kids[i + 1], p);
         if (rc != COUNCIL_OK)
             return rc;
@@ -838,8 +865,8 @@ load_providers(ld *l, const node *m, council_def *def)
 
 /* "members[1].provider: unknown provider ..." with the known ones. */
 static council_err
-find_provider(ld *l, const council_def *def, const node *n,
-              const char *path, size_t *out)
+find_provider(ld *l, const council_def *def, const node *n, const char *path,
+              size_t *out)
 {
     char known[160], sb[64];
     size_t k = 0;
@@ -856,8 +883,8 @@ find_provider(ld *l, const council_def *def, const node *n,
     }
     known[0] = '\0';
     for (size_t i = 0; i < def->n_providers; i++) {
-        int w = snprintf(known + k, sizeof(known) - k, "%s%s",
-                         i ? ", " : "", def->providers[i].name);
+        int w = snprintf(known + k, sizeof(known) - k, "%s%s", i ? ", " : "",
+                         def->providers[i].name);
 
         if (w < 0 || (size_t)w >= sizeof(known) - k) {
             memcpy(known + sizeof(known) - 6, ", ...", 6);
@@ -876,8 +903,7 @@ static council_err
 load_member(ld *l, const council_def *def, const node *m, const char *where,
             int is_chair, council__member_def *out)
 {
-    static const char *const mkeys[] = {"name", "provider", "model",
-                                        "system"};
+    static const char *const mkeys[] = {"name", "provider", "model", "system"};
     static const int mreq[] = {1, 1, 1, 0};
     static const char *const ckeys[] = {"provider", "model", "system",
                                         "fallback"};
@@ -914,8 +940,10 @@ load_member(ld *l, const council_def *def, const node *m, const char *where,
     if (rc != COUNCIL_OK)
         return rc;
     if (out->model[0] == '\0')
-        return fail_at(l, f[1], "%s: expected a model name, got an empty "
-                       "string", path);
+        return fail_at(l, f[1],
+                       "%s: expected a model name, got an empty "
+                       "string",
+                       path);
     if (f[2] != NULL) {
         snprintf(path, sizeof(path), "%s.system", where);
         rc = get_str(l, f[2], path, &out->system);
@@ -933,15 +961,18 @@ load_fallback(ld *l, council_def *def, const node *s)
     council_err rc;
 
     if (s->type != N_SEQ)
-        return fail_at(l, s, "chairman.fallback: expected a list of "
-                       "{provider, model}, got %s", kind_of(s));
+        return fail_at(l, s,
+                       "chairman.fallback: expected a list of "
+                       "{provider, model}, got %s",
+                       kind_of(s));
     if (s->n > MAX_MEMBERS)
-        return fail_at(l, s, "chairman.fallback: expected at most %d "
-                       "models, got %zu", MAX_MEMBERS, s->n);
+        return fail_at(l, s,
+                       "chairman.fallback: expected at most %d "
+                       "models, got %zu",
+                       MAX_MEMBERS, s->n);
     if (s->n == 0)
         return COUNCIL_OK;
-    def->chair_fallback = council__calloc(s->n,
-                                          sizeof(*def->chair_fallback));
+    def->chair_fallback = council__calloc(s->n, sizeof(*def->chair_fallback));
     if (def->chair_fallback == NULL)
         return COUNCIL_ENOMEM;
     for (size_t i = 0; i < s->n; i++) {
@@ -986,8 +1017,8 @@ load_members(ld *l, const node *s, council_def *def)
                     if (strcmp(mm->kids[k]->text, "name") == 0)
                         return fail_at(l, mm->kids[k + 1],
                                        "%s.name: duplicate member name "
-                                       "\"%s\" (also members[%zu])", where,
-                                       m->name, j);
+                                       "\"%s\" (also members[%zu])",
+                                       where, m->name, j);
             }
         }
     }
@@ -997,10 +1028,9 @@ load_members(ld *l, const node *s, council_def *def)
 static council_err
 load_limits(ld *l, const node *m, council_def *def)
 {
-    static const char *const keys[] = {"member_timeout", "deadline",
-                                       "retries", "quorum", "max_tokens",
-                                       "rounds", "convergence",
-                                       "synthesis_reserve"};
+    static const char *const keys[] = {
+        "member_timeout", "deadline", "retries",     "quorum",
+        "max_tokens",     "rounds",   "convergence", "synthesis_reserve"};
     static const int req[] = {0, 0, 0, 0, 0, 0, 0, 0};
     const node *v[8];
     council__limits *lim = &def->limits;
@@ -1018,13 +1048,12 @@ load_limits(ld *l, const node *m, council_def *def)
         rc = get_int(l, v[3], "limits.quorum", 1, (long)def->n_members,
                      &lim->quorum);
     if (rc == COUNCIL_OK && v[4] != NULL)
-        rc = get_int(l, v[4], "limits.max_tokens", 1, 1000000,
-                     &lim->max_tokens);
+        rc =
+            get_int(l, v[4], "limits.max_tokens", 1, 1000000, &lim->max_tokens);
     if (rc == COUNCIL_OK && v[5] != NULL)
         rc = get_int(l, v[5], "limits.rounds", 1, 10, &lim->rounds);
     if (rc == COUNCIL_OK && v[6] != NULL)
-        rc = get_number(l, v[6], "limits.convergence", 0, 1,
-                        &lim->convergence);
+        rc = get_number(l, v[6], "limits.convergence", 0, 1, &lim->convergence);
     if (rc == COUNCIL_OK && v[7] != NULL)
         rc = get_reserve(l, v[7], "limits.synthesis_reserve",
                          &lim->synthesis_reserve_pct,
@@ -1035,7 +1064,7 @@ load_limits(ld *l, const node *m, council_def *def)
 static council_err
 load_top(ld *l, const node *root, council_def *def)
 {
-    static const char *const keys[] = {"name", "strategy", "providers",
+    static const char *const keys[] = {"name",    "strategy", "providers",
                                        "members", "chairman", "limits"};
     static const int req[] = {1, 0, 1, 1, 1, 0};
     const node *v[6];
@@ -1043,7 +1072,8 @@ load_top(ld *l, const node *root, council_def *def)
     council_err rc;
 
     if (root->type != N_MAP)
-        return fail_at(l, root, "expected a mapping at the top level (name, "
+        return fail_at(l, root,
+                       "expected a mapping at the top level (name, "
                        "providers, members, chairman), got %s",
                        kind_of(root));
     rc = map_fields(l, root, "the top level", keys, req, 6, v);
@@ -1057,8 +1087,10 @@ load_top(ld *l, const node *root, council_def *def)
         const node *s = v[1];
 
         if (s->type != N_SCALAR || is_null(s))
-            return fail_at(l, s, "strategy: expected one of rank, debate, "
-                           "vote, got %s", kind_of(s));
+            return fail_at(l, s,
+                           "strategy: expected one of rank, debate, "
+                           "vote, got %s",
+                           kind_of(s));
         if (strcmp(s->text, "rank") == 0)
             def->strategy = COUNCIL__STRATEGY_RANK;
         else if (strcmp(s->text, "debate") == 0)
@@ -1066,7 +1098,8 @@ load_top(ld *l, const node *root, council_def *def)
         else if (strcmp(s->text, "vote") == 0)
             def->strategy = COUNCIL__STRATEGY_VOTE;
         else
-            return fail_at(l, s, "strategy: expected one of rank, debate, "
+            return fail_at(l, s,
+                           "strategy: expected one of rank, debate, "
                            "vote, got \"%s\"",
                            shown(sb, sizeof(sb), s->text, s->len));
     }
@@ -1112,8 +1145,10 @@ load_text(const char *text, size_t len, council_diag *diag, council_def **out)
     council_err rc;
 
     if (len > MAX_TEXT) {
-        rc = fail(&l, COUNCIL_EINVAL, 0, 0, "input too large (%zu bytes; "
-                  "the limit is %u)", len, MAX_TEXT);
+        rc = fail(&l, COUNCIL_EINVAL, 0, 0,
+                  "input too large (%zu bytes; "
+                  "the limit is %u)",
+                  len, MAX_TEXT);
         goto out;
     }
     rc = check_bytes(&l, text, len);
@@ -1123,7 +1158,8 @@ load_text(const char *text, size_t len, council_diag *diag, council_def **out)
     if (rc != COUNCIL_OK)
         goto out;
     if (root == NULL || is_null(root)) {
-        rc = fail(&l, COUNCIL_EINVAL, 1, 1, "empty document: expected a "
+        rc = fail(&l, COUNCIL_EINVAL, 1, 1,
+                  "empty document: expected a "
                   "mapping with name, providers, members, chairman");
         goto out;
     }
@@ -1164,8 +1200,7 @@ council_def_load_string(const char *text, size_t len, const char *name,
 }
 
 council_err
-council_def_load_file(const char *path, council_def **out,
-                      council_diag *diag)
+council_def_load_file(const char *path, council_def **out, council_diag *diag)
 {
     council_diag scratch;
     ld l;
@@ -1188,8 +1223,9 @@ council_def_load_file(const char *path, council_def **out,
     if (fd < 0) {
         int e = errno;
 
-        rc = fail(&l, e == ENOENT || e == ENOTDIR ? COUNCIL_ENOTFOUND
-                  : COUNCIL_EIO, 0, 0, "cannot open %s: %s", path,
+        rc = fail(&l,
+                  e == ENOENT || e == ENOTDIR ? COUNCIL_ENOTFOUND : COUNCIL_EIO,
+                  0, 0, "cannot open %s: %s", path,
                   e == ENOENT ? "no such file" : errstr(e, eb, sizeof(eb)));
         goto out;
     }
@@ -1199,13 +1235,17 @@ council_def_load_file(const char *path, council_def **out,
         goto out;
     }
     if (S_ISDIR(st.st_mode)) {
-        rc = fail(&l, COUNCIL_EIO, 0, 0, "cannot read %s: it is a "
-                  "directory", path);
+        rc = fail(&l, COUNCIL_EIO, 0, 0,
+                  "cannot read %s: it is a "
+                  "directory",
+                  path);
         goto out;
     }
     if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > MAX_TEXT) {
-        rc = fail(&l, COUNCIL_EINVAL, 0, 0, "file too large (%lld bytes; "
-                  "the limit is %u)", (long long)st.st_size, MAX_TEXT);
+        rc = fail(&l, COUNCIL_EINVAL, 0, 0,
+                  "file too large (%lld bytes; "
+                  "the limit is %u)",
+                  (long long)st.st_size, MAX_TEXT);
         goto out;
     }
     /* Read to end of file, up to one byte past the cap (the file may grow,
@@ -1220,8 +1260,10 @@ council_def_load_file(const char *path, council_def **out,
             if (ncap > MAX_TEXT + 1)
                 ncap = MAX_TEXT + 1;
             if (ncap == cap) {
-                rc = fail(&l, COUNCIL_EINVAL, 0, 0, "file too large (more "
-                          "than %u bytes)", MAX_TEXT);
+                rc = fail(&l, COUNCIL_EINVAL, 0, 0,
+                          "file too large (more "
+                          "than %u bytes)",
+                          MAX_TEXT);
                 goto out;
             }
             nb = council__realloc(buf, ncap);
@@ -1303,10 +1345,11 @@ council_def_check_env(const council_def *def, council_diag *diag)
             continue;
         v = getenv(p->api_key_env);
         if (v == NULL || v[0] == '\0')
-            return fail(&l, COUNCIL_EINVAL, p->api_key_env_line,
-                        p->api_key_env_col, "providers.%s.api_key_env: "
-                        "environment variable %s is %s", p->name,
-                        p->api_key_env, v == NULL ? "not set" : "empty");
+            return fail(
+                &l, COUNCIL_EINVAL, p->api_key_env_line, p->api_key_env_col,
+                "providers.%s.api_key_env: "
+                "environment variable %s is %s",
+                p->name, p->api_key_env, v == NULL ? "not set" : "empty");
     }
     return COUNCIL_OK;
 }

@@ -25,14 +25,14 @@ typedef struct council__provider_def {
     char *base_url;    /* without a trailing '/' */
     char *api_key_env; /* NULL if none; the key itself is read at run time */
     int api_key_env_line, api_key_env_col; /* where api_key_env's value is */
-    int max_parallel;  /* 0 = unlimited */
+    int max_parallel;                      /* 0 = unlimited */
 } council__provider_def;
 
 typedef struct council__member_def {
     char *name;
-    size_t provider;   /* index into council_def.providers */
+    size_t provider; /* index into council_def.providers */
     char *model;
-    char *system;      /* NULL if none */
+    char *system; /* NULL if none */
 } council__member_def;
 
 typedef struct council__limits {
@@ -50,7 +50,7 @@ typedef struct council__limits {
 } council__limits;
 
 struct council_def {
-    char source[256];  /* the file (or name) it was loaded from */
+    char source[256]; /* the file (or name) it was loaded from */
     char *name;
     council__strategy strategy;
     council__provider_def *providers;

@@ -114,9 +114,9 @@ cancel_calls(council__host *h, int members_only)
 /* ---- events and JSON ----------------------------------------------------- */
 
 void
-council__host_emit(council__host *h, council_event_type type,
-                   const char *stage, int round, const char *who,
-                   const char *text, size_t len, json_t *data)
+council__host_emit(council__host *h, council_event_type type, const char *stage,
+                   int round, const char *who, const char *text, size_t len,
+                   json_t *data)
 {
     council__event_init in;
 
@@ -186,8 +186,7 @@ council__host_error_json(council__host *h, const council__chat_result *res)
     if (e == NULL)
         return NULL;
     if (res->http_status != 0)
-        json_object_set_new(e, "http_status",
-                            json_integer(res->http_status));
+        json_object_set_new(e, "http_status", json_integer(res->http_status));
     if (res->error_type[0] != '\0')
         json_object_set_new(e, "type", json_string(res->error_type));
     if (res->kind != COUNCIL__CALL_CANCELLED) {
@@ -201,9 +200,9 @@ json_t *
 council__host_call_info(const council__chat_result *res, const char *model)
 {
     json_t *d = json_pack("{s:s,s:o,s:I,s:I}", "model", model, "usage",
-                          council__host_usage_json(&res->usage),
-                          "latency_ms", (json_int_t)res->latency_ms,
-                          "first_byte_ms", (json_int_t)res->first_byte_ms);
+                          council__host_usage_json(&res->usage), "latency_ms",
+                          (json_int_t)res->latency_ms, "first_byte_ms",
+                          (json_int_t)res->first_byte_ms);
 
     if (d != NULL && res->finish_reason != NULL)
         json_object_set_new(d, "finish_reason",
@@ -224,18 +223,16 @@ result_json(council__host *h, const char *answer, size_t answer_len)
             json_array_append_new(
                 answers,
                 json_pack("{s:s,s:s,s:s%,s:o}", "member", m->name, "model",
-                          m->model, "text", m->answer, m->answer_len,
-                          "usage", council__host_usage_json(&m->usage)));
+                          m->model, "text", m->answer, m->answer_len, "usage",
+                          council__host_usage_json(&m->usage)));
         else if (m->error != NULL)
             json_array_append_new(failed,
                                   json_pack("{s:s,s:o}", "member", m->name,
-                                            "error",
-                                            json_deep_copy(m->error)));
+                                            "error", json_deep_copy(m->error)));
     }
     usage = council__host_usage_json(&h->total);
     if (json_is_object(usage))
-        json_object_set_new(usage, "complete",
-                            json_boolean(!h->usage_unknown));
+        json_object_set_new(usage, "complete", json_boolean(!h->usage_unknown));
     r = json_pack("{s:s,s:s,s:o,s:o,s:o,s:I}", "council", h->council_name,
                   "strategy", h->sops->name, "answers", answers, "failed",
                   failed, "usage", usage, "seed", (json_int_t)h->seed);
@@ -257,10 +254,9 @@ council__host_fail(council__host *h, const char *kind, const char *message)
 
     if (h->ended || h->exited)
         return;
-    data = json_pack("{s:[{s:s,s:s}],s:o}", "errors", "kind", kind,
-                     "message", message, "result", result_json(h, NULL, 0));
-    council__host_emit(h, COUNCIL_EV_RUN_FAILED, NULL, 0, NULL, NULL, 0,
-                       data);
+    data = json_pack("{s:[{s:s,s:s}],s:o}", "errors", "kind", kind, "message",
+                     message, "result", result_json(h, NULL, 0));
+    council__host_emit(h, COUNCIL_EV_RUN_FAILED, NULL, 0, NULL, NULL, 0, data);
     h->ended = 1;
     cancel_calls(h, 0);
     if (h->pending == 0)
@@ -273,8 +269,7 @@ complete(council__host *h, const char *text, size_t len)
     council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "synthesis", 0, NULL,
                        NULL, 0, NULL);
     council__host_emit(h, COUNCIL_EV_RUN_COMPLETED, NULL, 0, NULL, NULL, 0,
-                       json_pack("{s:o}", "result",
-                                 result_json(h, text, len)));
+                       json_pack("{s:o}", "result", result_json(h, text, len)));
     h->ended = 1;
     if (h->pending == 0)
         finish_exit(h, "completed");
@@ -308,9 +303,8 @@ deadline_left(council__host *h)
 }
 
 static int
-start_call(council__host *h, council__hmember *m, int index,
-           const char *stage, int round, const char *user_text,
-           uint64_t left)
+start_call(council__host *h, council__hmember *m, int index, const char *stage,
+           int round, const char *user_text, uint64_t left)
 {
     static const council__chat_cbs cbs = {on_delta, on_done};
     council_message *msgs;
@@ -360,8 +354,8 @@ start_call(council__host *h, council__hmember *m, int index,
 }
 
 int
-council__host_call(council__host *h, int member, const char *stage,
-                   int round, const char *user_text)
+council__host_call(council__host *h, int member, const char *stage, int round,
+                   const char *user_text)
 {
     council__hmember *m = &h->members[member];
 
@@ -393,11 +387,9 @@ on_delta(const char *text, size_t len, void *ud)
     c->streamed = 1;
     if (c->member >= 0 && m->state == COUNCIL__M_WAITING)
         m->state = COUNCIL__M_STREAMING;
-    council__host_emit(h,
-                       c->member < 0 ? COUNCIL_EV_SYNTHESIS_DELTA
-                                     : COUNCIL_EV_MEMBER_DELTA,
-                       c->stage, c->round, c->member >= 0 ? m->name : NULL,
-                       text, len, NULL);
+    council__host_emit(
+        h, c->member < 0 ? COUNCIL_EV_SYNTHESIS_DELTA : COUNCIL_EV_MEMBER_DELTA,
+        c->stage, c->round, c->member >= 0 ? m->name : NULL, text, len, NULL);
 }
 
 static void synth_done(council__host *h, const council__chat_result *res);
@@ -457,10 +449,9 @@ council__host_answer_done(council__host *h, council__hcall *c,
     m->state = COUNCIL__M_FAILED;
     json_decref(m->error);
     m->error = json_deep_copy(e);
-    council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, c->stage, c->round,
-                       m->name, NULL, 0,
-                       json_pack("{s:s,s:o}", "model", m->model, "error",
-                                 e));
+    council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, c->stage, c->round, m->name,
+                       NULL, 0,
+                       json_pack("{s:s,s:o}", "model", m->model, "error", e));
     return 0;
 }
 
@@ -475,9 +466,10 @@ council__host_check_quorum(council__host *h, const char *stage)
             ok++;
     if (ok >= (size_t)h->limits.quorum)
         return (int)ok;
-    snprintf(msg, sizeof(msg), "%zu of %zu members answered%s%s%s; "
-             "quorum is %d", ok, h->n_members,
-             strcmp(stage, "answer") != 0 ? " in the " : "",
+    snprintf(msg, sizeof(msg),
+             "%zu of %zu members answered%s%s%s; "
+             "quorum is %d",
+             ok, h->n_members, strcmp(stage, "answer") != 0 ? " in the " : "",
              strcmp(stage, "answer") != 0 ? stage : "",
              h->budget_out ? " before the stages' budget ran out" : "",
              h->limits.quorum);
@@ -517,10 +509,10 @@ use_top_member(council__host *h)
     }
     m = &h->members[top];
     json_decref(h->synthesis);
-    h->synthesis = json_pack("{s:s,s:s}", "fallback", "top_member",
-                             "member", m->name);
-    council__host_emit(h, COUNCIL_EV_SYNTHESIS_COMPLETED, "synthesis", 0,
-                       NULL, m->answer, m->answer_len,
+    h->synthesis =
+        json_pack("{s:s,s:s}", "fallback", "top_member", "member", m->name);
+    council__host_emit(h, COUNCIL_EV_SYNTHESIS_COMPLETED, "synthesis", 0, NULL,
+                       m->answer, m->answer_len,
                        json_pack("{s:s,s:s,s:s}", "fallback", "top_member",
                                  "member", m->name, "model", m->model));
     complete(h, m->answer, m->answer_len);
@@ -545,11 +537,10 @@ try_chair(council__host *h)
             return;
         snprintf(h->last_chair_error, sizeof(h->last_chair_error),
                  "the chairman (%s) could not start", ch->model);
-        council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0,
-                           "chairman", NULL, 0,
-                           json_pack("{s:s,s:{s:s,s:s}}", "model", ch->model,
-                                     "error", "kind", "internal", "message",
-                                     "could not start the call"));
+        council__host_emit(
+            h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0, "chairman", NULL, 0,
+            json_pack("{s:s,s:{s:s,s:s}}", "model", ch->model, "error", "kind",
+                      "internal", "message", "could not start the call"));
         h->chair_at++;
     }
     use_top_member(h);
@@ -563,8 +554,8 @@ council__host_synthesize(council__host *h)
     h->in_synthesis = 1;
     council__free(h->synth_prompt);
     h->synth_prompt = h->sops->synth_prompt(h);
-    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "synthesis", 0, NULL,
-                       NULL, 0, NULL);
+    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "synthesis", 0, NULL, NULL,
+                       0, NULL);
     h->chair_at = 0;
     try_chair(h);
 }
@@ -582,17 +573,15 @@ synth_done(council__host *h, const council__chat_result *res)
         snprintf(h->last_chair_error, sizeof(h->last_chair_error),
                  "the chairman (%s) failed: %s", ch->model,
                  res->err != COUNCIL_OK ? res->message : "empty answer");
-        council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0,
-                           "chairman", NULL, 0,
-                           json_pack("{s:s,s:o}", "model", ch->model,
-                                     "error", e));
+        council__host_emit(
+            h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0, "chairman", NULL, 0,
+            json_pack("{s:s,s:o}", "model", ch->model, "error", e));
         h->chair_at++;
         try_chair(h);
         return;
     }
     json_decref(h->synthesis);
-    h->synthesis = json_pack("{s:s,s:s}", "by", "chairman", "model",
-                             ch->model);
+    h->synthesis = json_pack("{s:s,s:s}", "by", "chairman", "model", ch->model);
     if (h->synthesis != NULL && h->chair_at > 0)
         json_object_set_new(h->synthesis, "fallback",
                             json_integer((json_int_t)h->chair_at));
@@ -600,8 +589,8 @@ synth_done(council__host *h, const council__chat_result *res)
         json_t *info = council__host_call_info(res, ch->model);
         if (info != NULL && h->sops->synth_extra != NULL)
             h->sops->synth_extra(h, res->text, res->text_len, info);
-        council__host_emit(h, COUNCIL_EV_SYNTHESIS_COMPLETED, "synthesis",
-                           0, NULL, res->text, res->text_len, info);
+        council__host_emit(h, COUNCIL_EV_SYNTHESIS_COMPLETED, "synthesis", 0,
+                           NULL, res->text, res->text_len, info);
     }
     complete(h, res->text, res->text_len);
 }
@@ -643,35 +632,32 @@ h_start(council_run *run, void *state, char *msg, size_t msg_size)
     for (i = 0; i < h->n_members; i++)
         json_array_append_new(
             members,
-            json_pack("{s:s,s:s,s:s}", "name", h->members[i].name,
-                      "provider", h->providers[h->members[i].provider].name,
-                      "model", h->members[i].model));
+            json_pack("{s:s,s:s,s:s}", "name", h->members[i].name, "provider",
+                      h->providers[h->members[i].provider].name, "model",
+                      h->members[i].model));
     msgs = json_array();
     for (i = 0; i < h->n_messages; i++)
         json_array_append_new(msgs, json_pack("{s:s,s:s}", "role",
-                                              h->messages[i].role,
-                                              "content",
+                                              h->messages[i].role, "content",
                                               h->messages[i].content));
-    data = json_pack("{s:s,s:s,s:s,s:o,s:o,s:{s:s,s:s},s:I}", "council",
-                     h->council_name, "strategy", h->sops->name, "question",
-                     h->question, "messages", msgs, "members", members,
-                     "chairman", "provider",
-                     h->providers[h->chairs[0].provider].name, "model",
-                     h->chairs[0].model, "seed", (json_int_t)h->seed);
+    data =
+        json_pack("{s:s,s:s,s:s,s:o,s:o,s:{s:s,s:s},s:I}", "council",
+                  h->council_name, "strategy", h->sops->name, "question",
+                  h->question, "messages", msgs, "members", members, "chairman",
+                  "provider", h->providers[h->chairs[0].provider].name, "model",
+                  h->chairs[0].model, "seed", (json_int_t)h->seed);
     if (data != NULL && h->n_chairs > 1) {
         json_t *fb = json_array();
         for (i = 1; i < h->n_chairs; i++)
             json_array_append_new(
                 fb, json_pack("{s:s,s:s}", "provider",
-                              h->providers[h->chairs[i].provider].name,
-                              "model", h->chairs[i].model));
-        json_object_set_new(json_object_get(data, "chairman"), "fallback",
-                            fb);
+                              h->providers[h->chairs[i].provider].name, "model",
+                              h->chairs[i].model));
+        json_object_set_new(json_object_get(data, "chairman"), "fallback", fb);
     }
     if (data != NULL && h->sops->started_extra != NULL)
         h->sops->started_extra(h, data);
-    council__host_emit(h, COUNCIL_EV_RUN_STARTED, NULL, 0, NULL, NULL, 0,
-                       data);
+    council__host_emit(h, COUNCIL_EV_RUN_STARTED, NULL, 0, NULL, NULL, 0, data);
     h->sops->begin(h);
     return COUNCIL_OK;
 }
@@ -735,8 +721,8 @@ set_diag(council_diag *diag, const char *msg)
         return;
     memset(diag, 0, sizeof(*diag));
     /* Messages are built in larger buffers: truncate on purpose. */
-    snprintf(diag->msg, sizeof(diag->msg), "%.*s",
-             (int)sizeof(diag->msg) - 1, msg);
+    snprintf(diag->msg, sizeof(diag->msg), "%.*s", (int)sizeof(diag->msg) - 1,
+             msg);
 }
 
 council_err
@@ -759,11 +745,10 @@ council__host_new(const council_def *def, const council_message *msgs,
     h->council_name = council__strdup(def->name);
     h->providers = council__calloc(def->n_providers, sizeof(*h->providers));
     h->members = council__calloc(def->n_members, sizeof(*h->members));
-    h->chairs = council__calloc(def->n_chair_fallback + 1,
-                                sizeof(*h->chairs));
+    h->chairs = council__calloc(def->n_chair_fallback + 1, sizeof(*h->chairs));
     h->messages = council__calloc(n_msgs, sizeof(council_message));
-    if (h->council_name == NULL || h->providers == NULL ||
-        h->members == NULL || h->chairs == NULL || h->messages == NULL)
+    if (h->council_name == NULL || h->providers == NULL || h->members == NULL ||
+        h->chairs == NULL || h->messages == NULL)
         goto fail;
     for (i = 0; i < def->n_providers; i++) {
         const council__provider_def *pd = &def->providers[i];

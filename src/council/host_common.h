@@ -42,13 +42,13 @@ typedef struct council__hmember {
     enum council__mstate state; /* of its answer */
     char *answer;               /* its latest answer */
     size_t answer_len;
-    council__usage usage;       /* of its first answer */
-    json_t *error;              /* answer-stage failure, or NULL */
+    council__usage usage; /* of its first answer */
+    json_t *error;        /* answer-stage failure, or NULL */
     /* Two call slots used in turn, so a new call never reuses the slot of
      * a call whose on_done is still on the stack. */
     council__hcall calls[2];
     int next_slot;
-    int busy;                   /* a call of the current stage runs */
+    int busy; /* a call of the current stage runs */
     /* Strategy scratch (rank and vote: what the member was shown). */
     size_t *shown;
     size_t n_shown;
@@ -98,16 +98,16 @@ struct council__host {
     size_t n_members;
     council__hmember *chairs; /* the chairman, then its fallbacks */
     size_t n_chairs;
-    size_t chair_at;          /* the attempt running */
+    size_t chair_at; /* the attempt running */
     council__limits limits;
     council_message *messages;
     size_t n_messages;
-    const char *question;     /* the last user message */
+    const char *question; /* the last user message */
     uint64_t seed;
 
-    int pending;   /* calls started, on_done not yet seen */
+    int pending; /* calls started, on_done not yet seen */
     int cancelled;
-    int ended;     /* the terminal event is out */
+    int ended; /* the terminal event is out */
     int exited;
     int freed;
     int in_synthesis;
@@ -122,8 +122,8 @@ struct council__host {
 
     council__usage total;
     int usage_unknown;
-    json_t *synthesis;    /* how the answer was made, for the result */
-    char *synth_prompt;   /* kept for the fallback chairmen */
+    json_t *synthesis;  /* how the answer was made, for the result */
+    char *synth_prompt; /* kept for the fallback chairmen */
     char last_chair_error[600];
 };
 
@@ -132,10 +132,9 @@ struct council__host {
  * *ops is the host ops to give the engine and *state the host. */
 council_err council__host_new(const council_def *def,
                               const council_message *msgs, size_t n_msgs,
-                              uint64_t seed,
-                              const council__strategy_ops *sops, size_t size,
-                              const council__host_ops **ops, void **state,
-                              council_diag *diag);
+                              uint64_t seed, const council__strategy_ops *sops,
+                              size_t size, const council__host_ops **ops,
+                              void **state, council_diag *diag);
 
 /* Emit an event (data stolen); no-op once exited. */
 void council__host_emit(council__host *h, council_event_type type,

@@ -139,9 +139,8 @@ council__prompt_review(const char *question, const char *const *answers,
 
 char *
 council__prompt_synthesis(const char *question, const char *const *names,
-                          const char *const *answers,
-                          const size_t *answer_lens, size_t n,
-                          const char *aggregate_text)
+                          const char *const *answers, const size_t *answer_lens,
+                          size_t n, const char *aggregate_text)
 {
     sb b = {0};
 

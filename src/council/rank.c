@@ -23,12 +23,12 @@
 #include "council/strategy.h"
 
 typedef struct rank_run {
-    council__host h;      /* first: the host is the state */
-    int reviewing;        /* the review stage began */
-    size_t *cands;        /* member indices of the answers (candidates) */
+    council__host h; /* first: the host is the state */
+    int reviewing;   /* the review stage began */
+    size_t *cands;   /* member indices of the answers (candidates) */
     size_t n_cands;
-    json_t *reviews;      /* array, for the result */
-    json_t *aggregate;    /* array, for the result */
+    json_t *reviews;   /* array, for the result */
+    json_t *aggregate; /* array, for the result */
 } rank_run;
 
 static void start_review(rank_run *rr);
@@ -50,14 +50,12 @@ r_synth_prompt(council__host *h)
     answers = council__calloc(rr->n_cands + 1, sizeof(*answers));
     lens = council__calloc(rr->n_cands + 1, sizeof(*lens));
     agg[0] = '\0';
-    json_array_foreach(rr->aggregate, i, t)
-    {
-        int w = snprintf(
-            agg + used, sizeof(agg) - used,
-            "%zu. %s (Borda points %.0f, mean rank %.2f)\n", i + 1,
-            json_string_value(json_object_get(t, "member")),
-            json_number_value(json_object_get(t, "borda")),
-            json_number_value(json_object_get(t, "mean_rank")));
+    json_array_foreach (rr->aggregate, i, t) {
+        int w = snprintf(agg + used, sizeof(agg) - used,
+                         "%zu. %s (Borda points %.0f, mean rank %.2f)\n", i + 1,
+                         json_string_value(json_object_get(t, "member")),
+                         json_number_value(json_object_get(t, "borda")),
+                         json_number_value(json_object_get(t, "mean_rank")));
         if (w < 0 || (size_t)w >= sizeof(agg) - used)
             break;
         used += (size_t)w;
@@ -70,9 +68,9 @@ r_synth_prompt(council__host *h)
             lens[k] = m->answer_len;
             k++;
         }
-        prompt = council__prompt_synthesis(
-            h->question, names, answers, lens, k,
-            agg[0] != '\0' ? agg : "(no rankings)");
+        prompt =
+            council__prompt_synthesis(h->question, names, answers, lens, k,
+                                      agg[0] != '\0' ? agg : "(no rankings)");
     }
     council__free(names);
     council__free(answers);
@@ -89,8 +87,7 @@ r_top_member(council__host *h)
     size_t i;
 
     if (first != NULL) {
-        const char *name = json_string_value(json_object_get(first,
-                                                             "member"));
+        const char *name = json_string_value(json_object_get(first, "member"));
         for (i = 0; i < h->n_members; i++)
             if (name != NULL && strcmp(h->members[i].name, name) == 0 &&
                 h->members[i].state == COUNCIL__M_DONE)
@@ -141,18 +138,16 @@ aggregate(rank_run *rr)
     if (ballots == NULL || orders == NULL || tally == NULL)
         goto out;
     /* Ballots in candidate indices, from each parsed review. */
-    json_array_foreach(rr->reviews, i, rev)
-    {
+    json_array_foreach (rr->reviews, i, rev) {
         json_t *ranking = json_object_get(rev, "ranking");
         json_t *name;
         if (!json_is_array(ranking))
             continue;
-        orders[nb] = council__calloc(json_array_size(ranking) + 1,
-                                     sizeof(size_t));
+        orders[nb] =
+            council__calloc(json_array_size(ranking) + 1, sizeof(size_t));
         if (orders[nb] == NULL)
             continue;
-        json_array_foreach(ranking, j, name)
-        {
+        json_array_foreach (ranking, j, name) {
             for (k = 0; k < rr->n_cands; k++)
                 if (strcmp(h->members[rr->cands[k]].name,
                            json_string_value(name)) == 0)
@@ -167,9 +162,8 @@ aggregate(rank_run *rr)
         json_array_append_new(
             rr->aggregate,
             json_pack("{s:s,s:f,s:f,s:I}", "member",
-                      h->members[rr->cands[tally[i].candidate]].name,
-                      "borda", tally[i].borda, "mean_rank",
-                      tally[i].mean_rank, "votes",
+                      h->members[rr->cands[tally[i].candidate]].name, "borda",
+                      tally[i].borda, "mean_rank", tally[i].mean_rank, "votes",
                       (json_int_t)tally[i].votes));
 out:
     if (orders != NULL)
@@ -178,11 +172,10 @@ out:
     council__free(orders);
     council__free(ballots);
     council__free(tally);
-    council__host_emit(h, COUNCIL_EV_RANKINGS_AGGREGATED, "review", 0, NULL,
-                       NULL, 0,
-                       json_pack("{s:o,s:I}", "aggregate",
-                                 json_deep_copy(rr->aggregate),
-                                 "ballots", (json_int_t)nb));
+    council__host_emit(
+        h, COUNCIL_EV_RANKINGS_AGGREGATED, "review", 0, NULL, NULL, 0,
+        json_pack("{s:o,s:I}", "aggregate", json_deep_copy(rr->aggregate),
+                  "ballots", (json_int_t)nb));
 }
 
 static void
@@ -195,8 +188,8 @@ maybe_end_review(rank_run *rr)
         if (h->members[i].busy)
             return;
     aggregate(rr);
-    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "review", 0, NULL,
-                       NULL, 0,
+    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "review", 0, NULL, NULL,
+                       0,
                        json_pack("{s:I}", "reviews",
                                  (json_int_t)json_array_size(rr->reviews)));
     council__host_synthesize(h);
@@ -220,8 +213,7 @@ review_done(rank_run *rr, council__hcall *c, const council__chat_result *res)
         maybe_end_review(rr);
         return;
     }
-    how = council__ranking_parse(res->text, res->text_len, m->n_shown,
-                                 order);
+    how = council__ranking_parse(res->text, res->text_len, m->n_shown, order);
     labels = json_object();
     for (i = 0; i < m->n_shown; i++) {
         char label[2] = {(char)('A' + i), '\0'};
@@ -234,30 +226,27 @@ review_done(rank_run *rr, council__hcall *c, const council__chat_result *res)
         for (i = 0; i < m->n_shown; i++)
             json_array_append_new(
                 ranking,
-                json_string(
-                    h->members[rr->cands[m->shown[order[i]]]].name));
+                json_string(h->members[rr->cands[m->shown[order[i]]]].name));
     }
-    data = json_pack(
-        "{s:s,s:O,s:I,s:O,s:s,s:b}", "model", m->model, "labels", labels,
-        "seed", (json_int_t)m->seed, "ranking",
-        ranking != NULL ? ranking : json_null(), "parse",
-        how == COUNCIL__RANK_STRICT     ? "strict"
-        : how == COUNCIL__RANK_TOLERANT ? "tolerant"
-                                        : "unparsed",
-        "parse_ok", how == COUNCIL__RANK_STRICT);
+    data = json_pack("{s:s,s:O,s:I,s:O,s:s,s:b}", "model", m->model, "labels",
+                     labels, "seed", (json_int_t)m->seed, "ranking",
+                     ranking != NULL ? ranking : json_null(), "parse",
+                     how == COUNCIL__RANK_STRICT     ? "strict"
+                     : how == COUNCIL__RANK_TOLERANT ? "tolerant"
+                                                     : "unparsed",
+                     "parse_ok", how == COUNCIL__RANK_STRICT);
     if (data != NULL) {
         json_t *info = council__host_call_info(res, m->model);
         json_object_update(data, info);
         json_decref(info);
         json_array_append_new(
             rr->reviews,
-            json_pack("{s:s,s:o,s:I,s:o,s:o,s:o}", "reviewer", m->name,
-                      "labels", json_deep_copy(labels), "seed",
-                      (json_int_t)m->seed, "ranking",
-                      json_deep_copy(json_object_get(data, "ranking")),
-                      "parse", json_deep_copy(json_object_get(data, "parse")),
-                      "parse_ok",
-                      json_deep_copy(json_object_get(data, "parse_ok"))));
+            json_pack(
+                "{s:s,s:o,s:I,s:o,s:o,s:o}", "reviewer", m->name, "labels",
+                json_deep_copy(labels), "seed", (json_int_t)m->seed, "ranking",
+                json_deep_copy(json_object_get(data, "ranking")), "parse",
+                json_deep_copy(json_object_get(data, "parse")), "parse_ok",
+                json_deep_copy(json_object_get(data, "parse_ok"))));
     }
     json_decref(labels);
     json_decref(ranking);
@@ -273,8 +262,8 @@ start_review(rank_run *rr)
     size_t r, i;
 
     rr->reviewing = 1;
-    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "review", 0, NULL, NULL,
-                       0, NULL);
+    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "review", 0, NULL, NULL, 0,
+                       NULL);
     if (rr->n_cands < 3 || h->budget_out) {
         /* A reviewer would rank one answer or none: nothing to learn. */
         council__host_emit(
@@ -298,11 +287,10 @@ start_review(rank_run *rr)
         texts = council__calloc(m->n_shown, sizeof(*texts));
         lens = council__calloc(m->n_shown, sizeof(*lens));
         prompt = NULL;
-        if (m->shown != NULL && perm != NULL && texts != NULL &&
-            lens != NULL) {
+        if (m->shown != NULL && perm != NULL && texts != NULL && lens != NULL) {
             /* The others, shuffled with the reviewer's own seed. */
-            m->seed = council__mix64(h->seed ^
-                                     council__mix64(rr->cands[r] + 1));
+            m->seed =
+                council__mix64(h->seed ^ council__mix64(rr->cands[r] + 1));
             council__shuffle(m->seed, m->n_shown, perm);
             for (i = 0; i < rr->n_cands; i++)
                 if (i != r)
@@ -315,20 +303,19 @@ start_review(rank_run *rr)
                 texts[i] = o->answer;
                 lens[i] = o->answer_len;
             }
-            prompt = council__prompt_review(h->question, texts, lens,
-                                            m->n_shown);
+            prompt =
+                council__prompt_review(h->question, texts, lens, m->n_shown);
         }
         council__free(perm);
         council__free(texts);
         council__free(lens);
-        if (prompt == NULL ||
-            council__host_call(h, (int)rr->cands[r], "review", 0, prompt) !=
-                0) {
-            council__host_emit(
-                h, COUNCIL_EV_MEMBER_FAILED, "review", 0, m->name, NULL, 0,
-                json_pack("{s:s,s:{s:s,s:s}}", "model", m->model, "error",
-                          "kind", "internal", "message",
-                          "could not start the call"));
+        if (prompt == NULL || council__host_call(h, (int)rr->cands[r], "review",
+                                                 0, prompt) != 0) {
+            council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "review", 0,
+                               m->name, NULL, 0,
+                               json_pack("{s:s,s:{s:s,s:s}}", "model", m->model,
+                                         "error", "kind", "internal", "message",
+                                         "could not start the call"));
         }
         council__free(prompt);
     }
@@ -351,11 +338,10 @@ maybe_end_answers(rank_run *rr)
     for (i = 0; i < h->n_members; i++)
         if (h->members[i].state == COUNCIL__M_DONE)
             ok++;
-    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL,
-                       NULL, 0,
-                       json_pack("{s:I,s:I}", "answered", (json_int_t)ok,
-                                 "failed",
-                                 (json_int_t)(h->n_members - (size_t)ok)));
+    council__host_emit(
+        h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL, NULL, 0,
+        json_pack("{s:I,s:I}", "answered", (json_int_t)ok, "failed",
+                  (json_int_t)(h->n_members - (size_t)ok)));
     if (council__host_check_quorum(h, "answer") < 0)
         return;
     rr->cands = council__calloc((size_t)ok, sizeof(size_t));
@@ -389,8 +375,8 @@ r_begin(council__host *h)
     rank_run *rr = (rank_run *)h;
     size_t i;
 
-    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL,
-                       0, NULL);
+    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL, 0,
+                       NULL);
     for (i = 0; i < h->n_members; i++) {
         council__hmember *m = &h->members[i];
         if (council__host_call(h, (int)i, "answer", 0, NULL) != 0) {
@@ -407,9 +393,8 @@ r_begin(council__host *h)
 }
 
 static const council__strategy_ops rank_sops = {
-    "rank",       r_begin,        r_call_done, r_synth_prompt,
-    r_top_member, r_result_extra, NULL,        NULL,
-    r_free_extra};
+    "rank",         r_begin, r_call_done, r_synth_prompt, r_top_member,
+    r_result_extra, NULL,    NULL,        r_free_extra};
 
 council_err
 council__rank_host_new(const council_def *def, const council_message *msgs,

@@ -16,8 +16,8 @@
 
 typedef enum council__rank_parse {
     COUNCIL__RANK_UNPARSED = 0,
-    COUNCIL__RANK_STRICT = 1,   /* the FINAL RANKING: block, exactly */
-    COUNCIL__RANK_TOLERANT = 2  /* recovered by the fallback */
+    COUNCIL__RANK_STRICT = 1,  /* the FINAL RANKING: block, exactly */
+    COUNCIL__RANK_TOLERANT = 2 /* recovered by the fallback */
 } council__rank_parse;
 
 /*
@@ -63,8 +63,7 @@ char *council__prompt_review(const char *question, const char *const *answers,
 
 /* The chairman's prompt: the question, each member's answer (by name), and
  * the aggregate ranking as text (already formatted by the caller). */
-char *council__prompt_synthesis(const char *question,
-                                const char *const *names,
+char *council__prompt_synthesis(const char *question, const char *const *names,
                                 const char *const *answers,
                                 const size_t *answer_lens, size_t n,
                                 const char *aggregate_text);

@@ -64,8 +64,8 @@ council_run_start_messages(council_engine *eng, const council_def *def,
                                     diag);
         break;
     case COUNCIL__STRATEGY_DEBATE:
-        rc = council__debate_host_new(def, messages, n, o.seed, &ops,
-                                      &state, diag);
+        rc = council__debate_host_new(def, messages, n, o.seed, &ops, &state,
+                                      diag);
         break;
     case COUNCIL__STRATEGY_VOTE:
         rc = council__vote_host_new(def, messages, n, o.seed, &ops, &state,

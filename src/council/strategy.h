@@ -11,20 +11,18 @@
 #include "provider/provider.h"
 
 council_err council__rank_host_new(const council_def *def,
-                                   const council_message *msgs,
-                                   size_t n_msgs, uint64_t seed,
-                                   const council__host_ops **ops,
+                                   const council_message *msgs, size_t n_msgs,
+                                   uint64_t seed, const council__host_ops **ops,
                                    void **state, council_diag *diag);
 
 council_err council__debate_host_new(const council_def *def,
-                                     const council_message *msgs,
-                                     size_t n_msgs, uint64_t seed,
+                                     const council_message *msgs, size_t n_msgs,
+                                     uint64_t seed,
                                      const council__host_ops **ops,
                                      void **state, council_diag *diag);
 council_err council__vote_host_new(const council_def *def,
-                                   const council_message *msgs,
-                                   size_t n_msgs, uint64_t seed,
-                                   const council__host_ops **ops,
+                                   const council_message *msgs, size_t n_msgs,
+                                   uint64_t seed, const council__host_ops **ops,
                                    void **state, council_diag *diag);
 
 /* The HTTP client of the run's loop, created on first use.  Loop thread;

@@ -20,15 +20,15 @@
 
 typedef struct vote_run {
     council__host h;
-    int voting;         /* the vote stage began */
-    size_t *cands;      /* member indices of the answers */
+    int voting;    /* the vote stage began */
+    size_t *cands; /* member indices of the answers */
     size_t n_cands;
-    size_t *votes;      /* per candidate */
-    json_t *ballots;    /* [{voter, labels, seed, vote, parse}] */
-    int winner;         /* candidate index, -1 on a tie */
-    size_t tie[26];     /* tied candidates, in council order */
+    size_t *votes;   /* per candidate */
+    json_t *ballots; /* [{voter, labels, seed, vote, parse}] */
+    int winner;      /* candidate index, -1 on a tie */
+    size_t tie[26];  /* tied candidates, in council order */
     size_t n_tie;
-    int tie_winner;     /* candidate chosen by the chairman, or -1 */
+    int tie_winner; /* candidate chosen by the chairman, or -1 */
 } vote_run;
 
 /*
@@ -62,8 +62,8 @@ parse_vote(const char *t, size_t len, size_t n, int *how)
         if (le - p >= 10 && memcmp(p, "Response ", 9) == 0 && p[9] >= 'A' &&
             (size_t)(p[9] - 'A') < n) {
             const char *q = p + 10;
-            while (q < le && (*q == ' ' || *q == '*' || *q == '\r' ||
-                              *q == '.'))
+            while (q < le &&
+                   (*q == ' ' || *q == '*' || *q == '\r' || *q == '.'))
                 q++;
             if (q == le) {
                 *how = 1;
@@ -84,8 +84,7 @@ parse_vote(const char *t, size_t len, size_t n, int *how)
 }
 
 static void
-put_labelled(council__sb *b, council__host *h, const size_t *members,
-             size_t n)
+put_labelled(council__sb *b, council__host *h, const size_t *members, size_t n)
 {
     size_t i;
 
@@ -136,8 +135,10 @@ v_synth_prompt(council__host *h)
     if (vr->winner < 0 && vr->n_tie > 1) {
         for (i = 0; i < vr->n_tie; i++)
             tied[i] = vr->cands[vr->tie[i]];
-        council__sb_fmt(&b, "\n\nThe vote is tied between %zu answers "
-                        "(anonymized):\n\n", vr->n_tie);
+        council__sb_fmt(&b,
+                        "\n\nThe vote is tied between %zu answers "
+                        "(anonymized):\n\n",
+                        vr->n_tie);
         put_labelled(&b, h, tied, vr->n_tie);
         council__sb_str(&b, "Your task as Chairman: break the tie. Say "
                             "which response is best and explain why in a "
@@ -214,9 +215,8 @@ v_result_extra(council__host *h, json_t *r)
         json_object_set_new(votes, h->members[vr->cands[i]].name,
                             json_integer((json_int_t)vr->votes[i]));
     for (i = 0; i < vr->n_tie && vr->winner < 0; i++)
-        json_array_append_new(tie,
-                              json_string(h->members[vr->cands[vr->tie[i]]]
-                                              .name));
+        json_array_append_new(
+            tie, json_string(h->members[vr->cands[vr->tie[i]]].name));
     /* A copy: the result goes to other threads. */
     json_object_set_new(r, "ballots", json_deep_copy(vr->ballots));
     json_object_set_new(r, "votes", votes);
@@ -281,10 +281,9 @@ maybe_end_vote(vote_run *vr)
         if (h->members[i].busy)
             return;
     tally(vr);
-    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "vote", 0, NULL, NULL,
-                       0,
-                       json_pack("{s:I}", "votes",
-                                 (json_int_t)json_array_size(vr->ballots)));
+    council__host_emit(
+        h, COUNCIL_EV_STAGE_COMPLETED, "vote", 0, NULL, NULL, 0,
+        json_pack("{s:I}", "votes", (json_int_t)json_array_size(vr->ballots)));
     council__host_synthesize(h);
 }
 
@@ -318,10 +317,9 @@ vote_done(vote_run *vr, council__hcall *c, const council__chat_result *res)
         vr->votes[m->shown[k]]++;
         name = h->members[vr->cands[m->shown[k]]].name;
     }
-    data = json_pack("{s:s,s:O,s:I,s:o,s:s,s:b}", "model", m->model,
-                     "labels", labels, "seed", (json_int_t)m->seed, "vote",
-                     name != NULL ? json_string(name) : json_null(),
-                     "parse",
+    data = json_pack("{s:s,s:O,s:I,s:o,s:s,s:b}", "model", m->model, "labels",
+                     labels, "seed", (json_int_t)m->seed, "vote",
+                     name != NULL ? json_string(name) : json_null(), "parse",
                      how == 1   ? "strict"
                      : how == 2 ? "tolerant"
                                 : "unparsed",
@@ -335,8 +333,7 @@ vote_done(vote_run *vr, council__hcall *c, const council__chat_result *res)
             json_pack("{s:s,s:o,s:I,s:o,s:o}", "voter", m->name, "labels",
                       json_deep_copy(labels), "seed", (json_int_t)m->seed,
                       "vote", json_deep_copy(json_object_get(data, "vote")),
-                      "parse",
-                      json_deep_copy(json_object_get(data, "parse"))));
+                      "parse", json_deep_copy(json_object_get(data, "parse"))));
     }
     json_decref(labels);
     council__host_emit(h, COUNCIL_EV_REVIEW_COMPLETED, "vote", 0, m->name,
@@ -374,8 +371,8 @@ start_vote(vote_run *vr)
         m->shown = council__calloc(m->n_shown, sizeof(size_t));
         perm = council__calloc(m->n_shown, sizeof(size_t));
         if (m->shown != NULL && perm != NULL) {
-            m->seed = council__mix64(h->seed ^
-                                     council__mix64(vr->cands[r] + 1));
+            m->seed =
+                council__mix64(h->seed ^ council__mix64(vr->cands[r] + 1));
             council__shuffle(m->seed, m->n_shown, perm);
             for (i = 0; i < vr->n_cands; i++)
                 if (i != r)
@@ -389,13 +386,12 @@ start_vote(vote_run *vr)
         }
         council__free(perm);
         if (prompt == NULL ||
-            council__host_call(h, (int)vr->cands[r], "vote", 0, prompt) !=
-                0)
-            council__host_emit(
-                h, COUNCIL_EV_MEMBER_FAILED, "vote", 0, m->name, NULL, 0,
-                json_pack("{s:s,s:{s:s,s:s}}", "model", m->model, "error",
-                          "kind", "internal", "message",
-                          "could not start the call"));
+            council__host_call(h, (int)vr->cands[r], "vote", 0, prompt) != 0)
+            council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "vote", 0, m->name,
+                               NULL, 0,
+                               json_pack("{s:s,s:{s:s,s:s}}", "model", m->model,
+                                         "error", "kind", "internal", "message",
+                                         "could not start the call"));
         council__free(prompt);
     }
     maybe_end_vote(vr);
@@ -415,8 +411,8 @@ maybe_end_answers(vote_run *vr)
     for (i = 0; i < h->n_members; i++)
         if (h->members[i].state == COUNCIL__M_DONE)
             ok++;
-    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL,
-                       NULL, 0,
+    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL, NULL,
+                       0,
                        json_pack("{s:I,s:I}", "answered", (json_int_t)ok,
                                  "failed", (json_int_t)(h->n_members - ok)));
     if (council__host_check_quorum(h, "answer") < 0)
@@ -453,8 +449,8 @@ v_begin(council__host *h)
     vote_run *vr = (vote_run *)h;
     size_t i;
 
-    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL,
-                       0, NULL);
+    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL, 0,
+                       NULL);
     for (i = 0; i < h->n_members; i++) {
         council__hmember *m = &h->members[i];
         if (council__host_call(h, (int)i, "answer", 0, NULL) != 0) {
@@ -471,9 +467,8 @@ v_begin(council__host *h)
 }
 
 static const council__strategy_ops vote_sops = {
-    "vote",       v_begin,        v_call_done, v_synth_prompt,
-    v_top_member, v_result_extra, NULL,        v_synth_extra,
-    v_free_extra};
+    "vote",         v_begin, v_call_done,   v_synth_prompt, v_top_member,
+    v_result_extra, NULL,    v_synth_extra, v_free_extra};
 
 council_err
 council__vote_host_new(const council_def *def, const council_message *msgs,

@@ -23,19 +23,17 @@
 
 /* The vocabulary.  Changing it changes every answer: treat it as frozen. */
 static const char *const words[] = {
-    "the",       "council",    "model",     "answer",    "question",
-    "careful",   "evidence",   "suggests",  "however",   "therefore",
-    "a",         "reasonable", "approach",  "considers", "several",
-    "factors",   "including",  "cost",      "risk",      "time",
-    "quality",   "and",        "of",        "to",        "in",
-    "clear",     "simple",     "robust",    "data",      "system",
-    "design",    "trade-off",  "benefit",   "result",    "method",
-    "we",        "should",     "could",     "might",     "first",
-    "second",    "finally",    "overall",   "likely",    "useful",
-    "important", "detail",     "context",   "example",   "point",
-    "view",      "strong",     "weak",      "better",    "worse",
-    "plan",      "review",     "test",      "measure",   "improve",
-    "explain",   "structure",  "balance",   "outcome",
+    "the",      "council",   "model",   "answer",    "question",  "careful",
+    "evidence", "suggests",  "however", "therefore", "a",         "reasonable",
+    "approach", "considers", "several", "factors",   "including", "cost",
+    "risk",     "time",      "quality", "and",       "of",        "to",
+    "in",       "clear",     "simple",  "robust",    "data",      "system",
+    "design",   "trade-off", "benefit", "result",    "method",    "we",
+    "should",   "could",     "might",   "first",     "second",    "finally",
+    "overall",  "likely",    "useful",  "important", "detail",    "context",
+    "example",  "point",     "view",    "strong",    "weak",      "better",
+    "worse",    "plan",      "review",  "test",      "measure",   "improve",
+    "explain",  "structure", "balance", "outcome",
 };
 #define N_WORDS (sizeof(words) / sizeof(words[0]))
 
@@ -328,11 +326,10 @@ ranking(council__mock_buf *b, uint64_t *st, char *labels, size_t nl)
     /* A sentence about each response, in the order they were shown. */
     council__mock_buf_str(b, "Evaluation:");
     for (i = 0; i < nl; i++) {
-        council__mock_buf_fmt(b, "\nResponse %c is %s and %s, with a %s %s.",
-                              labels[i], words[pick(st, N_WORDS)],
-                              words[pick(st, N_WORDS)],
-                              words[pick(st, N_WORDS)],
-                              words[pick(st, N_WORDS)]);
+        council__mock_buf_fmt(
+            b, "\nResponse %c is %s and %s, with a %s %s.", labels[i],
+            words[pick(st, N_WORDS)], words[pick(st, N_WORDS)],
+            words[pick(st, N_WORDS)], words[pick(st, N_WORDS)]);
     }
     /* Fisher-Yates from the same generator: a permutation of the labels. */
     for (i = nl; i > 1; i--) {
@@ -368,8 +365,7 @@ vote(council__mock_buf *b, uint64_t *st, const char *s, size_t n)
         while (j < n && (s[j] == ' ' || s[j] == '\t'))
             j++;
         if (n - j >= 11 && memcmp(s + j, "Response ", 9) == 0 &&
-            s[j + 9] >= 'A' && s[j + 9] <= 'Z' && s[j + 10] == ':' &&
-            nl < 26) {
+            s[j + 9] >= 'A' && s[j + 9] <= 'Z' && s[j + 10] == ':' && nl < 26) {
             labels[nl] = s[j + 9];
             cur = (int)nl++;
         } else if (n - j >= 16 && memcmp(s + j, "END OF RESPONSES", 16) == 0) {

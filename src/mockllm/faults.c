@@ -29,9 +29,9 @@ typedef enum sel_kind {
 
 typedef struct selector {
     sel_kind kind;
-    char *glob;   /* SEL_MODEL */
-    double rate;  /* SEL_RATE, 0..1 */
-    uint64_t n;   /* SEL_NTH, SEL_EVERY */
+    char *glob;  /* SEL_MODEL */
+    double rate; /* SEL_RATE, 0..1 */
+    uint64_t n;  /* SEL_NTH, SEL_EVERY */
 } selector;
 
 typedef struct rule {
@@ -52,8 +52,7 @@ typedef struct span {
     size_t off;
 } span;
 
-static council_err
-fail(council_diag *diag, size_t off, const char *fmt, ...)
+static council_err fail(council_diag *diag, size_t off, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static council_err
@@ -240,8 +239,7 @@ parse_fault(span item, council__mock_fault *f, council_diag *diag)
     if (span_is(name, "stall")) {
         f->kind = COUNCIL__FAULT_STALL;
         if (value.p == NULL ||
-            council__mock_parse_duration(value.p, value.len, &f->stall_ms) !=
-                0)
+            council__mock_parse_duration(value.p, value.len, &f->stall_ms) != 0)
             return fail(diag, value.off,
                         "stall= needs a duration (250ms, 2s, 5m, or ms)");
         return COUNCIL_OK;
@@ -473,8 +471,8 @@ council__mock_faults_free(council__mock_faults *f)
 }
 
 static int
-selector_matches(const selector *s, size_t rule_no, uint64_t seed,
-                 uint64_t nth, const char *model)
+selector_matches(const selector *s, size_t rule_no, uint64_t seed, uint64_t nth,
+                 const char *model)
 {
     uint64_t st;
     double u;

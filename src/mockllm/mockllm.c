@@ -68,11 +68,11 @@ struct council_mockllm {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int sync_init;     /* mu and cv initialized */
+    int sync_init; /* mu and cv initialized */
     pthread_t timer;
     int timer_started;
-    int stopping;      /* under mu */
-    wake *heap;        /* under mu */
+    int stopping; /* under mu */
+    wake *heap;   /* under mu */
     size_t heap_len;
     size_t heap_cap;
 };
@@ -114,14 +114,14 @@ typedef struct req {
     council_mockllm *m;
     struct MHD_Connection *conn;
     route route;
-    uint64_t nth;           /* 1-based chat request number */
+    uint64_t nth; /* 1-based chat request number */
     council__mock_buf body;
     int too_big;
-    int prepared;           /* body parsed, answer or error decided */
-    uint64_t start_at_ns;   /* no byte before this (latency, stall) */
+    int prepared;         /* body parsed, answer or error decided */
+    uint64_t start_at_ns; /* no byte before this (latency, stall) */
 
     /* The decided reply. */
-    int status;              /* non-zero: send err_body with it */
+    int status; /* non-zero: send err_body with it */
     council__mock_buf err_body;
     char *model;
     council__mock_answer ans;
@@ -129,7 +129,7 @@ typedef struct req {
     council__mock_fault fault;
     int stream;
     int include_usage;
-    int anthropic;           /* ROUTE_MESSAGES: Anthropic's shapes */
+    int anthropic; /* ROUTE_MESSAGES: Anthropic's shapes */
     char id[40];
     long long created;
 
@@ -138,7 +138,7 @@ typedef struct req {
     council__mock_buf out;  /* produced, not yet handed to MHD */
     size_t out_off;
     phase phase;
-    size_t tok;             /* content chunks sent */
+    size_t tok; /* content chunks sent */
     int fault_done;
     uint64_t t0_ns;         /* schedule origin for paced tokens */
     uint64_t not_before_ns; /* a stall between chunks */
@@ -290,9 +290,9 @@ anthropic_type(int status, const char *type)
     }
 }
 
-static void
-set_error(req *r, int status, const char *type, const char *code,
-          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void set_error(req *r, int status, const char *type, const char *code,
+                      const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* An OpenAI-style error body: {"error":{"message","type","code"}}.
  * code is a JSON literal (a quoted string, a number or null). */
@@ -332,8 +332,8 @@ queue_bytes(struct MHD_Connection *conn, int status, const char *ctype,
     enum MHD_Result ret;
     char ra[24];
 
-    resp = MHD_create_response_from_buffer(len, (void *)p,
-                                           MHD_RESPMEM_MUST_COPY);
+    resp =
+        MHD_create_response_from_buffer(len, (void *)p, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
@@ -351,8 +351,8 @@ queue_error(req *r, uint64_t retry_after)
 {
     if (r->err_body.oom)
         return MHD_NO;
-    return queue_bytes(r->conn, r->status, "application/json",
-                       r->err_body.p, r->err_body.len, retry_after);
+    return queue_bytes(r->conn, r->status, "application/json", r->err_body.p,
+                       r->err_body.len, retry_after);
 }
 
 static const char *
@@ -399,7 +399,7 @@ content_of(json_t *c, council__mock_buf *owned, const char **p, size_t *len)
     if (!json_is_array(c))
         return -1;
     owned->len = 0;
-    json_array_foreach(c, i, part) {
+    json_array_foreach (c, i, part) {
         json_t *t = json_object_get(part, "text");
 
         if (!json_is_object(part))
@@ -474,8 +474,7 @@ prepare_chat(req *r)
     if (json_string_length(model) > MODEL_MAX ||
         strlen(json_string_value(model)) != json_string_length(model)) {
         set_error(r, 400, "invalid_request_error", "null",
-                  "'model' must be at most %d bytes, without NUL",
-                  MODEL_MAX);
+                  "'model' must be at most %d bytes, without NUL", MODEL_MAX);
         goto out;
     }
     msgs = json_object_get(root, "messages");
@@ -538,8 +537,8 @@ prepare_chat(req *r)
     }
     if (k == 1) {
         mm[0].role = "system";
-        if (content_of(sys, &parts[0], &mm[0].content,
-                       &mm[0].content_len) != 0) {
+        if (content_of(sys, &parts[0], &mm[0].content, &mm[0].content_len) !=
+            0) {
             if (parts[0].oom) {
                 rc = COUNCIL_ENOMEM;
                 goto out;
@@ -557,7 +556,8 @@ prepare_chat(req *r)
         if (!json_is_object(msg) || !json_is_string(role)) {
             set_error(r, 400, "invalid_request_error", "null",
                       "messages[%zu] must be an object with a string "
-                      "'role'", i - k);
+                      "'role'",
+                      i - k);
             goto out;
         }
         mm[i].role = json_string_value(role);
@@ -569,7 +569,8 @@ prepare_chat(req *r)
             }
             set_error(r, 400, "invalid_request_error", "null",
                       "messages[%zu].content must be a string or an array "
-                      "of text parts", i - k);
+                      "of text parts",
+                      i - k);
             goto out;
         }
     }
@@ -588,8 +589,7 @@ prepare_chat(req *r)
              r->anthropic ? "msg_mock%016llx" : "chatcmpl-mock%016llx",
              (unsigned long long)r->ans.hash);
     r->created = (long long)time(NULL);
-    council__mock_faults_match(m->faults, m->seed, r->nth, r->model,
-                               &r->fault);
+    council__mock_faults_match(m->faults, m->seed, r->nth, r->model, &r->fault);
     if (r->stream && !r->anthropic) {
         build_head(r);
         if (r->head.oom)
@@ -620,13 +620,12 @@ finish_reason(const req *r)
 static void
 usage_json(council__mock_buf *b, const req *r)
 {
-    council__mock_buf_fmt(b,
-                          "\"usage\":{\"prompt_tokens\":%llu,"
-                          "\"completion_tokens\":%llu,\"total_tokens\":%llu}",
-                          (unsigned long long)r->prompt_tokens,
-                          (unsigned long long)r->ans.n_tok,
-                          (unsigned long long)(r->prompt_tokens +
-                                               r->ans.n_tok));
+    council__mock_buf_fmt(
+        b,
+        "\"usage\":{\"prompt_tokens\":%llu,"
+        "\"completion_tokens\":%llu,\"total_tokens\":%llu}",
+        (unsigned long long)r->prompt_tokens, (unsigned long long)r->ans.n_tok,
+        (unsigned long long)(r->prompt_tokens + r->ans.n_tok));
 }
 
 static enum MHD_Result
@@ -816,8 +815,8 @@ produce(req *r, uint64_t now)
         if (r->anthropic)
             a_start(r);
         else
-            emit_chunk(r, "{\"role\":\"assistant\",\"content\":\"\"}",
-                       NULL, 0, "null");
+            emit_chunk(r, "{\"role\":\"assistant\",\"content\":\"\"}", NULL, 0,
+                       "null");
         r->phase = PH_TOKENS;
         r->t0_ns = now;
         return ST_EVENT;
@@ -841,8 +840,7 @@ produce(req *r, uint64_t now)
                     return ST_EVENT;
                 }
                 council__mock_buf_add(&r->out, r->head.p, r->head.len);
-                council__mock_buf_str(&r->out,
-                                      "{\"content\":\" broken\n\n");
+                council__mock_buf_str(&r->out, "{\"content\":\" broken\n\n");
                 return ST_EVENT;
             case COUNCIL__FAULT_DISCONNECT:
                 /* Sticky: the events batched before it go out first,
@@ -886,8 +884,7 @@ produce(req *r, uint64_t now)
             else
                 emit_chunk(r, "{\"content\":\"",
                            r->ans.text + r->ans.tok_off[r->tok],
-                           r->ans.tok_off[r->tok + 1] -
-                               r->ans.tok_off[r->tok],
+                           r->ans.tok_off[r->tok + 1] - r->ans.tok_off[r->tok],
                            "null");
             r->tok++;
             return ST_EVENT;
@@ -1242,8 +1239,8 @@ parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *sslen,
 /* Bind once ourselves so a busy or forbidden address gets a clear reason
  * (MHD_start_daemon reports only failure): COUNCIL_EIO with diag. */
 static council_err
-probe_bind(const struct sockaddr_storage *ss, socklen_t len,
-           const char *listen, council_diag *diag)
+probe_bind(const struct sockaddr_storage *ss, socklen_t len, const char *listen,
+           council_diag *diag)
 {
     int fd, one = 1, e = 0;
 
@@ -1348,9 +1345,8 @@ council_mockllm_open(const council_mockllm_opts *opts, council_mockllm **out,
     m->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
-        MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        CONN_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_END);
     if (m->daemon == NULL) {
         (void)bad_listen(diag, listen, "could not start the HTTP server");
         rc = COUNCIL_EIO;
@@ -1371,8 +1367,8 @@ council_mockllm_open(const council_mockllm_opts *opts, council_mockllm **out,
             snprintf(host, sizeof(host), "::1");
         else
             inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
-        snprintf(m->base_url, sizeof(m->base_url), "http://[%s]:%u/v1",
-                 host, (unsigned)info->port);
+        snprintf(m->base_url, sizeof(m->base_url), "http://[%s]:%u/v1", host,
+                 (unsigned)info->port);
     } else {
         struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
 

@@ -55,9 +55,9 @@ typedef struct council__mock_answer {
     size_t len;
     size_t *tok_off; /* n_tok + 1 offsets */
     size_t n_tok;
-    uint64_t hash;   /* the request hash the answer was derived from */
-    int ranking;     /* 1 if the answer ends with a FINAL RANKING block */
-    int truncated;   /* 1 if max_tokens cut it short */
+    uint64_t hash; /* the request hash the answer was derived from */
+    int ranking;   /* 1 if the answer ends with a FINAL RANKING block */
+    int truncated; /* 1 if max_tokens cut it short */
 } council__mock_answer;
 
 /* FNV-1a 64 over seed, model and every message's role and content. */
@@ -75,8 +75,8 @@ uint64_t council__mock_splitmix(uint64_t *state);
  * COUNCIL_OK or COUNCIL_ENOMEM.  Free with council__mock_answer_free.
  */
 council_err council__mock_answer_make(uint64_t seed, const char *model,
-                                      const council__mock_msg *msgs,
-                                      size_t n, size_t max_tokens,
+                                      const council__mock_msg *msgs, size_t n,
+                                      size_t max_tokens,
                                       council__mock_answer *out);
 void council__mock_answer_free(council__mock_answer *a);
 
@@ -100,10 +100,10 @@ typedef enum council__mock_fault_kind {
 /* What to do to one request; kind NONE = answer normally. */
 typedef struct council__mock_fault {
     council__mock_fault_kind kind;
-    int status;            /* http: the status code */
-    uint64_t retry_after;  /* http: Retry-After seconds; 0 = no header */
-    uint64_t stall_ms;     /* stall: how long */
-    int64_t after;         /* content chunks before the fault; -1 = unset */
+    int status;           /* http: the status code */
+    uint64_t retry_after; /* http: Retry-After seconds; 0 = no header */
+    uint64_t stall_ms;    /* stall: how long */
+    int64_t after;        /* content chunks before the fault; -1 = unset */
 } council__mock_fault;
 
 typedef struct council__mock_faults council__mock_faults;

@@ -89,12 +89,12 @@ decide(void)
     return PASS;
 }
 
-#define FAIL_IF_DUE()                                                       \
-    do {                                                                    \
-        if (decide() == FAIL) {                                             \
-            errno = fault.err;                                              \
-            return -1;                                                      \
-        }                                                                   \
+#define FAIL_IF_DUE()                                                          \
+    do {                                                                       \
+        if (decide() == FAIL) {                                                \
+            errno = fault.err;                                                 \
+            return -1;                                                         \
+        }                                                                      \
     } while (0)
 
 static int

@@ -54,10 +54,10 @@ typedef struct council__chat_ops {
 enum {
     COUNCIL__CHAT_PENDING_ADD = 1, /* waiting to enter the multi handle */
     COUNCIL__CHAT_RUNNING,
-    COUNCIL__CHAT_FINISHING,       /* verdict known; on_done scheduled */
-    COUNCIL__CHAT_DONE,            /* on_done called; closing */
-    COUNCIL__CHAT_QUEUED,          /* waiting for a max_parallel slot */
-    COUNCIL__CHAT_BACKOFF          /* waiting to retry */
+    COUNCIL__CHAT_FINISHING, /* verdict known; on_done scheduled */
+    COUNCIL__CHAT_DONE,      /* on_done called; closing */
+    COUNCIL__CHAT_QUEUED,    /* waiting for a max_parallel slot */
+    COUNCIL__CHAT_BACKOFF    /* waiting to retry */
 };
 
 enum {
@@ -69,7 +69,7 @@ enum {
 
 struct council__chat {
     council__http *h;
-    council__chat *prev, *next;      /* h's list of live calls */
+    council__chat *prev, *next; /* h's list of live calls */
     const council__chat_ops *ops;
     council__chat_cbs cbs;
     void *ud;
@@ -79,31 +79,31 @@ struct council__chat {
     struct curl_slist *headers;
     char *url;
     char *body;
-    char *secret;                    /* the API key, only to scrub it */
+    char *secret; /* the API key, only to scrub it */
     char errbuf[CURL_ERROR_SIZE];
-    uv_timer_t timer;                /* deadlines, deferred add, on_done */
+    uv_timer_t timer; /* deadlines, deferred add, on_done */
     uint64_t connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms,
         total_timeout_ms;
-    uint64_t t0_ms, last_byte_ms;    /* uv_hrtime() in ms */
-    uint64_t t0_ns, first_byte_ns;   /* uv_hrtime() clock */
+    uint64_t t0_ms, last_byte_ms;  /* uv_hrtime() in ms */
+    uint64_t t0_ns, first_byte_ns; /* uv_hrtime() clock */
     int got_byte;
-    int mode;                        /* COUNCIL__BODY_* */
+    int mode; /* COUNCIL__BODY_* */
     long status;
-    char reason[96];                 /* the status line's reason phrase */
+    char reason[96]; /* the status line's reason phrase */
     uint64_t retry_after_ms;
     council__sse *sse;
-    council__bytes text;             /* the answer so far */
-    council__bytes raw;              /* JSON or error body */
+    council__bytes text; /* the answer so far */
+    council__bytes raw;  /* JSON or error body */
     char *finish_reason;
     int done_seen;
     council__usage usage;
-    council__chat_result res;        /* the verdict, once FINISHING */
+    council__chat_result res; /* the verdict, once FINISHING */
     /* Retries and the per-endpoint queue (http.c only). */
     int retries_left, attempts, broke, total_expired;
     uint64_t backoff_base_ms, backoff_max_ms, rng;
     uint64_t attempt_t0_ms, attempt_t0_ns;
-    struct council__endpoint *ep;    /* NULL: no max_parallel */
-    council__chat *qprev, *qnext;    /* ep's FIFO while QUEUED */
+    struct council__endpoint *ep; /* NULL: no max_parallel */
+    council__chat *qprev, *qnext; /* ep's FIFO while QUEUED */
     int has_slot;
 };
 
@@ -132,8 +132,7 @@ void council__chat_fail(council__chat *c, council__call_errkind kind,
 /* Copies at most n bytes of src into dst as one printable line of valid
  * UTF-8: control bytes become spaces, bytes that are not well-formed UTF-8
  * become '?', a sequence cut by the end of src or of dst is dropped. */
-void council__sanitize(char *dst, size_t dst_size, const char *src,
-                       size_t n);
+void council__sanitize(char *dst, size_t dst_size, const char *src, size_t n);
 
 /* The openai wire format's body handlers, used by council__openai_start;
  * exposed so that fuzz/fuzz_openai_chunk.c can feed them chunks directly. */

@@ -55,13 +55,13 @@ typedef struct council__endpoint {
 struct council__http {
     uv_loop_t *loop;
     CURLM *multi;
-    uv_timer_t timer;       /* libcurl's own timeout */
-    council__chat *calls;   /* live calls (not yet delivered) */
+    uv_timer_t timer;     /* libcurl's own timeout */
+    council__chat *calls; /* live calls (not yet delivered) */
     sock *socks;
-    int depth;              /* > 0 while inside curl_multi_socket_action */
+    int depth; /* > 0 while inside curl_multi_socket_action */
     int closing;
-    int torn;               /* multi cleaned up; handles closing */
-    unsigned n_handles;     /* uv handles open or closing */
+    int torn;           /* multi cleaned up; handles closing */
+    unsigned n_handles; /* uv handles open or closing */
     endpoint *eps;
     const council__provider_cfg *cur_cfg; /* inside council__chat_start */
     void (*closed)(void *ud);
@@ -436,8 +436,7 @@ council__http_close(council__http *h, void (*closed)(void *ud), void *ud)
 static void on_call_timer(uv_timer_t *t);
 static void arm(council__chat *c);
 static void unqueue(council__chat *c);
-static int sse_event(const char *event, const char *data, size_t len,
-                     void *ud);
+static int sse_event(const char *event, const char *data, size_t len, void *ud);
 
 /* The call clock: the real monotonic time, not the loop's cached uv_now()
  * (stale until the loop's next turn, which would make deadlines early).
@@ -477,8 +476,8 @@ unqueue(council__chat *c)
 
 /* The endpoint of cfg (made on first use), or NULL without a limit. */
 static council_err
-endpoint_of(council__http *h, const council__provider_cfg *cfg,
-            const char *url, endpoint **out)
+endpoint_of(council__http *h, const council__provider_cfg *cfg, const char *url,
+            endpoint **out)
 {
     char kind[16];
     endpoint *ep;
@@ -602,9 +601,8 @@ council__chat_text(council__chat *c, const char *s, size_t n)
     rc = council__bytes_add(&c->text, s, n, COUNCIL__TEXT_MAX);
     if (rc != COUNCIL_OK) {
         council__chat_fail(c, COUNCIL__CALL_STREAM,
-                           rc == COUNCIL_ENOMEM
-                               ? "out of memory for the answer"
-                               : "answer longer than %u bytes",
+                           rc == COUNCIL_ENOMEM ? "out of memory for the answer"
+                                                : "answer longer than %u bytes",
                            COUNCIL__TEXT_MAX);
         if (rc == COUNCIL_ENOMEM)
             c->res.err = COUNCIL_ENOMEM;
@@ -655,8 +653,7 @@ call_closed(uv_handle_t *handle)
 /* ---- retries ---- */
 
 uint64_t
-council__backoff_ms(uint64_t base_ms, uint64_t cap_ms, int retry,
-                    uint64_t *rng)
+council__backoff_ms(uint64_t base_ms, uint64_t cap_ms, int retry, uint64_t *rng)
 {
     uint64_t ceil, x = *rng != 0 ? *rng : 0x9E3779B97F4A7C15ull;
     int i;
@@ -693,10 +690,15 @@ contains_ci(const char *s, const char *needle)
 static int
 is_quota(const council__chat_result *r)
 {
-    static const char *const words[] = {
-        "insufficient_quota", "exceeded your current quota", "billing",
-        "spend limit", "spending limit", "credit balance",
-        "insufficient credits", "insufficient_credits", "payment required"};
+    static const char *const words[] = {"insufficient_quota",
+                                        "exceeded your current quota",
+                                        "billing",
+                                        "spend limit",
+                                        "spending limit",
+                                        "credit balance",
+                                        "insufficient credits",
+                                        "insufficient_credits",
+                                        "payment required"};
     size_t i;
 
     for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
@@ -716,14 +718,21 @@ status_class(long st, char *label, size_t size)
         const char *label;
         int retry;
     } tab[] = {
-        {400, "bad request", 0},     {401, "unauthorized", 0},
-        {402, "payment required", 0}, {403, "forbidden", 0},
-        {404, "not found", 0},        {408, "request timeout", 1},
-        {409, "conflict", 1},         {413, "request too large", 0},
-        {422, "unprocessable", 0},    {425, "too early", 1},
-        {429, "rate limited", 1},     {501, "not implemented", 0},
+        {400, "bad request", 0},
+        {401, "unauthorized", 0},
+        {402, "payment required", 0},
+        {403, "forbidden", 0},
+        {404, "not found", 0},
+        {408, "request timeout", 1},
+        {409, "conflict", 1},
+        {413, "request too large", 0},
+        {422, "unprocessable", 0},
+        {425, "too early", 1},
+        {429, "rate limited", 1},
+        {501, "not implemented", 0},
         {505, "HTTP version not supported", 0},
-        {529, "overloaded", 1},       {503, "unavailable", 1},
+        {529, "overloaded", 1},
+        {503, "unavailable", 1},
     };
     size_t i;
 
@@ -736,8 +745,8 @@ status_class(long st, char *label, size_t size)
         snprintf(label, size, "server error");
         return 1;
     }
-    snprintf(label, size, st >= 400 && st < 500 ? "client error"
-                                                 : "unexpected status");
+    snprintf(label, size,
+             st >= 400 && st < 500 ? "client error" : "unexpected status");
     return 0;
 }
 
@@ -753,8 +762,7 @@ classify(const council__chat *c, char *label, size_t size)
         snprintf(label, size, "connection failed");
         return 1;
     case COUNCIL__CALL_TIMEOUT:
-        snprintf(label, size, c->total_expired ? "total timeout"
-                                               : "timeout");
+        snprintf(label, size, c->total_expired ? "total timeout" : "timeout");
         return !c->total_expired;
     case COUNCIL__CALL_HTTP:
         if (is_quota(r)) {
@@ -763,8 +771,8 @@ classify(const council__chat *c, char *label, size_t size)
         }
         return status_class(r->http_status, label, size);
     case COUNCIL__CALL_STREAM:
-        snprintf(label, size, c->broke ? "stream broken off"
-                                       : "malformed stream");
+        snprintf(label, size,
+                 c->broke ? "stream broken off" : "malformed stream");
         return c->broke;
     case COUNCIL__CALL_PROVIDER:
         if (is_quota(r)) {
@@ -805,8 +813,10 @@ annotate(council__chat *c, const char *label, const char *why)
     else if (!r->retryable)
         snprintf(note, sizeof(note), "%s; not retryable", label);
     else
-        snprintf(note, sizeof(note), "%s; retryable; gave up after %d "
-                 "attempt%s", label, n, n == 1 ? "" : "s");
+        snprintf(note, sizeof(note),
+                 "%s; retryable; gave up after %d "
+                 "attempt%s",
+                 label, n, n == 1 ? "" : "s");
     memcpy(old, r->message, sizeof(old));
     if (r->kind == COUNCIL__CALL_HTTP && strncmp(old, "HTTP ", 5) == 0) {
         rest = old + 5 + strspn(old + 5, "0123456789");
@@ -814,11 +824,9 @@ annotate(council__chat *c, const char *label, const char *why)
             rest++;
         rest += strspn(rest, " ");
         len = snprintf(r->message, sizeof(r->message), "HTTP %ld (%s)%s%s",
-                       r->http_status, note, rest[0] != '\0' ? ": " : "",
-                       rest);
+                       r->http_status, note, rest[0] != '\0' ? ": " : "", rest);
     } else {
-        len = snprintf(r->message, sizeof(r->message), "%s (%s)", old,
-                       note);
+        len = snprintf(r->message, sizeof(r->message), "%s (%s)", old, note);
     }
     if (len < 0) /* cut to the buffer otherwise, which is fine */
         memcpy(r->message, old, sizeof(old));
@@ -878,8 +886,7 @@ maybe_retry(council__chat *c)
         annotate(c, label, "not retried: text had streamed");
         return 0;
     }
-    if (c->retries_left <= 0 || c->h->closing ||
-        r->err == COUNCIL_ENOMEM) {
+    if (c->retries_left <= 0 || c->h->closing || r->err == COUNCIL_ENOMEM) {
         annotate(c, label, NULL);
         return 0;
     }
@@ -887,9 +894,10 @@ maybe_retry(council__chat *c)
                                 c->attempts, &c->rng);
     far = c->backoff_max_ms > 60000 ? c->backoff_max_ms : 60000;
     if (r->retry_after_ms > far) {
-        snprintf(why, sizeof(why), "retryable; gave up after %d attempt%s: "
-                 "Retry-After %llu ms is too far", c->attempts,
-                 c->attempts == 1 ? "" : "s",
+        snprintf(why, sizeof(why),
+                 "retryable; gave up after %d attempt%s: "
+                 "Retry-After %llu ms is too far",
+                 c->attempts, c->attempts == 1 ? "" : "s",
                  (unsigned long long)r->retry_after_ms);
         annotate(c, label, why);
         return 0;
@@ -899,7 +907,8 @@ maybe_retry(council__chat *c)
     now = now_ms();
     if (c->total_timeout_ms > 0 &&
         now + delay >= c->t0_ms + c->total_timeout_ms) {
-        snprintf(why, sizeof(why), "retryable; gave up after %d attempt%s: "
+        snprintf(why, sizeof(why),
+                 "retryable; gave up after %d attempt%s: "
                  "the next wait (%llu ms) would pass the total timeout",
                  c->attempts, c->attempts == 1 ? "" : "s",
                  (unsigned long long)delay);
@@ -1024,7 +1033,7 @@ check_deadlines(council__chat *c)
                            "total timeout: no complete answer within %llu ms",
                            (unsigned long long)c->total_timeout_ms);
     } else if (!c->got_byte && c->first_byte_timeout_ms > 0 &&
-             now >= c->attempt_t0_ms + c->first_byte_timeout_ms)
+               now >= c->attempt_t0_ms + c->first_byte_timeout_ms)
         council__chat_fail(c, COUNCIL__CALL_TIMEOUT,
                            "first-byte timeout: no response byte within "
                            "%llu ms",
@@ -1071,8 +1080,8 @@ http_error(council__chat *c)
     c->res.retry_after_ms = c->retry_after_ms;
     if (c->raw.len > 0) {
         mask(c->raw.p, c->raw.len, c->secret);
-        c->ops->on_error_body(c, c->raw.p, c->raw.len, msg, sizeof(msg),
-                              type, sizeof(type));
+        c->ops->on_error_body(c, c->raw.p, c->raw.len, msg, sizeof(msg), type,
+                              sizeof(type));
     }
     if (msg[0] != '\0')
         council__chat_fail(c, COUNCIL__CALL_HTTP, "HTTP %ld: %s", c->status,
@@ -1106,8 +1115,7 @@ transfer_done(council__chat *c, CURLcode code)
             c->ops->on_eof(c, 1);
             return;
         case COUNCIL__BODY_JSON:
-            c->ops->on_json(c, c->raw.p != NULL ? c->raw.p : "",
-                            c->raw.len);
+            c->ops->on_json(c, c->raw.p != NULL ? c->raw.p : "", c->raw.len);
             return;
         default:
             council__chat_fail(c, COUNCIL__CALL_STREAM,
@@ -1121,8 +1129,7 @@ transfer_done(council__chat *c, CURLcode code)
                            "connect timeout: no connection within %llu ms "
                            "(%s)",
                            (unsigned long long)c->connect_timeout_ms,
-                           c->errbuf[0] ? c->errbuf
-                                        : curl_easy_strerror(code));
+                           c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
         return;
     }
     if (c->got_byte && c->mode == COUNCIL__BODY_SSE) {
@@ -1138,12 +1145,10 @@ transfer_done(council__chat *c, CURLcode code)
     if (c->got_byte)
         council__chat_fail(c, COUNCIL__CALL_STREAM,
                            "response broken off (HTTP %ld): %s", c->status,
-                           c->errbuf[0] ? c->errbuf
-                                        : curl_easy_strerror(code));
+                           c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
     else
         council__chat_fail(c, COUNCIL__CALL_CONNECT, "%s",
-                           c->errbuf[0] ? c->errbuf
-                                        : curl_easy_strerror(code));
+                           c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
 }
 
 static void
@@ -1201,8 +1206,7 @@ first_byte(council__chat *c, const char *p, size_t n)
         size_t i = 0;
         while (i < n && (p[i] == ' ' || p[i] == '\r' || p[i] == '\n'))
             i++;
-        c->mode = i < n && p[i] == '{' ? COUNCIL__BODY_JSON
-                                       : COUNCIL__BODY_SSE;
+        c->mode = i < n && p[i] == '{' ? COUNCIL__BODY_JSON : COUNCIL__BODY_SSE;
     } else {
         char shown[64];
         council__sanitize(shown, sizeof(shown), ct, strlen(ct));
@@ -1349,9 +1353,8 @@ council__chat_new(council__http *h, const council__chat_ops *ops,
     c->retries_left = req->retries > 0 ? req->retries : 0;
     c->backoff_base_ms = req->backoff_base_ms;
     c->backoff_max_ms = req->backoff_max_ms;
-    c->rng = req->jitter_seed != 0
-                 ? req->jitter_seed
-                 : uv_hrtime() ^ (uint64_t)(uintptr_t)c;
+    c->rng = req->jitter_seed != 0 ? req->jitter_seed
+                                   : uv_hrtime() ^ (uint64_t)(uintptr_t)c;
     c->easy = curl_easy_init();
     if (c->easy == NULL) {
         rc = COUNCIL_ENOMEM;
@@ -1463,9 +1466,8 @@ council__chat_launch(council__chat *c)
 
 council_err
 council__chat_start(council__http *h, const council__provider_cfg *cfg,
-                    const council__chat_req *req,
-                    const council__chat_cbs *cbs, void *ud,
-                    council__chat **out)
+                    const council__chat_req *req, const council__chat_cbs *cbs,
+                    void *ud, council__chat **out)
 {
     council_err rc;
 

@@ -316,12 +316,11 @@ council__openai_start(council__http *h, const council__provider_cfg *cfg,
     size_t blen, i;
     char *auth = NULL;
 
-    if (cfg->base_url == NULL || req->model == NULL ||
-        req->n_messages == 0 || req->messages == NULL)
+    if (cfg->base_url == NULL || req->model == NULL || req->n_messages == 0 ||
+        req->messages == NULL)
         return COUNCIL_EINVAL;
     for (i = 0; i < req->n_messages; i++)
-        if (req->messages[i].role == NULL ||
-            req->messages[i].content == NULL)
+        if (req->messages[i].role == NULL || req->messages[i].content == NULL)
             return COUNCIL_EINVAL;
     rc = council__chat_new(h, &council__openai_ops, req, cbs, ud, &c);
     if (rc != COUNCIL_OK)

@@ -25,8 +25,7 @@ council_err council__http_open(uv_loop_t *loop, council__http **out);
 /* Aborts calls still running (each gets on_done(ECANCELED)), then frees.
  * The loop must run afterwards until the close callbacks finished:
  * council__http_close_cb is called when everything is released. */
-void council__http_close(council__http *h, void (*closed)(void *ud),
-                         void *ud);
+void council__http_close(council__http *h, void (*closed)(void *ud), void *ud);
 
 typedef enum council__provider_kind {
     COUNCIL__PROVIDER_OPENAI = 1,
@@ -46,54 +45,54 @@ typedef struct council__chat_req {
     const char *model;
     const council_message *messages; /* system messages included */
     size_t n_messages;
-    int max_tokens;                  /* 0 = do not send */
-    uint64_t connect_timeout_ms;     /* 0 = none, for each of these */
-    uint64_t first_byte_timeout_ms;  /* request sent -> first body byte */
-    uint64_t idle_timeout_ms;        /* between two body chunks */
-    uint64_t total_timeout_ms;       /* bounds every attempt and wait */
-    int retries;                     /* extra attempts after a retryable
-                                        failure before any text; 0 = none */
-    uint64_t backoff_base_ms;        /* 0 = 500 */
-    uint64_t backoff_max_ms;         /* 0 = 20000 */
-    uint64_t jitter_seed;            /* 0 = seeded from the clock */
+    int max_tokens;                 /* 0 = do not send */
+    uint64_t connect_timeout_ms;    /* 0 = none, for each of these */
+    uint64_t first_byte_timeout_ms; /* request sent -> first body byte */
+    uint64_t idle_timeout_ms;       /* between two body chunks */
+    uint64_t total_timeout_ms;      /* bounds every attempt and wait */
+    int retries;                    /* extra attempts after a retryable
+                                       failure before any text; 0 = none */
+    uint64_t backoff_base_ms;       /* 0 = 500 */
+    uint64_t backoff_max_ms;        /* 0 = 20000 */
+    uint64_t jitter_seed;           /* 0 = seeded from the clock */
 } council__chat_req;
 
 typedef struct council__usage {
-    int known;               /* 0: the provider never reported usage */
+    int known; /* 0: the provider never reported usage */
     int64_t prompt_tokens;
     int64_t completion_tokens;
     int cost_known;
-    double cost;             /* USD, where the provider reports it */
+    double cost; /* USD, where the provider reports it */
 } council__usage;
 
 /* The error classes; each failed call names one. */
 typedef enum council__call_errkind {
     COUNCIL__CALL_OK = 0,
-    COUNCIL__CALL_CONNECT,     /* DNS, refused, reset before a response */
-    COUNCIL__CALL_TIMEOUT,     /* which one is in message */
-    COUNCIL__CALL_HTTP,        /* a non-2xx status; body parsed if JSON */
-    COUNCIL__CALL_STREAM,      /* malformed SSE/JSON, no terminator */
-    COUNCIL__CALL_PROVIDER,    /* an error object inside a 200 stream */
+    COUNCIL__CALL_CONNECT,  /* DNS, refused, reset before a response */
+    COUNCIL__CALL_TIMEOUT,  /* which one is in message */
+    COUNCIL__CALL_HTTP,     /* a non-2xx status; body parsed if JSON */
+    COUNCIL__CALL_STREAM,   /* malformed SSE/JSON, no terminator */
+    COUNCIL__CALL_PROVIDER, /* an error object inside a 200 stream */
     COUNCIL__CALL_CANCELLED
 } council__call_errkind;
 
 typedef struct council__chat_result {
-    council_err err;              /* COUNCIL_OK or the failure */
+    council_err err; /* COUNCIL_OK or the failure */
     council__call_errkind kind;
-    long http_status;             /* 0 if no response */
-    char error_type[64];          /* the provider's error type/code, or "" */
-    char message[512];            /* human-readable cause, never a secret */
-    uint64_t retry_after_ms;      /* from Retry-After on 429/503, else 0 */
-    const char *text;             /* the whole answer (borrowed for the
-                                     callback); "" on failure */
+    long http_status;        /* 0 if no response */
+    char error_type[64];     /* the provider's error type/code, or "" */
+    char message[512];       /* human-readable cause, never a secret */
+    uint64_t retry_after_ms; /* from Retry-After on 429/503, else 0 */
+    const char *text;        /* the whole answer (borrowed for the
+                                callback); "" on failure */
     size_t text_len;
-    const char *finish_reason;    /* borrowed, or NULL */
+    const char *finish_reason; /* borrowed, or NULL */
     council__usage usage;
-    uint64_t first_byte_ms;       /* request start -> first body byte */
-    uint64_t latency_ms;          /* request start -> done */
-    int retryable;                /* the failure's class is retryable */
-    int attempts;                 /* transfers started (0: cancelled while
-                                     queued for max_parallel) */
+    uint64_t first_byte_ms; /* request start -> first body byte */
+    uint64_t latency_ms;    /* request start -> done */
+    int retryable;          /* the failure's class is retryable */
+    int attempts;           /* transfers started (0: cancelled while
+                               queued for max_parallel) */
 } council__chat_result;
 
 typedef struct council__chat_cbs {

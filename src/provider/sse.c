@@ -24,12 +24,12 @@ struct council__sse {
     size_t max_line;
     council__sse_cb cb;
     void *ud;
-    buf line;         /* the current, unterminated line */
-    buf data;         /* data lines, each followed by '\n' */
-    buf event;        /* the "event:" name */
-    unsigned bom_pos; /* BOM bytes matched so far at the stream start */
-    int bom_done;     /* the start of the stream has been decided */
-    int after_cr;     /* the last byte seen was a CR ending a line */
+    buf line;           /* the current, unterminated line */
+    buf data;           /* data lines, each followed by '\n' */
+    buf event;          /* the "event:" name */
+    unsigned bom_pos;   /* BOM bytes matched so far at the stream start */
+    int bom_done;       /* the start of the stream has been decided */
+    int after_cr;       /* the last byte seen was a CR ending a line */
     council_err failed; /* sticky error: once failed, always failed */
 };
 
@@ -104,8 +104,8 @@ dispatch(council__sse *p)
          * last one here. */
         p->data.len--;
         p->data.p[p->data.len] = '\0';
-        stop = p->cb(p->event.len > 0 ? p->event.p : "", p->data.p,
-                     p->data.len, p->ud);
+        stop = p->cb(p->event.len > 0 ? p->event.p : "", p->data.p, p->data.len,
+                     p->ud);
     }
     p->data.len = 0;
     p->event.len = 0;

@@ -21,8 +21,9 @@ typedef struct council__sse council__sse;
 /* An event: the "event:" name ("" if none) and the data lines joined with
  * '\n' (NUL-terminated too; may hold NUL bytes).  Both borrowed for the
  * call.  An event is dispatched when a blank line follows at least one
- * "data" line, even an empty one ("data:" alone gives data "").  Return non-zero to stop parsing
- * (council__sse_feed then returns COUNCIL_ECANCELED). */
+ * "data" line, even an empty one ("data:" alone gives data "").  Return
+ * non-zero to stop parsing (council__sse_feed then returns COUNCIL_ECANCELED).
+ */
 typedef int (*council__sse_cb)(const char *event, const char *data,
                                size_t data_len, void *ud);
 

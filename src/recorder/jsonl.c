@@ -37,7 +37,7 @@ struct jsonl {
     int fd;
     char *dir;
     char *path;
-    char *buf;      /* whole lines not yet written */
+    char *buf; /* whole lines not yet written */
     size_t len;
     size_t cap;
     off_t size;     /* bytes in the file (it was created empty) */
@@ -161,13 +161,10 @@ jsonl_init(const char *run_id, void *args, void **state, char *why,
     st->path = council__malloc(dl + il + sizeof("/.jsonl"));
     if (st->dir == NULL || st->path == NULL)
         goto nomem;
-    snprintf(st->path, dl + il + sizeof("/.jsonl"), "%s/%s.jsonl", dir,
-             run_id);
+    snprintf(st->path, dl + il + sizeof("/.jsonl"), "%s/%s.jsonl", dir, run_id);
     do {
-        fd = council__os.open(st->path,
-                              O_WRONLY | O_CREAT | O_EXCL | O_APPEND |
-                                  O_CLOEXEC,
-                              0666);
+        fd = council__os.open(
+            st->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0666);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         int e = errno;

@@ -78,8 +78,7 @@ slurp(const char *path, char **out, size_t *out_len, council_diag *diag)
         if (n < 0) {
             rc = COUNCIL_EIO;
             council__recorder_diag(diag, path, 0, "cannot read: %s",
-                                   council__os_strerror(errno, eb,
-                                                        sizeof(eb)));
+                                   council__os_strerror(errno, eb, sizeof(eb)));
             goto out;
         }
         if (n == 0)
@@ -128,8 +127,8 @@ check_event(json_t *o, council__jsonl_report *rep, char *why, size_t size)
 
 council_err
 council__jsonl_read(const char *path, council__jsonl_report *rep,
-                    int (*on_line)(json_t *obj, int line, void *ud),
-                    void *ud, council_diag *diag)
+                    int (*on_line)(json_t *obj, int line, void *ud), void *ud,
+                    council_diag *diag)
 {
     council__jsonl_report local;
     council_err rc;
@@ -168,8 +167,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
             rep->torn = 1;
             rc = COUNCIL_EPARSE;
             council__recorder_diag(diag, path, line,
-                                   "torn last line (%zu bytes, no newline)",
-                                   n);
+                                   "torn last line (%zu bytes, no newline)", n);
             goto out;
         }
         o = json_loadb(start, n, 0, &jerr);

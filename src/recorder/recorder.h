@@ -21,11 +21,11 @@
 
 /* What council__jsonl_read found in a run file. */
 typedef struct council__jsonl_report {
-    uint64_t events;     /* leading event lines that were valid, seq 1..n */
-    int has_outcome;     /* the file ends with exactly one outcome line */
-    int torn;            /* the last line has no newline (a cut write) */
-    char outcome[16];    /* the outcome's kind ("ok", ...), or "" */
-    char run_id[72];     /* the run id of the first event, or "" */
+    uint64_t events;  /* leading event lines that were valid, seq 1..n */
+    int has_outcome;  /* the file ends with exactly one outcome line */
+    int torn;         /* the last line has no newline (a cut write) */
+    char outcome[16]; /* the outcome's kind ("ok", ...), or "" */
+    char run_id[72];  /* the run id of the first event, or "" */
 } council__jsonl_report;
 
 /*
@@ -43,14 +43,13 @@ typedef struct council__jsonl_report {
  * every case with what was valid up to the problem.  Any thread.
  */
 council_err council__jsonl_read(const char *path, council__jsonl_report *rep,
-                                int (*on_line)(json_t *obj, int line,
-                                               void *ud),
+                                int (*on_line)(json_t *obj, int line, void *ud),
                                 void *ud, council_diag *diag);
 
 /* Fill diag (may be NULL) with file and a formatted message; never
  * allocates. */
 void council__recorder_diag(council_diag *diag, const char *file, int line,
-                       const char *fmt, ...)
+                            const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -17,11 +17,11 @@
  * the next flush or batch boundary (after a back-off of 50 ms doubling to
  * 2 s, so a full disk does not cost a rewrite per flush), and events are
  * reported failed while the queue is not in the database.  So the
- * database always holds a contiguous prefix of the run's seqs.  Past 100,000 queued events, or when
- * memory runs out, the recorder drops the queue and stops writing events
- * (a later one would leave a gap).  Finalize tries the queue once more,
- * then records the outcome in the run row with synchronous=FULL, and always
- * closes the connection and frees everything.
+ * database always holds a contiguous prefix of the run's seqs.  Past 100,000
+ * queued events, or when memory runs out, the recorder drops the queue and
+ * stops writing events (a later one would leave a gap).  Finalize tries the
+ * queue once more, then records the outcome in the run row with
+ * synchronous=FULL, and always closes the connection and frees everything.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -47,10 +47,10 @@ struct sq {
     council_event **queue; /* references, oldest first */
     size_t n;
     size_t cap;
-    int failing; /* the last batch did not commit */
+    int failing;      /* the last batch did not commit */
     int64_t retry_at; /* monotonic us; no retry before, except finalize */
     int64_t backoff;
-    int broken;  /* events are no longer written */
+    int broken; /* events are no longer written */
 };
 
 static const char schema_sql[] =
@@ -231,11 +231,10 @@ setup(sqlite3 *db, const char *path, char *why, size_t why_size)
     for (;;) {
         rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
-            rc = sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL,
-                              NULL);
+            rc =
+                sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-            snprintf(why, why_size, "sqlite: %s: %s", path,
-                     sqlite3_errmsg(db));
+            snprintf(why, why_size, "sqlite: %s: %s", path, sqlite3_errmsg(db));
         else
             rc = ensure_schema(db, path, why, why_size);
         if (!is_busy(rc) || mono_us() > give_up)
@@ -265,8 +264,9 @@ sq_init(const char *run_id, void *args, void **state, char *why,
         goto out;
     }
     if (!sqlite3_threadsafe()) {
-        snprintf(why, why_size, "sqlite: the SQLite library is built "
-                                "without thread support");
+        snprintf(why, why_size,
+                 "sqlite: the SQLite library is built "
+                 "without thread support");
         goto out;
     }
     st = council__calloc(1, sizeof(*st));
@@ -276,14 +276,12 @@ sq_init(const char *run_id, void *args, void **state, char *why,
     }
     /* One connection per recorder, used by one callback at a time: no
      * need for SQLite's per-connection mutex. */
-    src = sqlite3_open_v2(path, &st->db,
-                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                              SQLITE_OPEN_NOMUTEX,
-                          NULL);
+    src = sqlite3_open_v2(
+        path, &st->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
         snprintf(why, why_size, "sqlite: cannot open %s: %s", path,
-                 st->db != NULL ? sqlite3_errmsg(st->db)
-                                : sqlite3_errstr(src));
+                 st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
         goto out;
     }
     sqlite3_extended_result_codes(st->db, 1);
@@ -310,8 +308,7 @@ sq_init(const char *run_id, void *args, void **state, char *why,
                                  " WHERE run_id=?1",
                                  -1, &st->upd_count, NULL);
     if (src != SQLITE_OK) {
-        snprintf(why, why_size, "sqlite: %s: %s", path,
-                 sqlite3_errmsg(st->db));
+        snprintf(why, why_size, "sqlite: %s: %s", path, sqlite3_errmsg(st->db));
         goto out;
     }
     sqlite3_bind_text(ins, 1, run_id, -1, SQLITE_STATIC);
@@ -323,8 +320,7 @@ sq_init(const char *run_id, void *args, void **state, char *why,
         goto out;
     }
     if (src != SQLITE_DONE) {
-        snprintf(why, why_size, "sqlite: %s: %s", path,
-                 sqlite3_errmsg(st->db));
+        snprintf(why, why_size, "sqlite: %s: %s", path, sqlite3_errmsg(st->db));
         goto out;
     }
     *state = st;
@@ -361,14 +357,14 @@ insert_event(struct sq *st, council_event *ev)
 
         sqlite3_bind_text(st->upd_start, 1, st->run_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st->upd_start, 2,
-                          json_string_value(json_object_get(d, "council")),
-                          -1, SQLITE_STATIC);
+                          json_string_value(json_object_get(d, "council")), -1,
+                          SQLITE_STATIC);
         sqlite3_bind_text(st->upd_start, 3,
-                          json_string_value(json_object_get(d, "question")),
-                          -1, SQLITE_STATIC);
+                          json_string_value(json_object_get(d, "question")), -1,
+                          SQLITE_STATIC);
         sqlite3_bind_text(st->upd_start, 4,
-                          json_string_value(json_object_get(d, "strategy")),
-                          -1, SQLITE_STATIC);
+                          json_string_value(json_object_get(d, "strategy")), -1,
+                          SQLITE_STATIC);
         rc = sqlite3_step(st->upd_start);
         sqlite3_reset(st->upd_start);
         sqlite3_clear_bindings(st->upd_start);
@@ -484,8 +480,8 @@ sq_finalize(void *state, const council_outcome *outcome)
         if (outcome != NULL) {
             sqlite3_bind_text(
                 upd, 3,
-                council_outcome_kind_name(council_outcome_kind_of(outcome)),
-                -1, SQLITE_STATIC);
+                council_outcome_kind_name(council_outcome_kind_of(outcome)), -1,
+                SQLITE_STATIC);
             sqlite3_bind_text(upd, 4, council_outcome_reason(outcome), -1,
                               SQLITE_STATIC);
             sqlite3_bind_text(upd, 5, council_outcome_json(outcome), -1,

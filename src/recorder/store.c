@@ -34,8 +34,9 @@ check_store(sqlite3 *db, const char *path, council_diag *diag)
     sqlite3_int64 app = -1, ver = -1;
     council_err rc = COUNCIL_OK;
 
-    if (sqlite3_prepare_v2(db, "SELECT * FROM pragma_application_id(),"
-                               " pragma_user_version()",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT * FROM pragma_application_id(),"
+                           " pragma_user_version()",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW) {
         rc = fail_db(db, path, diag, "cannot read the store");
@@ -150,8 +151,8 @@ out:
 /* The JSON of run_id's event of the given type (the first one), parsed, in
  * *out; NULL if the run has none. */
 static council_err
-load_event(sqlite3 *db, const char *path, const char *run_id,
-           const char *type, json_t **out, council_diag *diag)
+load_event(sqlite3 *db, const char *path, const char *run_id, const char *type,
+           json_t **out, council_diag *diag)
 {
     sqlite3_stmt *st = NULL;
     council_err rc = COUNCIL_OK;
@@ -159,8 +160,9 @@ load_event(sqlite3 *db, const char *path, const char *run_id,
     int src;
 
     *out = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT json FROM events WHERE run_id = ?1"
-                               " AND type = ?2 ORDER BY seq LIMIT 1",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT json FROM events WHERE run_id = ?1"
+                           " AND type = ?2 ORDER BY seq LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = fail_db(db, path, diag, "not a council store");
         goto out;
@@ -178,8 +180,10 @@ load_event(sqlite3 *db, const char *path, const char *run_id,
                       (size_t)sqlite3_column_bytes(st, 0), 0, &je);
     if (*out == NULL) {
         rc = COUNCIL_EIO;
-        council__recorder_diag(diag, path, 0, "run %s: its %s event is not "
-                               "JSON: %s", run_id, type, je.text);
+        council__recorder_diag(diag, path, 0,
+                               "run %s: its %s event is not "
+                               "JSON: %s",
+                               run_id, type, je.text);
     }
 out:
     sqlite3_finalize(st);
@@ -193,8 +197,8 @@ run_exists(sqlite3 *db, const char *run_id)
     sqlite3_stmt *st = NULL;
     int src, r = -1;
 
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM runs WHERE run_id = ?1", -1,
-                           &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM runs WHERE run_id = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
         src = sqlite3_step(st);
         r = src == SQLITE_ROW ? 1 : src == SQLITE_DONE ? 0 : -1;
@@ -225,8 +229,7 @@ set_message(council_message *m, const char *role, const char *content,
 
 council_err
 council_store_conversation(const char *path, const char *run_id,
-                           council_message **out, size_t *n,
-                           council_diag *diag)
+                           council_message **out, size_t *n, council_diag *diag)
 {
     council_err rc = COUNCIL_OK;
     sqlite3 *db = NULL;
@@ -262,7 +265,8 @@ council_store_conversation(const char *path, const char *run_id,
                                    run_id);
         } else {
             rc = COUNCIL_EINVAL;
-            council__recorder_diag(diag, path, 0, "run %s did not complete; "
+            council__recorder_diag(diag, path, 0,
+                                   "run %s did not complete; "
                                    "it has no answer to continue from",
                                    run_id);
         }
@@ -274,15 +278,19 @@ council_store_conversation(const char *path, const char *run_id,
     answer = json_object_get(json_object_get(completed, "result"), "answer");
     if (!json_is_string(answer)) {
         rc = COUNCIL_EINVAL;
-        council__recorder_diag(diag, path, 0, "run %s did not complete; it "
-                               "has no answer to continue from", run_id);
+        council__recorder_diag(diag, path, 0,
+                               "run %s did not complete; it "
+                               "has no answer to continue from",
+                               run_id);
         goto out;
     }
     msgs = json_object_get(started, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         rc = COUNCIL_EIO;
-        council__recorder_diag(diag, path, 0, "run %s: its run_started "
-                               "event has no messages", run_id);
+        council__recorder_diag(diag, path, 0,
+                               "run %s: its run_started "
+                               "event has no messages",
+                               run_id);
         goto out;
     }
     m = council__calloc(json_array_size(msgs) + 1, sizeof(*m));
@@ -291,15 +299,17 @@ council_store_conversation(const char *path, const char *run_id,
         council__recorder_diag(diag, path, 0, "out of memory");
         goto out;
     }
-    json_array_foreach(msgs, i, v) {
+    json_array_foreach (msgs, i, v) {
         json_t *role = json_object_get(v, "role");
         json_t *content = json_object_get(v, "content");
 
         if (!json_is_string(role) || !json_is_string(content)) {
             rc = COUNCIL_EIO;
-            council__recorder_diag(diag, path, 0, "run %s: message %zu of "
+            council__recorder_diag(diag, path, 0,
+                                   "run %s: message %zu of "
                                    "its run_started event is not "
-                                   "{role, content}", run_id, i);
+                                   "{role, content}",
+                                   run_id, i);
             goto out;
         }
         if (set_message(&m[count], json_string_value(role),

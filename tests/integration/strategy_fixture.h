@@ -55,8 +55,7 @@ k_event(void *state, council_event *ev)
     if (k->cancel_on != NULL && !k->fired &&
         strcmp(council_event_type_name(council_event_type_of(ev)),
                k->cancel_on) == 0 &&
-        (k->cancel_round == 0 ||
-         council_event_round(ev) == k->cancel_round)) {
+        (k->cancel_round == 0 || council_event_round(ev) == k->cancel_round)) {
         k->fired = 1;
         cancel = 1;
     }
@@ -77,8 +76,8 @@ k_final(void *state, const council_outcome *o)
     pthread_mutex_unlock(&k->mu);
 }
 
-static const council_recorder_ops keep_ops = {
-    COUNCIL_RECORDER_OPS_VERSION, k_init, k_event, k_final, NULL};
+static const council_recorder_ops keep_ops = {COUNCIL_RECORDER_OPS_VERSION,
+                                              k_init, k_event, k_final, NULL};
 
 static void
 keep_free(keep *k)
@@ -94,10 +93,8 @@ find(keep *k, const char *type, json_t **out, size_t max)
     size_t i, n = 0;
     json_t *e;
 
-    json_array_foreach(k->events, i, e)
-    {
-        if (strcmp(json_string_value(json_object_get(e, "type")), type) ==
-            0) {
+    json_array_foreach (k->events, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "type")), type) == 0) {
             if (n < max)
                 out[n] = e;
             n++;
@@ -114,7 +111,7 @@ check_run(keep *k)
     json_t *e;
     const char *last;
 
-    json_array_foreach(k->events, i, e)
+    json_array_foreach (k->events, i, e)
         ASSERT_EQ_INT(json_integer_value(json_object_get(e, "seq")), i + 1);
     ASSERT(n > 0);
     last = json_string_value(
@@ -170,10 +167,10 @@ council(council_mockllm *m, const char *strategy, const char *members,
     return def;
 }
 
-#define FOUR_MEMBERS                                                        \
-    "  - { name: ann, provider: mock, model: mock-a }\n"                    \
-    "  - { name: bob, provider: mock, model: mock-b }\n"                    \
-    "  - { name: cy,  provider: mock, model: mock-c }\n"                    \
+#define FOUR_MEMBERS                                                           \
+    "  - { name: ann, provider: mock, model: mock-a }\n"                       \
+    "  - { name: bob, provider: mock, model: mock-b }\n"                       \
+    "  - { name: cy,  provider: mock, model: mock-c }\n"                       \
     "  - { name: dee, provider: mock, model: slow-d }\n"
 #define CHAIR "provider: mock, model: mock-chair"
 

@@ -23,9 +23,9 @@
 extern char **environ;
 
 typedef struct result {
-    int code;     /* exit status, or 128 + signal */
-    char *out;    /* stdout */
-    char *err;    /* stderr */
+    int code;  /* exit status, or 128 + signal */
+    char *out; /* stdout */
+    char *err; /* stderr */
 } result;
 
 static char *
@@ -103,8 +103,7 @@ run_cli(int sigint_after_ms, const char *const *args)
         }
         usleep(1000);
     }
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status)
-                               : 128 + WTERMSIG(status);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r.out = slurp(out_path);
     r.err = slurp(err_path);
     return r;
@@ -153,8 +152,8 @@ check_event_lines(const char *text, const char *last_type, char **run_id)
         if (n == 1) {
             ASSERT_STR_EQ(type, "run_started");
             if (run_id != NULL)
-                *run_id = strdup(
-                    json_string_value(json_object_get(ev, "run_id")));
+                *run_id =
+                    strdup(json_string_value(json_object_get(ev, "run_id")));
         }
         p = nl + 1;
     }
@@ -201,8 +200,14 @@ TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
     snprintf(rec_db, sizeof(rec_db), "sqlite:%s", db);
     snprintf(rec_dir, sizeof(rec_dir), "jsonl:%s", dir);
     {
-        const char *args[] = {"run", "--json", "--record", rec_db, "--record",
-                              rec_dir, "Why is the sky blue?", NULL};
+        const char *args[] = {"run",
+                              "--json",
+                              "--record",
+                              rec_db,
+                              "--record",
+                              rec_dir,
+                              "Why is the sky blue?",
+                              NULL};
         r = run_cli(0, args);
     }
     if (r.code != 0)
@@ -227,8 +232,8 @@ TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
     free(content);
 
     /* SQLite: the run row with its outcome, and every event. */
-    snprintf(sql, sizeof(sql),
-             "SELECT outcome FROM runs WHERE run_id = '%s'", run_id);
+    snprintf(sql, sizeof(sql), "SELECT outcome FROM runs WHERE run_id = '%s'",
+             run_id);
     sql_value(db, sql, val);
     ASSERT_STR_EQ(val, "ok");
     snprintf(sql, sizeof(sql),
@@ -366,8 +371,8 @@ TEST_T(member_failure_recorded_with_cause, 60)
     result r;
 
     {
-        const char *args[] = {"run", "--no-record", "--json", "-c", file,
-                              "q", NULL};
+        const char *args[] = {"run", "--no-record", "--json", "-c",
+                              file,  "q",           NULL};
         r = run_cli(0, args);
     }
     if (r.code != 0)
@@ -478,8 +483,8 @@ TEST(unwritable_jsonl_dir_is_refused)
     result r;
 
     {
-        const char *args[] = {"run", "--record", "jsonl:/nonexistent/dir",
-                              "q", NULL};
+        const char *args[] = {"run", "--record", "jsonl:/nonexistent/dir", "q",
+                              NULL};
         r = run_cli(0, args);
     }
     ASSERT_EQ_INT(r.code, 1);

@@ -84,8 +84,7 @@ run_cli(const char *const *args)
         }
         usleep(1000);
     }
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status)
-                               : 128 + WTERMSIG(status);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r.out = slurp(out_path);
     r.err = slurp(err_path);
     return r;
@@ -146,41 +145,40 @@ TEST_T(continue_demo_twice, 120)
     result r;
 
     snprintf(rec, sizeof(rec), "sqlite:%s/runs.db", runner_tmpdir());
-    r = run_cli((const char *[]){"run", "--json", "--record", rec,
-                                 "--run-id", "first", "--seed", "3",
-                                 "What is \"2+2\"?\nAnswer briefly.",
-                                 NULL});
+    r = run_cli((const char *[]){"run", "--json", "--record", rec, "--run-id",
+                                 "first", "--seed", "3",
+                                 "What is \"2+2\"?\nAnswer briefly.", NULL});
     ASSERT_EQ_INT(r.code, 0);
     answer = final_answer(r.out);
     ASSERT(strlen(answer) > 0);
     free_result(&r);
 
-    r = run_cli((const char *[]){"run", "--json", "--record", rec,
-                                 "--run-id", "second", "--continue",
-                                 "first", "And 3+3?", NULL});
+    r = run_cli((const char *[]){"run", "--json", "--record", rec, "--run-id",
+                                 "second", "--continue", "first", "And 3+3?",
+                                 NULL});
     if (r.code != 0)
         FAIL("exit %d: %s", r.code, r.err);
     ev = first_event(r.out);
     msgs = json_object_get(ev, "messages");
     ASSERT_EQ_INT(json_array_size(msgs), 3);
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(msgs, 0),
-                                                    "role")),
-                  "user");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(msgs, 0),
-                                                    "content")),
-                  "What is \"2+2\"?\nAnswer briefly.");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(msgs, 1),
-                                                    "role")),
-                  "assistant");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(msgs, 1),
-                                                    "content")),
-                  answer);
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(msgs, 2),
-                                                    "role")),
-                  "user");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(msgs, 2),
-                                                    "content")),
-                  "And 3+3?");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
+        "user");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+        "What is \"2+2\"?\nAnswer briefly.");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(msgs, 1), "role")),
+        "assistant");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+        answer);
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(msgs, 2), "role")),
+        "user");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(msgs, 2), "content")),
+        "And 3+3?");
     ASSERT_STR_EQ(json_string_value(json_object_get(ev, "question")),
                   "And 3+3?");
     json_decref(ev);
@@ -188,8 +186,8 @@ TEST_T(continue_demo_twice, 120)
     free_result(&r);
 
     /* A third turn continues the second: 5 messages. */
-    r = run_cli((const char *[]){"run", "--json", "--record", rec,
-                                 "--continue", "second", "And 4+4?", NULL});
+    r = run_cli((const char *[]){"run", "--json", "--record", rec, "--continue",
+                                 "second", "And 4+4?", NULL});
     ASSERT_EQ_INT(r.code, 0);
     ev = first_event(r.out);
     ASSERT_EQ_INT(json_array_size(json_object_get(ev, "messages")), 5);
@@ -208,8 +206,8 @@ TEST_T(continue_errors, 60)
     ASSERT_EQ_INT(r.code, 0);
     free_result(&r);
 
-    r = run_cli((const char *[]){"run", "--record", rec, "--continue",
-                                 "nope", "q", NULL});
+    r = run_cli((const char *[]){"run", "--record", rec, "--continue", "nope",
+                                 "q", NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_CONTAINS(r.err, "--continue nope: no such run in ");
     free_result(&r);
@@ -228,8 +226,8 @@ TEST_T(continue_errors, 60)
     /* The default store is read when it holds the run. */
     snprintf(env, sizeof(env), "%s/runs.db", runner_tmpdir());
     setenv("COUNCIL_DB", env, 1);
-    r = run_cli((const char *[]){"run", "--json", "--no-record",
-                                 "--continue", "only", "next", NULL});
+    r = run_cli((const char *[]){"run", "--json", "--no-record", "--continue",
+                                 "only", "next", NULL});
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, "\"role\":\"assistant\"");
     free_result(&r);

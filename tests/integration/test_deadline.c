@@ -26,9 +26,9 @@ now_s(void)
 /* Runs one council; returns the wall time; *out gets the outcome kind and
  * errors JSON (copied into buf). */
 static double
-run_with_deadline(const char *strategy, const char *faults,
-                  const char *chair, int *kind, char *errors,
-                  size_t errors_size, char *result, size_t result_size)
+run_with_deadline(const char *strategy, const char *faults, const char *chair,
+                  int *kind, char *errors, size_t errors_size, char *result,
+                  size_t result_size)
 {
     council_mockllm_opts mo = {COUNCIL_MOCKLLM_OPTS_VERSION};
     council_mockllm *m = NULL;
@@ -83,8 +83,8 @@ stalling_members(const char *strategy)
     char errors[4096], result[65536];
     int kind;
     double secs = run_with_deadline(strategy, "model=stall-*:stall=60s",
-                                    "mock-chair", &kind, errors,
-                                    sizeof(errors), result, sizeof(result));
+                                    "mock-chair", &kind, errors, sizeof(errors),
+                                    result, sizeof(result));
 
     fprintf(stderr, "%s, stalling members: %.3f s, %s\n", strategy, secs,
             kind == COUNCIL_OUTCOME_OK ? "completed" : errors);

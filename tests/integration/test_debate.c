@@ -62,8 +62,7 @@ TEST_T(rounds_and_round_numbers, 30)
         json_t *sim = json_object_get(ev[i], "similarity");
         const char *key;
         ASSERT_EQ_U64(json_object_size(sim), 4);
-        json_object_foreach(sim, key, e)
-        {
+        json_object_foreach (sim, key, e) {
             ASSERT(json_real_value(e) > 0.5);
             ASSERT(json_real_value(e) < 1.0);
         }
@@ -131,8 +130,7 @@ TEST_T(one_round_is_answers_then_synthesis, 30)
 
     ASSERT_OK(council_engine_open(NULL, &eng));
     run = start(eng, def, &k, 0);
-    ASSERT_EQ_INT(council_outcome_kind_of(wait_for(run)),
-                  COUNCIL_OUTCOME_OK);
+    ASSERT_EQ_INT(council_outcome_kind_of(wait_for(run)), COUNCIL_OUTCOME_OK);
     check_run(&k);
     ASSERT_EQ_U64(find(&k, "stage_started", ev, 16), 2);
     ASSERT_STR_EQ(str(ev[0], "stage"), "answer");
@@ -178,8 +176,7 @@ TEST_T(chairman_fallback_model, 30)
     ASSERT_EQ_U64(find(&k, "synthesis_completed", ev, 8), 1);
     ASSERT_STR_EQ(str(ev[0], "model"), "chair-ok");
     res = json_loads(council_outcome_result_json(o), 0, NULL);
-    ASSERT_STR_EQ(str(json_object_get(res, "synthesis"), "model"),
-                  "chair-ok");
+    ASSERT_STR_EQ(str(json_object_get(res, "synthesis"), "model"), "chair-ok");
     json_decref(res);
     council_run_release(run);
     council_engine_close(eng);
@@ -193,11 +190,11 @@ TEST_T(chairman_fallback_model, 30)
 TEST_T(all_chairmen_fail_top_member, 30)
 {
     council_mockllm *m = mock("model=chair-*:http=503", 0);
-    council_def *def = council(
-        m, "debate", FOUR_MEMBERS,
-        "provider: mock, model: chair-a, fallback: [ { provider: mock, "
-        "model: chair-b } ]",
-        "quorum: 4, rounds: 2, retries: 0");
+    council_def *def =
+        council(m, "debate", FOUR_MEMBERS,
+                "provider: mock, model: chair-a, fallback: [ { provider: mock, "
+                "model: chair-b } ]",
+                "quorum: 4, rounds: 2, retries: 0");
     council_engine *eng = NULL;
     keep k = {0};
     council_run *run;
@@ -295,8 +292,8 @@ TEST_T(cancel_mid_round, 30)
 TEST_T(quorum_failure, 30)
 {
     council_mockllm *m = mock("model=mock-[ab]:http=500", 0);
-    council_def *def = council(m, "debate", FOUR_MEMBERS, CHAIR,
-                               "quorum: 3, retries: 0");
+    council_def *def =
+        council(m, "debate", FOUR_MEMBERS, CHAIR, "quorum: 3, retries: 0");
     council_engine *eng = NULL;
     keep k = {0};
     council_run *run;

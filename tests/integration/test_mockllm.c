@@ -28,7 +28,7 @@ typedef struct resp {
     size_t len;
     char *hdrs;
     size_t hlen;
-    double ttfb_s;  /* time to the first byte (headers included) */
+    double ttfb_s; /* time to the first byte (headers included) */
     double total_s;
 } resp;
 
@@ -70,8 +70,8 @@ resp_free(resp *r)
 }
 
 static CURL *
-easy_for(const council_mockllm *m, const char *path, const char *body,
-         resp *r, struct curl_slist *hdrs)
+easy_for(const council_mockllm *m, const char *path, const char *body, resp *r,
+         struct curl_slist *hdrs)
 {
     char url[256];
     CURL *c = curl_easy_init();
@@ -117,9 +117,9 @@ http(const council_mockllm *m, const char *path, const char *body, resp *r)
 static char *
 chat_body(const char *model, const char *content, int stream, int usage)
 {
-    json_t *o = json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", model,
-                          "messages", "role", "user", "content", content,
-                          "stream", stream);
+    json_t *o =
+        json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", model, "messages",
+                  "role", "user", "content", content, "stream", stream);
     char *s;
 
     ASSERT_NOT_NULL(o);
@@ -155,17 +155,17 @@ open_mock(uint64_t seed, uint64_t latency_ms, double tps, const char *faults)
 
 /* A parsed SSE stream. */
 typedef struct sse {
-    json_t *chunks;   /* array of the data: JSON objects, in order */
-    int malformed;    /* data: events that are not JSON */
-    int done;         /* saw data: [DONE] */
-    int done_last;    /* ... and it was the last event */
+    json_t *chunks; /* array of the data: JSON objects, in order */
+    int malformed;  /* data: events that are not JSON */
+    int done;       /* saw data: [DONE] */
+    int done_last;  /* ... and it was the last event */
     int events;
-    char *content;    /* concatenated delta.content */
+    char *content; /* concatenated delta.content */
     size_t content_len;
     int content_chunks;
-    json_t *usage;    /* the usage chunk's usage, borrowed from chunks */
+    json_t *usage;      /* the usage chunk's usage, borrowed from chunks */
     const char *finish; /* finish_reason seen, borrowed */
-    json_t *error;    /* a data: {"error":...} event, borrowed */
+    json_t *error;      /* a data: {"error":...} event, borrowed */
 } sse;
 
 static void
@@ -208,8 +208,7 @@ sse_parse(const char *body, sse *s)
                 s->usage = json_object_get(j, "usage");
             }
             if (json_is_string(content) && json_string_length(content) > 0) {
-                append(&s->content, &s->content_len,
-                       json_string_value(content),
+                append(&s->content, &s->content_len, json_string_value(content),
                        json_string_length(content));
                 s->content_chunks++;
             }
@@ -242,12 +241,12 @@ whole_content(const char *body, json_t **usage_out)
                         "message"),
         "content");
     ASSERT(json_is_string(msg));
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(json_array_get(
-                                          json_object_get(j, "choices"), 0),
-                                      "message"),
-                      "role")),
-                  "assistant");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_object_get(json_array_get(json_object_get(j, "choices"), 0),
+                            "message"),
+            "role")),
+        "assistant");
     s = strdup(json_string_value(msg));
     if (usage_out != NULL)
         *usage_out = json_incref(json_object_get(j, "usage"));
@@ -318,13 +317,12 @@ TEST(stream_matches_whole_answer)
                   "chat.completion.chunk");
     ASSERT_STR_EQ(json_string_value(json_object_get(first, "model")),
                   "gpt-mock");
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(json_array_get(
-                                          json_object_get(first, "choices"),
-                                          0),
-                                      "delta"),
-                      "role")),
-                  "assistant");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_object_get(
+                json_array_get(json_object_get(first, "choices"), 0), "delta"),
+            "role")),
+        "assistant");
     for (i = 0; i < json_array_size(a.chunks); i++) {
         json_t *c = json_array_get(a.chunks, i);
 
@@ -334,19 +332,16 @@ TEST(stream_matches_whole_answer)
     }
     ASSERT_NOT_NULL(a.usage);
     /* The usage chunk is the last before [DONE]. */
-    ASSERT(json_array_get(a.chunks, json_array_size(a.chunks) - 1) !=
-           NULL);
+    ASSERT(json_array_get(a.chunks, json_array_size(a.chunks) - 1) != NULL);
     ASSERT_NOT_NULL(json_object_get(
         json_array_get(a.chunks, json_array_size(a.chunks) - 1), "usage"));
-    ASSERT_EQ_U64(json_integer_value(json_object_get(a.usage,
-                                                     "completion_tokens")),
-                  a.content_chunks);
-    ASSERT_EQ_U64(json_integer_value(json_object_get(a.usage,
-                                                     "prompt_tokens")),
-                  4); /* "What is a council?" */
     ASSERT_EQ_U64(
-        json_integer_value(json_object_get(a.usage, "total_tokens")),
-        4 + a.content_chunks);
+        json_integer_value(json_object_get(a.usage, "completion_tokens")),
+        a.content_chunks);
+    ASSERT_EQ_U64(json_integer_value(json_object_get(a.usage, "prompt_tokens")),
+                  4); /* "What is a council?" */
+    ASSERT_EQ_U64(json_integer_value(json_object_get(a.usage, "total_tokens")),
+                  4 + a.content_chunks);
     ASSERT(json_equal(a.usage, usage));
 
     /* Without include_usage: no usage chunk, same content. */
@@ -541,11 +536,11 @@ TEST(fault_http_and_retry_after)
     ASSERT_EQ_INT(r.status, 503);
     j = json_loads(r.body, 0, NULL);
     ASSERT_NOT_NULL(j);
-    ASSERT(json_is_string(json_object_get(json_object_get(j, "error"),
-                                          "message")));
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(j, "error"), "type")),
-                  "server_error");
+    ASSERT(json_is_string(
+        json_object_get(json_object_get(j, "error"), "message")));
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_object_get(j, "error"), "type")),
+        "server_error");
     ASSERT_NULL(strstr(r.hdrs, "Retry-After"));
     json_decref(j);
     resp_free(&r);
@@ -657,7 +652,7 @@ TEST(fault_stall)
     resp_free(&r);
     chat(m, "s2", 1, &r);
     ASSERT_EQ_INT(r.status, 200);
-    ASSERT(r.ttfb_s < 0.3);  /* the headers and first chunks come at once */
+    ASSERT(r.ttfb_s < 0.3); /* the headers and first chunks come at once */
     ASSERT(r.total_s >= 0.3);
     sse_parse(r.body, &s);
     ASSERT(s.done_last);
@@ -729,8 +724,9 @@ TEST(bad_fault_specs_and_listen)
         {"always:malformed,", 18, "empty parameter"},
     };
     static const char *bad_listen[] = {
-        "localhost:0", "127.0.0.1", "127.0.0.1:99999", "1.2.3:80",
-        "127.0.0.1:x", "[::1:0", ":80",
+        "localhost:0", "127.0.0.1",   "127.0.0.1:99999",
+        "1.2.3:80",    "127.0.0.1:x", "[::1:0",
+        ":80",
     };
     council_mockllm_opts o;
     council_mockllm *m = NULL;
@@ -772,8 +768,7 @@ TEST(bad_fault_specs_and_listen)
     ASSERT_OK(council_mockllm_open(&o, &m, &d));
     council_mockllm_close(m);
     ASSERT_OK(council_mockllm_open(NULL, &m, NULL));
-    ASSERT(strncmp(council_mockllm_base_url(m), "http://127.0.0.1:", 17) ==
-           0);
+    ASSERT(strncmp(council_mockllm_base_url(m), "http://127.0.0.1:", 17) == 0);
     council_mockllm_close(m);
     council_mockllm_close(NULL);
 }
@@ -1070,8 +1065,8 @@ TEST(close_with_streams_in_flight)
 TEST_T(cli_serves_and_stops_on_sigterm, 30)
 {
     const char *bin = getenv("COUNCIL_BIN");
-    char *argv[] = {"council", "mock-llm", "--listen", "127.0.0.1:0",
-                    "--seed", "5", "--latency", "10ms", NULL};
+    char *argv[] = {"council", "mock-llm",  "--listen", "127.0.0.1:0", "--seed",
+                    "5",       "--latency", "10ms",     NULL};
     char *bad[] = {"council", "mock-llm", "--latency", "soon", NULL};
     char line[256] = {0};
     posix_spawn_file_actions_t fa;

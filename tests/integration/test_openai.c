@@ -18,35 +18,35 @@
 
 #define CANARY "sk-canary-5e1f0c2b9d7a"
 
-#define HEAD_SSE                                                            \
-    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"                 \
+#define HEAD_SSE                                                               \
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"                   \
     "Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
 
-#define CHUNK(content)                                                      \
-    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","     \
-    "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"      \
+#define CHUNK(content)                                                         \
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","       \
+    "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"        \
     "\"" content "\"},\"finish_reason\":null}]}\n\n"
 
-#define ROLE_CHUNK                                                          \
-    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","     \
-    "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","           \
+#define ROLE_CHUNK                                                             \
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","       \
+    "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","             \
     "\"content\":\"\"},\"finish_reason\":null}]}\n\n"
 
-#define STOP_CHUNK                                                          \
-    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","     \
-    "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}"   \
+#define STOP_CHUNK                                                             \
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","       \
+    "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}"     \
     "\n\n"
 
-#define USAGE_CHUNK                                                         \
-    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","     \
-    "\"choices\":[],\"usage\":{\"prompt_tokens\":12,"                        \
+#define USAGE_CHUNK                                                            \
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","       \
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":12,"                          \
     "\"completion_tokens\":3,\"total_tokens\":15,\"cost\":0.00042}}\n\n"
 
 #define DONE "data: [DONE]\n\n"
 
-#define NORMAL                                                              \
-    HEAD_SSE ROLE_CHUNK CHUNK("Hello") CHUNK(", world") STOP_CHUNK           \
-        USAGE_CHUNK DONE
+#define NORMAL                                                                 \
+    HEAD_SSE ROLE_CHUNK CHUNK("Hello") CHUNK(", world")                        \
+        STOP_CHUNK USAGE_CHUNK DONE
 
 typedef struct got {
     int n_done;
@@ -292,20 +292,19 @@ TEST(normal_stream_and_request)
     body = strstr(req, "\r\n\r\n") + 4;
     j = json_loads(body, 0, NULL);
     ASSERT_NOT_NULL(j);
-    ASSERT_STR_EQ(json_string_value(json_object_get(j, "model")),
-                  "gpt-test");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "model")), "gpt-test");
     ASSERT(json_is_true(json_object_get(j, "stream")));
-    ASSERT(json_is_true(json_object_get(
-        json_object_get(j, "stream_options"), "include_usage")));
+    ASSERT(json_is_true(json_object_get(json_object_get(j, "stream_options"),
+                                        "include_usage")));
     ASSERT_EQ_INT(json_integer_value(json_object_get(j, "max_tokens")), 50);
     m = json_object_get(j, "messages");
     ASSERT_EQ_INT(json_array_size(m), 2);
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(m, 0),
-                                                    "role")),
-                  "system");
-    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(m, 1),
-                                                    "content")),
-                  "Say hello.");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(m, 0), "role")),
+        "system");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_array_get(m, 1), "content")),
+        "Say hello.");
     ASSERT_EQ_INT(json_object_size(j), 5);
     json_decref(j);
     free(req);
@@ -360,9 +359,9 @@ TEST_T(split_utf8_reassembled, 30)
     env e;
     got g = {0};
     /* Raw multi-byte UTF-8 and \u escapes (a surrogate pair too). */
-    const char *reply = HEAD_SSE CHUNK("h\xC3\xA9llo ") CHUNK(
-        "\xE4\xB8\x96\xE7\x95\x8C") CHUNK(" \\u4e16\\ud83d\\ude00") STOP_CHUNK
-        DONE;
+    const char *reply =
+        HEAD_SSE CHUNK("h\xC3\xA9llo ") CHUNK("\xE4\xB8\x96\xE7\x95\x8C")
+            CHUNK(" \\u4e16\\ud83d\\ude00") STOP_CHUNK DONE;
 
     env_open(&e);
     script_bytewise(e.srv, reply, RAWHTTP_CLOSE);
@@ -416,8 +415,8 @@ TEST(duplicated_done)
 {
     got g = {0};
 
-    one(HEAD_SSE CHUNK("A") CHUNK("B") DONE DONE CHUNK("C") DONE,
-        RAWHTTP_CLOSE, &g);
+    one(HEAD_SSE CHUNK("A") CHUNK("B") DONE DONE CHUNK("C") DONE, RAWHTTP_CLOSE,
+        &g);
     ASSERT_OK(g.err);
     ASSERT_STR_EQ(g.text, "AB");
     got_free(&g);
@@ -487,11 +486,12 @@ TEST(malformed_chunk_message_is_utf8)
     got g = {0};
     json_t *j;
 
-    one(HEAD_SSE "data: {\xff\xfe\xc3(\xe2\x82\n\n" DONE, RAWHTTP_CLOSE,
-        &g);
+    one(HEAD_SSE "data: {\xff\xfe\xc3(\xe2\x82\n\n" DONE, RAWHTTP_CLOSE, &g);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
     /* \xc3 before "(" is no sequence; \xe2\x82 is cut by the end. */
-    ASSERT_STR_EQ(g.msg, "malformed JSON chunk: {?" "?" "?( "
+    ASSERT_STR_EQ(g.msg, "malformed JSON chunk: {?"
+                         "?"
+                         "?( "
                          "(malformed stream; not retryable)");
     j = json_string(g.msg);
     ASSERT(j != NULL);
@@ -504,9 +504,9 @@ TEST(negative_usage_is_unknown)
 {
     got g = {0};
 
-    one(HEAD_SSE CHUNK("hi")
-        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-5,"
-        "\"completion_tokens\":-1,\"cost\":-2.5}}\n\n" DONE,
+    one(HEAD_SSE CHUNK(
+            "hi") "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-5,"
+                  "\"completion_tokens\":-1,\"cost\":-2.5}}\n\n" DONE,
         RAWHTTP_CLOSE, &g);
     ASSERT_OK(g.err);
     ASSERT_EQ_INT(g.usage.known, 0);
@@ -603,7 +603,7 @@ TEST(http_401_echoing_the_key_never_leaks_it)
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.status, 401);
     ASSERT_STR_CONTAINS(g.msg, "HTTP 401 (unauthorized; not retryable): "
-                                "Incorrect API key; you sent: ");
+                               "Incorrect API key; you sent: ");
     ASSERT_STR_CONTAINS(g.msg, "Authorization: Bearer ");
     ASSERT(strstr(g.msg, CANARY) == NULL);
     ASSERT(strstr(g.msg, "sk-canary") == NULL);
@@ -614,7 +614,7 @@ TEST(http_401_echoing_the_key_never_leaks_it)
     wait_done(&e, &g2);
     ASSERT_EQ_INT(g2.kind, COUNCIL__CALL_HTTP);
     ASSERT_STR_CONTAINS(g2.msg, "HTTP 401 (unauthorized; not retryable): "
-                                 "bad key: POST /v1/chat");
+                                "bad key: POST /v1/chat");
     ASSERT(strstr(g2.msg, "sk-canary") == NULL);
     env_close(&e);
     got_free(&g);
@@ -690,8 +690,8 @@ TEST(reset_after_k_chunks)
 }
 
 static void
-timeout_case(const rawhttp_step *st, size_t n, int end,
-             council__chat_req *req, got *g)
+timeout_case(const rawhttp_step *st, size_t n, int end, council__chat_req *req,
+             got *g)
 {
     env e;
 
@@ -728,8 +728,7 @@ TEST(idle_timeout)
 {
     got g = {0};
     council__chat_req req = req_default();
-    rawhttp_step st[] = {{HEAD_SSE CHUNK("a"), 0, 0},
-                         {CHUNK("b"), 0, 100000}};
+    rawhttp_step st[] = {{HEAD_SSE CHUNK("a"), 0, 0}, {CHUNK("b"), 0, 100000}};
 
     req.idle_timeout_ms = 200;
     timeout_case(st, 2, RAWHTTP_STALL, &req, &g);
@@ -810,8 +809,9 @@ TEST(cancel_inside_on_delta)
     got g = {0};
 
     env_open(&e);
-    rawhttp_reply(e.srv, HEAD_SSE CHUNK("first") CHUNK("second")
-                             CHUNK("third") STOP_CHUNK DONE,
+    rawhttp_reply(e.srv,
+                  HEAD_SSE CHUNK("first") CHUNK("second") CHUNK("third")
+                      STOP_CHUNK DONE,
                   RAWHTTP_CLOSE);
     g.cancel_in_delta = 1;
     start(&e, &g);
@@ -966,8 +966,8 @@ TEST(keepalive_comments_skipped)
 {
     got g = {0};
 
-    one(HEAD_SSE ": keep-alive\n\n: OPENROUTER PROCESSING\n\n" CHUNK("x")
-            ": keep-alive\r\n\r\n" CHUNK("y") STOP_CHUNK DONE,
+    one(HEAD_SSE ": keep-alive\n\n: OPENROUTER PROCESSING\n\n" CHUNK(
+            "x") ": keep-alive\r\n\r\n" CHUNK("y") STOP_CHUNK DONE,
         RAWHTTP_CLOSE, &g);
     ASSERT_OK(g.err);
     ASSERT_STR_EQ(g.text, "xy");
@@ -1018,13 +1018,10 @@ TEST_T(fifty_concurrent_calls, 30)
 TEST(errkind_names)
 {
     ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_OK), "ok");
-    ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_CONNECT),
-                  "connect");
-    ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_TIMEOUT),
-                  "timeout");
+    ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_CONNECT), "connect");
+    ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_TIMEOUT), "timeout");
     ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_HTTP), "http");
-    ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_STREAM),
-                  "stream");
+    ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_STREAM), "stream");
     ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_PROVIDER),
                   "provider");
     ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_CANCELLED),

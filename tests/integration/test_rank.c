@@ -66,8 +66,8 @@ k_final(void *state, const council_outcome *o)
     pthread_mutex_unlock(&k->mu);
 }
 
-static const council_recorder_ops keep_ops = {
-    COUNCIL_RECORDER_OPS_VERSION, k_init, k_event, k_final, NULL};
+static const council_recorder_ops keep_ops = {COUNCIL_RECORDER_OPS_VERSION,
+                                              k_init, k_event, k_final, NULL};
 
 static void
 keep_free(keep *k)
@@ -83,10 +83,8 @@ find(keep *k, const char *type, json_t **out, size_t max)
     size_t i, n = 0;
     json_t *e;
 
-    json_array_foreach(k->events, i, e)
-    {
-        if (strcmp(json_string_value(json_object_get(e, "type")), type) ==
-            0) {
+    json_array_foreach (k->events, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "type")), type) == 0) {
             if (n < max)
                 out[n] = e;
             n++;
@@ -101,7 +99,7 @@ check_seqs(keep *k)
     size_t i;
     json_t *e;
 
-    json_array_foreach(k->events, i, e)
+    json_array_foreach (k->events, i, e)
         ASSERT_EQ_INT(json_integer_value(json_object_get(e, "seq")), i + 1);
 }
 
@@ -213,8 +211,7 @@ TEST_T(three_stages_anonymized_reviews_and_result, 30)
         const char *key;
         json_t *v;
         ASSERT_EQ_U64(json_object_size(labels), 3);
-        json_object_foreach(labels, key, v)
-        {
+        json_object_foreach (labels, key, v) {
             ASSERT(strcmp(json_string_value(v), me) != 0);
             ASSERT(key[0] >= 'A' && key[0] <= 'C' && key[1] == '\0');
         }
@@ -238,8 +235,8 @@ TEST_T(three_stages_anonymized_reviews_and_result, 30)
     ASSERT(json_is_object(json_object_get(
         json_array_get(json_object_get(res, "reviews"), 0), "labels")));
     ASSERT_EQ_U64(json_array_size(json_object_get(res, "aggregate")), 4);
-    ASSERT(json_integer_value(json_object_get(
-               json_object_get(res, "usage"), "completion_tokens")) > 0);
+    ASSERT(json_integer_value(json_object_get(json_object_get(res, "usage"),
+                                              "completion_tokens")) > 0);
     ASSERT(json_is_true(
         json_object_get(json_object_get(res, "usage"), "complete")));
     json_decref(res);
@@ -321,12 +318,10 @@ TEST_T(failing_member_real_cause_and_quorum, 30)
     o = wait_for(run);
     ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
     ASSERT_EQ_U64(find(&k, "member_failed", ev, 8), 1);
-    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "member")),
-                  "dee");
+    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "member")), "dee");
     err = json_object_get(ev[0], "error");
     ASSERT_STR_EQ(json_string_value(json_object_get(err, "kind")), "http");
-    ASSERT_EQ_INT(json_integer_value(json_object_get(err, "http_status")),
-                  429);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(err, "http_status")), 429);
     ASSERT_STR_CONTAINS(json_string_value(json_object_get(err, "message")),
                         "HTTP 429");
     /* Three answers: each reviewer ranks the two others. */
@@ -344,8 +339,7 @@ TEST_T(failing_member_real_cause_and_quorum, 30)
 /* Garbage and stalls from a provider are typed member failures. */
 TEST_T(malformed_stream_and_stall_are_member_failures, 30)
 {
-    council_mockllm *m =
-        mock("model=bad-*:malformed,after=2", 0, 0);
+    council_mockllm *m = mock("model=bad-*:malformed,after=2", 0, 0);
     council_mockllm *s = mock("model=bad-*:stall=5s", 0, 0);
     council_def *d1 = council(m, 3, "20s", "mock-chair");
     council_def *d2 = council(s, 3, "500ms", "mock-chair");
@@ -363,12 +357,12 @@ TEST_T(malformed_stream_and_stall_are_member_failures, 30)
     ASSERT_EQ_INT(council_outcome_kind_of(wait_for(r2)), COUNCIL_OUTCOME_OK);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ASSERT_EQ_U64(find(&k1, "member_failed", ev, 8), 1);
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(ev[0], "error"), "kind")),
+    ASSERT_STR_EQ(json_string_value(
+                      json_object_get(json_object_get(ev[0], "error"), "kind")),
                   "stream");
     ASSERT_EQ_U64(find(&k2, "member_failed", ev, 8), 1);
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(ev[0], "error"), "kind")),
+    ASSERT_STR_EQ(json_string_value(
+                      json_object_get(json_object_get(ev[0], "error"), "kind")),
                   "timeout");
     /* The stalled member did not hold the run for its 5 s stall. */
     ASSERT(t1.tv_sec - t0.tv_sec < 4);
@@ -416,11 +410,10 @@ TEST_T(chairman_failure_is_named, 30)
     ASSERT_EQ_U64(find(&k, "synthesis_completed", ev, 4), 1);
     ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "fallback")),
                   "top_member");
-    ASSERT_STR_EQ(
-        json_string_value(json_object_get(ev[0], "member")),
-        json_string_value(json_object_get(
-            json_array_get(json_object_get(agg[0], "aggregate"), 0),
-            "member")));
+    ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "member")),
+                  json_string_value(json_object_get(
+                      json_array_get(json_object_get(agg[0], "aggregate"), 0),
+                      "member")));
     res = json_loads(council_outcome_result_json(o), 0, NULL);
     ASSERT_EQ_U64(json_array_size(json_object_get(res, "answers")), 4);
     ASSERT_STR_EQ(json_string_value(json_object_get(res, "answer")),
@@ -575,7 +568,7 @@ TEST(missing_api_key_is_named)
 
 typedef struct canceller {
     council_engine *eng;
-    const char *on_type;   /* cancel when this event type arrives */
+    const char *on_type; /* cancel when this event type arrives */
     int fired;
     int finals;
     int gap;
@@ -601,9 +594,8 @@ c_event(void *state, council_event *ev)
     if (council_event_seq(ev) != c->last + 1)
         c->gap = 1;
     c->last = council_event_seq(ev);
-    if (!c->fired &&
-        strcmp(council_event_type_name(council_event_type_of(ev)),
-               c->on_type) == 0) {
+    if (!c->fired && strcmp(council_event_type_name(council_event_type_of(ev)),
+                            c->on_type) == 0) {
         c->fired = 1;
         council_engine_cancel(c->eng, council_event_run_id(ev));
     }
@@ -619,8 +611,8 @@ c_final(void *state, const council_outcome *o)
     c->kind = council_outcome_kind_of(o);
 }
 
-static const council_recorder_ops cancel_ops = {
-    COUNCIL_RECORDER_OPS_VERSION, c_init, c_event, c_final, NULL};
+static const council_recorder_ops cancel_ops = {COUNCIL_RECORDER_OPS_VERSION,
+                                                c_init, c_event, c_final, NULL};
 
 TEST_T(cancel_at_each_stage, 60)
 {

@@ -16,23 +16,23 @@
 #include "runner.h"
 #include "strategy_fixture.h"
 
-#define HEAD_SSE                                                            \
-    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"                 \
+#define HEAD_SSE                                                               \
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"                   \
     "Connection: close\r\n\r\n"
-#define ROLE_CHUNK                                                          \
-    "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},"   \
+#define ROLE_CHUNK                                                             \
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},"     \
     "\"finish_reason\":null}]}\n\n"
-#define CHUNK(s)                                                            \
-    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" s "\"},"    \
+#define CHUNK(s)                                                               \
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" s "\"},"      \
     "\"finish_reason\":null}]}\n\n"
-#define STOP_CHUNK                                                          \
-    "data: {\"choices\":[{\"index\":0,\"delta\":{},"                         \
+#define STOP_CHUNK                                                             \
+    "data: {\"choices\":[{\"index\":0,\"delta\":{},"                           \
     "\"finish_reason\":\"stop\"}]}\n\n"
 #define NORMAL HEAD_SSE ROLE_CHUNK CHUNK("Hello") STOP_CHUNK "data: [DONE]\n\n"
 
-#define H503                                                                \
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n" \
-    "Connection: close\r\nContent-Length: 58\r\n\r\n"                        \
+#define H503                                                                   \
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"   \
+    "Connection: close\r\nContent-Length: 58\r\n\r\n"                          \
     "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}"
 
 typedef struct got {
@@ -233,12 +233,13 @@ TEST_T(http_429_retry_after_is_honoured, 20)
     got g = {0};
 
     env_open(&e);
-    rawhttp_reply_nth(e.srv, 1,
-                      "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
-                      "Content-Type: application/json\r\nConnection: close\r\n"
-                      "Content-Length: 50\r\n\r\n"
-                      "{\"error\":{\"message\":\"slow down\",\"type\":\"x\"}}  ",
-                      RAWHTTP_CLOSE);
+    rawhttp_reply_nth(
+        e.srv, 1,
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+        "Content-Type: application/json\r\nConnection: close\r\n"
+        "Content-Length: 50\r\n\r\n"
+        "{\"error\":{\"message\":\"slow down\",\"type\":\"x\"}}  ",
+        RAWHTTP_CLOSE);
     rawhttp_reply(e.srv, NORMAL, RAWHTTP_CLOSE);
     run_one(&e, &g, 1, 10); /* backoff <= 10 ms: Retry-After decides */
     ASSERT_OK(g.err);
@@ -255,13 +256,14 @@ TEST_T(http_401_is_never_retried, 20)
     got g = {0};
 
     env_open(&e);
-    rawhttp_reply(e.srv,
-                  "HTTP/1.1 401 Unauthorized\r\nContent-Type: "
-                  "application/json\r\nConnection: close\r\n"
-                  "Content-Length: 56\r\n\r\n"
-                  "{\"error\":{\"message\":\"bad key\",\"type\":\"auth_error\"}}"
-                  "    ",
-                  RAWHTTP_CLOSE);
+    rawhttp_reply(
+        e.srv,
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: "
+        "application/json\r\nConnection: close\r\n"
+        "Content-Length: 56\r\n\r\n"
+        "{\"error\":{\"message\":\"bad key\",\"type\":\"auth_error\"}}"
+        "    ",
+        RAWHTTP_CLOSE);
     run_one(&e, &g, 3, 10);
     ASSERT_EQ_INT(g.kind, COUNCIL__CALL_HTTP);
     ASSERT_EQ_INT(g.status, 401);

@@ -84,8 +84,7 @@ run_cli(const char *const *args)
         }
         usleep(1000);
     }
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status)
-                               : 128 + WTERMSIG(status);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r.out = slurp(out_path);
     r.err = slurp(err_path);
     return r;
@@ -189,7 +188,8 @@ TEST_T(schema_and_syntax_errors, 60)
     ASSERT_STR_EQ(r.out, "");
     snprintf(want, sizeof(want),
              "%s:4:32: unknown key \"modle\" in members[0] (did you mean "
-             "\"model\"?)\n", bad);
+             "\"model\"?)\n",
+             bad);
     if (strncmp(r.err, want, strlen(want)) != 0)
         FAIL("stderr starts with \"%s\": it is \"%s\"", want, r.err);
     /* The second file is checked too, and named with a position. */
@@ -225,7 +225,8 @@ TEST_T(env_unset_reported_at_key, 60)
     ASSERT_STR_EQ(r.out, "");
     snprintf(want, sizeof(want),
              "%s:5:18: providers.p.api_key_env: environment variable "
-             "COUNCIL_TEST_KEY_VAR is not set\n", path);
+             "COUNCIL_TEST_KEY_VAR is not set\n",
+             path);
     ASSERT_STR_EQ(r.err, want);
     free_result(&r);
 
@@ -353,8 +354,8 @@ TEST_T(examples_validate, 60)
     args[a] = NULL;
     r = run_cli(args);
     if (r.code != 0)
-        FAIL("council validate --no-env examples/*.yaml: exit %d\n%s",
-             r.code, r.err);
+        FAIL("council validate --no-env examples/*.yaml: exit %d\n%s", r.code,
+             r.err);
     for (i = 0; i < n; i++) {
         char want[PATH_MAX * 2 + 8];
 

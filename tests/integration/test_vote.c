@@ -50,8 +50,7 @@ TEST_T(anonymized_ballots_and_plurality, 30)
         int found = 0;
         ASSERT_STR_EQ(str(ev[i], "stage"), "vote");
         ASSERT_EQ_U64(json_object_size(labels), 3);
-        json_object_foreach(labels, key, v)
-        {
+        json_object_foreach (labels, key, v) {
             ASSERT(strcmp(json_string_value(v), me) != 0);
             ASSERT(key[0] >= 'A' && key[0] <= 'C' && key[1] == '\0');
             if (strcmp(json_string_value(v), str(ev[i], "vote")) == 0)
@@ -65,7 +64,7 @@ TEST_T(anonymized_ballots_and_plurality, 30)
     ASSERT_STR_EQ(str(ev[0], "stage"), "vote");
     ASSERT_STR_EQ(str(ev[0], "winner"), longest(&k));
     ASSERT_EQ_U64(json_array_size(json_object_get(ev[0], "tie")), 0);
-    json_object_foreach(json_object_get(ev[0], "votes"), key, v)
+    json_object_foreach (json_object_get(ev[0], "votes"), key, v)
         total += json_integer_value(v);
     ASSERT_EQ_INT(total, 4);
     ASSERT_EQ_INT(json_integer_value(json_object_get(
@@ -88,11 +87,11 @@ TEST_T(anonymized_ballots_and_plurality, 30)
 TEST_T(tie_broken_by_chairman, 30)
 {
     council_mockllm *m = mock(NULL, 0);
-    council_def *def = council(
-        m, "vote",
-        "  - { name: ann, provider: mock, model: mock-a }\n"
-        "  - { name: bob, provider: mock, model: mock-b }\n",
-        CHAIR, "quorum: 2");
+    council_def *def =
+        council(m, "vote",
+                "  - { name: ann, provider: mock, model: mock-a }\n"
+                "  - { name: bob, provider: mock, model: mock-b }\n",
+                CHAIR, "quorum: 2");
     council_engine *eng = NULL;
     keep k = {0};
     council_run *run;

@@ -15,8 +15,8 @@
 typedef struct rawhttp rawhttp;
 
 typedef struct rawhttp_step {
-    const char *data; /* NULL: echo the request's header block, JSON-escaped */
-    size_t len;       /* 0 with data: strlen(data) */
+    const char *data;  /* NULL: echo the request's header block, JSON-escaped */
+    size_t len;        /* 0 with data: strlen(data) */
     unsigned delay_us; /* wait before writing this step */
 } rawhttp_step;
 
@@ -29,8 +29,7 @@ enum rawhttp_end {
 rawhttp *rawhttp_start(void);
 int rawhttp_port(const rawhttp *s);
 /* The response for every later connection; steps are copied. */
-void rawhttp_script(rawhttp *s, const rawhttp_step *steps, size_t n,
-                    int end);
+void rawhttp_script(rawhttp *s, const rawhttp_step *steps, size_t n, int end);
 /* The same with one step holding the whole response. */
 void rawhttp_reply(rawhttp *s, const char *response, int end);
 /* The response for the nth request read whole (1-based) instead of the

@@ -37,87 +37,87 @@ const char *runner_tmpdir(void);
  * descriptors open on purpose, e.g. a process-wide log file). */
 void runner_allow_fd_growth(void);
 
-#define TEST_T(name, secs)                                                  \
-    static void test_##name(void);                                          \
-    __attribute__((constructor)) static void reg_##name(void)               \
-    {                                                                       \
-        runner__register(#name, test_##name, secs);                         \
-    }                                                                       \
+#define TEST_T(name, secs)                                                     \
+    static void test_##name(void);                                             \
+    __attribute__((constructor)) static void reg_##name(void)                  \
+    {                                                                          \
+        runner__register(#name, test_##name, secs);                            \
+    }                                                                          \
     static void test_##name(void)
 
 #define TEST(name) TEST_T(name, 10)
 
 #define FAIL(...) runner__fail(__FILE__, __LINE__, __VA_ARGS__)
 
-#define ASSERT(cond)                                                        \
-    do {                                                                    \
-        if (!(cond))                                                        \
-            FAIL("assertion failed: %s", #cond);                            \
+#define ASSERT(cond)                                                           \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            FAIL("assertion failed: %s", #cond);                               \
     } while (0)
 
-#define ASSERT_EQ_INT(a, b)                                                 \
-    do {                                                                    \
-        long long a_ = (long long)(a), b_ = (long long)(b);                 \
-        if (a_ != b_)                                                       \
-            FAIL("%s == %s: %lld != %lld", #a, #b, a_, b_);                 \
+#define ASSERT_EQ_INT(a, b)                                                    \
+    do {                                                                       \
+        long long a_ = (long long)(a), b_ = (long long)(b);                    \
+        if (a_ != b_)                                                          \
+            FAIL("%s == %s: %lld != %lld", #a, #b, a_, b_);                    \
     } while (0)
 
-#define ASSERT_NE_INT(a, b)                                                 \
-    do {                                                                    \
-        long long a_ = (long long)(a), b_ = (long long)(b);                 \
-        if (a_ == b_)                                                       \
-            FAIL("%s != %s: both %lld", #a, #b, a_);                        \
+#define ASSERT_NE_INT(a, b)                                                    \
+    do {                                                                       \
+        long long a_ = (long long)(a), b_ = (long long)(b);                    \
+        if (a_ == b_)                                                          \
+            FAIL("%s != %s: both %lld", #a, #b, a_);                           \
     } while (0)
 
-#define ASSERT_EQ_U64(a, b)                                                 \
-    do {                                                                    \
-        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                    \
-        if (a_ != b_)                                                       \
-            FAIL("%s == %s: %" PRIu64 " != %" PRIu64, #a, #b, a_, b_);      \
+#define ASSERT_EQ_U64(a, b)                                                    \
+    do {                                                                       \
+        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                       \
+        if (a_ != b_)                                                          \
+            FAIL("%s == %s: %" PRIu64 " != %" PRIu64, #a, #b, a_, b_);         \
     } while (0)
 
-#define ASSERT_LE_U64(a, b)                                                 \
-    do {                                                                    \
-        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                    \
-        if (!(a_ <= b_))                                                    \
-            FAIL("%s <= %s: %" PRIu64 " > %" PRIu64, #a, #b, a_, b_);       \
+#define ASSERT_LE_U64(a, b)                                                    \
+    do {                                                                       \
+        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                       \
+        if (!(a_ <= b_))                                                       \
+            FAIL("%s <= %s: %" PRIu64 " > %" PRIu64, #a, #b, a_, b_);          \
     } while (0)
 
-#define ASSERT_STR_EQ(a, b)                                                 \
-    do {                                                                    \
-        const char *a_ = (a), *b_ = (b);                                    \
-        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                \
-            FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b,                      \
-                 a_ ? a_ : "(null)", b_ ? b_ : "(null)");                   \
+#define ASSERT_STR_EQ(a, b)                                                    \
+    do {                                                                       \
+        const char *a_ = (a), *b_ = (b);                                       \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                   \
+            FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, a_ ? a_ : "(null)",     \
+                 b_ ? b_ : "(null)");                                          \
     } while (0)
 
-#define ASSERT_STR_CONTAINS(hay, needle)                                    \
-    do {                                                                    \
-        const char *h_ = (hay), *n_ = (needle);                             \
-        if (h_ == NULL || strstr(h_, n_) == NULL)                           \
-            FAIL("%s contains \"%s\": it is \"%s\"", #hay, n_,              \
-                 h_ ? h_ : "(null)");                                       \
+#define ASSERT_STR_CONTAINS(hay, needle)                                       \
+    do {                                                                       \
+        const char *h_ = (hay), *n_ = (needle);                                \
+        if (h_ == NULL || strstr(h_, n_) == NULL)                              \
+            FAIL("%s contains \"%s\": it is \"%s\"", #hay, n_,                 \
+                 h_ ? h_ : "(null)");                                          \
     } while (0)
 
-#define ASSERT_NULL(p)                                                      \
-    do {                                                                    \
-        if ((p) != NULL)                                                    \
-            FAIL("%s is not NULL", #p);                                     \
+#define ASSERT_NULL(p)                                                         \
+    do {                                                                       \
+        if ((p) != NULL)                                                       \
+            FAIL("%s is not NULL", #p);                                        \
     } while (0)
 
-#define ASSERT_NOT_NULL(p)                                                  \
-    do {                                                                    \
-        if ((p) == NULL)                                                    \
-            FAIL("%s is NULL", #p);                                         \
+#define ASSERT_NOT_NULL(p)                                                     \
+    do {                                                                       \
+        if ((p) == NULL)                                                       \
+            FAIL("%s is NULL", #p);                                            \
     } while (0)
 
 /* council_err results print their name too. */
-#define ASSERT_OK(expr)                                                     \
-    do {                                                                    \
-        int e_ = (int)(expr);                                               \
-        if (e_ != 0)                                                        \
-            FAIL("%s: error %d (%s)", #expr, e_,                            \
-                 council_strerror((council_err)e_));                        \
+#define ASSERT_OK(expr)                                                        \
+    do {                                                                       \
+        int e_ = (int)(expr);                                                  \
+        if (e_ != 0)                                                           \
+            FAIL("%s: error %d (%s)", #expr, e_,                               \
+                 council_strerror((council_err)e_));                           \
     } while (0)
 
 #endif

@@ -22,8 +22,8 @@
 #include "core/script_host.h"
 #include "runner.h"
 
-static atomic_long counter;     /* allocations so far */
-static atomic_long fail_at;     /* 0 = never */
+static atomic_long counter; /* allocations so far */
+static atomic_long fail_at; /* 0 = never */
 static atomic_int persistent;
 static atomic_long failures;
 
@@ -60,7 +60,8 @@ t_calloc(size_t c, size_t n)
     return should_fail() ? NULL : calloc(c, n);
 }
 
-/* ---- the recorder ---------------------------------------------------------- */
+/* ---- the recorder ----------------------------------------------------------
+ */
 
 typedef struct hist {
     int inits, finals;
@@ -103,16 +104,26 @@ h_final(void *state, const council_outcome *o)
     h->finals++;
 }
 
-static const council_recorder_ops h_ops = {COUNCIL_RECORDER_OPS_VERSION,
-                                           h_init, h_event, h_final, NULL};
+static const council_recorder_ops h_ops = {COUNCIL_RECORDER_OPS_VERSION, h_init,
+                                           h_event, h_final, NULL};
 
-#define D(t) {COUNCIL_EV_MEMBER_DELTA, "answer", "m", t, NULL, 0}
+#define D(t)                                                                   \
+    {                                                                          \
+        COUNCIL_EV_MEMBER_DELTA, "answer", "m", t, NULL, 0                     \
+    }
 static const council__script_step steps[] = {
     {COUNCIL_EV_RUN_STARTED, NULL, NULL, NULL, "{\"council\":\"c\"}", 0},
-    D("a"), D("b"), D("c"), D("d"), D("e"), D("f"), D("g"), D("h"), D("i"),
+    D("a"),
+    D("b"),
+    D("c"),
+    D("d"),
+    D("e"),
+    D("f"),
+    D("g"),
+    D("h"),
+    D("i"),
     D("j"),
-    {COUNCIL_EV_RUN_COMPLETED, NULL, NULL, NULL, "{\"result\":{\"x\":1}}",
-     0}};
+    {COUNCIL_EV_RUN_COMPLETED, NULL, NULL, NULL, "{\"result\":{\"x\":1}}", 0}};
 
 /* One pass of the scenario.  Returns the allocations it made. */
 static long

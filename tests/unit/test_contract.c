@@ -20,11 +20,11 @@
 
 typedef struct trec {
     /* configuration */
-    int refuse;              /* init refuses */
-    int fail_events;         /* handle_event returns -1 */
-    int sleep_first_ms;      /* sleep in the first handle_event */
-    int cancel_on_seq;       /* call council_engine_cancel at this seq */
-    int wait_on_seq;         /* call council_run_wait from handle_event */
+    int refuse;         /* init refuses */
+    int fail_events;    /* handle_event returns -1 */
+    int sleep_first_ms; /* sleep in the first handle_event */
+    int cancel_on_seq;  /* call council_engine_cancel at this seq */
+    int wait_on_seq;    /* call council_run_wait from handle_event */
     council_engine *eng;
     council_run *wait_run;
     /* history */
@@ -68,8 +68,7 @@ leave(trec *t)
 }
 
 static int
-t_init(const char *run_id, void *args, void **state, char *why,
-       size_t why_size)
+t_init(const char *run_id, void *args, void **state, char *why, size_t why_size)
 {
     trec *t = args;
 
@@ -105,8 +104,7 @@ t_event(void *state, council_event *ev)
     if (t->cancel_on_seq > 0 &&
         council_event_seq(ev) == (uint64_t)t->cancel_on_seq)
         council_engine_cancel(t->eng, council_event_run_id(ev));
-    if (t->wait_on_seq > 0 &&
-        council_event_seq(ev) == (uint64_t)t->wait_on_seq)
+    if (t->wait_on_seq > 0 && council_event_seq(ev) == (uint64_t)t->wait_on_seq)
         t->wait_rc = council_run_wait(t->wait_run, 0, NULL);
     if (t->fail_events)
         rc = -1;
@@ -161,19 +159,28 @@ check_history(const trec *t, size_t expect_events)
 
 /* ---- scripts ---------------------------------------------------------- */
 
-#define STARTED                                                              \
-    {COUNCIL_EV_RUN_STARTED, NULL, NULL, NULL, "{\"council\":\"test\"}", 0}
-#define DELTA(m, txt) {COUNCIL_EV_MEMBER_DELTA, "answer", m, txt, NULL, 0}
-#define COMPLETED                                                            \
-    {COUNCIL_EV_RUN_COMPLETED, NULL, NULL, NULL,                             \
-     "{\"result\":{\"answer\":\"blue\"}}", 0}
-#define FAILED(kind)                                                         \
-    {COUNCIL_EV_RUN_FAILED, NULL, NULL, NULL,                                \
-     "{\"errors\":[{\"kind\":\"" kind "\",\"message\":\"m\"}]}", 0}
+#define STARTED                                                                \
+    {                                                                          \
+        COUNCIL_EV_RUN_STARTED, NULL, NULL, NULL, "{\"council\":\"test\"}", 0  \
+    }
+#define DELTA(m, txt)                                                          \
+    {                                                                          \
+        COUNCIL_EV_MEMBER_DELTA, "answer", m, txt, NULL, 0                     \
+    }
+#define COMPLETED                                                              \
+    {                                                                          \
+        COUNCIL_EV_RUN_COMPLETED, NULL, NULL, NULL,                            \
+            "{\"result\":{\"answer\":\"blue\"}}", 0                            \
+    }
+#define FAILED(kind)                                                           \
+    {                                                                          \
+        COUNCIL_EV_RUN_FAILED, NULL, NULL, NULL,                               \
+            "{\"errors\":[{\"kind\":\"" kind "\",\"message\":\"m\"}]}", 0      \
+    }
 
-static const council__script_step ok_steps[] = {
-    STARTED, DELTA("a", "The "), DELTA("b", "sky "), DELTA("a", "is"),
-    COMPLETED};
+static const council__script_step ok_steps[] = {STARTED, DELTA("a", "The "),
+                                                DELTA("b", "sky "),
+                                                DELTA("a", "is"), COMPLETED};
 
 static council_engine *
 open_engine(void)
@@ -323,13 +330,13 @@ TEST_T(seq_contiguous_in_order_to_eight_recorders, 30)
 TEST(finalize_once_with_each_outcome)
 {
     static const council__script_step cancelled[] = {
-        STARTED, {COUNCIL_EV_RUN_FAILED, NULL, NULL, NULL,
-                  "{\"errors\":[{\"kind\":\"timeout\",\"message\":\"x\"},"
-                  "{\"kind\":\"cancelled\",\"message\":\"y\"}]}",
-                  0}};
+        STARTED,
+        {COUNCIL_EV_RUN_FAILED, NULL, NULL, NULL,
+         "{\"errors\":[{\"kind\":\"timeout\",\"message\":\"x\"},"
+         "{\"kind\":\"cancelled\",\"message\":\"y\"}]}",
+         0}};
     static const council__script_step failed[] = {STARTED, FAILED("quorum")};
-    static const council__script_step crashed[] = {STARTED,
-                                                   DELTA("a", "half")};
+    static const council__script_step crashed[] = {STARTED, DELTA("a", "half")};
     struct {
         const council__script_step *steps;
         size_t n;
@@ -623,8 +630,7 @@ TEST(run_id_in_use_is_refused)
     ASSERT_EQ_INT(start(eng, &s, tb, 1, "same", &r2, &diag), COUNCIL_EEXIST);
     ASSERT_STR_CONTAINS(diag.msg, "already in use");
     ASSERT_EQ_INT(atomic_load(&b.inits), 0);
-    ASSERT_EQ_INT(start(eng, &s, tb, 1, "bad/id", &r2, &diag),
-                  COUNCIL_EINVAL);
+    ASSERT_EQ_INT(start(eng, &s, tb, 1, "bad/id", &r2, &diag), COUNCIL_EINVAL);
     council_run_cancel(r1);
     wait_run(r1);
     council_run_release(r1);
@@ -741,8 +747,8 @@ TEST(subscribe_follows_until_end)
     tsub ts = {0};
 
     ASSERT_OK(start(eng, &s, NULL, 0, "followed", &run, NULL));
-    ASSERT_OK(council_run_subscribe(eng, "followed", s_event, s_end, &ts,
-                                    &sub));
+    ASSERT_OK(
+        council_run_subscribe(eng, "followed", s_event, s_end, &ts, &sub));
     wait_run(run);
     council_unsubscribe(sub); /* after the end: only frees */
     ASSERT_EQ_INT(atomic_load(&ts.ends), 1);
@@ -752,9 +758,9 @@ TEST(subscribe_follows_until_end)
     /* Subscribed before the delayed step: saw at least the last three. */
     ASSERT(atomic_load(&ts.events) >= 3);
     ASSERT_EQ_U64(ts.last_seq, 4);
-    ASSERT_EQ_INT(council_run_subscribe(eng, "followed", s_event, s_end, &ts,
-                                        &sub),
-                  COUNCIL_ENOTFOUND);
+    ASSERT_EQ_INT(
+        council_run_subscribe(eng, "followed", s_event, s_end, &ts, &sub),
+        COUNCIL_ENOTFOUND);
     council_run_release(run);
     council_engine_close(eng);
 }

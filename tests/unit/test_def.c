@@ -104,8 +104,7 @@ load(const char *text, council_def **def, council_diag *d)
 
 /* Load text, expect failure rc with exactly this position and message. */
 static void
-expect_err(const char *text, council_err rc, int line, int col,
-           const char *msg)
+expect_err(const char *text, council_err rc, int line, int col, const char *msg)
 {
     council_def *def = (council_def *)&def; /* must come back NULL */
     council_diag d;
@@ -139,8 +138,7 @@ TEST(full_example_yaml)
     ASSERT_EQ_INT(def->providers[1].max_parallel, 0);
     /* anthropic's base_url has a default. */
     ASSERT_EQ_INT(def->providers[2].kind, COUNCIL__PROVIDER_ANTHROPIC);
-    ASSERT_STR_EQ(def->providers[2].base_url,
-                  "https://api.anthropic.com/v1");
+    ASSERT_STR_EQ(def->providers[2].base_url, "https://api.anthropic.com/v1");
     ASSERT_EQ_INT(council_def_member_count(def), 3);
     ASSERT_STR_EQ(council_def_member_name(def, 0), "analyst");
     ASSERT_STR_EQ(council_def_member_name(def, 2), "local");
@@ -197,10 +195,10 @@ TEST(defaults)
     council_def_free(def);
 }
 
-#define STRAT_DOC(s)                                                        \
-    "name: s\nstrategy: " s "\n"                                            \
-    "providers: { p: { kind: openai, base_url: 'http://h' } }\n"            \
-    "members: [ { name: a, provider: p, model: m } ]\n"                     \
+#define STRAT_DOC(s)                                                           \
+    "name: s\nstrategy: " s "\n"                                               \
+    "providers: { p: { kind: openai, base_url: 'http://h' } }\n"               \
+    "members: [ { name: a, provider: p, model: m } ]\n"                        \
     "chairman: { provider: p, model: m }\n"
 
 TEST(debate_and_vote_load)
@@ -219,20 +217,20 @@ TEST(debate_and_vote_load)
 
 /* A valid council whose line 7 (the second member) is filled in by each
  * case; the other lines stay valid. */
-#define HEAD                                                                \
-    "name: t\n"                                                             \
-    "providers:\n"                                                          \
-    "  openai: { kind: openai, base_url: 'http://h/v1' }\n"                 \
-    "  local: { kind: openai, base_url: 'http://l/v1' }\n"                  \
-    "members:\n"                                                            \
+#define HEAD                                                                   \
+    "name: t\n"                                                                \
+    "providers:\n"                                                             \
+    "  openai: { kind: openai, base_url: 'http://h/v1' }\n"                    \
+    "  local: { kind: openai, base_url: 'http://l/v1' }\n"                     \
+    "members:\n"                                                               \
     "  - { name: a, provider: openai, model: m }\n"
 #define TAIL "chairman: { provider: openai, model: m }\n"
 
 TEST(schema_errors_positions)
 {
     /* members[1].model is a mapping: points at its '{'. */
-    expect_err(HEAD "  - { name: b, provider: openai, model: { x: 1 } }\n"
-               TAIL, COUNCIL_EINVAL, 7, 41,
+    expect_err(HEAD "  - { name: b, provider: openai, model: { x: 1 } }\n" TAIL,
+               COUNCIL_EINVAL, 7, 41,
                "members[1].model: expected a string, got a mapping");
     /* A misspelt key, with a suggestion. */
     expect_err(HEAD "  - { name: b, provider: openai, modle: m }\n" TAIL,
@@ -255,9 +253,8 @@ TEST(schema_errors_positions)
                "members[1].name: invalid name \"b c\" (expected 1 to 64 of "
                "A-Z a-z 0-9 _ . -)");
     /* A missing required key, at the member's mapping. */
-    expect_err(HEAD "  - { name: b, provider: local }\n" TAIL,
-               COUNCIL_EINVAL, 7, 5,
-               "members[1]: missing required key \"model\"");
+    expect_err(HEAD "  - { name: b, provider: local }\n" TAIL, COUNCIL_EINVAL,
+               7, 5, "members[1]: missing required key \"model\"");
     /* A member that is not a mapping. */
     expect_err(HEAD "  - just a string\n" TAIL, COUNCIL_EINVAL, 7, 5,
                "members[1]: expected a mapping, got a scalar");
@@ -289,19 +286,18 @@ TEST(top_level_errors)
                "'http://h' } }\nmembers: []\nchairman: {}\n",
                COUNCIL_EINVAL, 3, 10,
                "members: expected 1 to 26 members, got 0");
-    expect_err(HEAD "chairman: { provider: openai }\n", COUNCIL_EINVAL, 7,
-               11, "chairman: missing required key \"model\"");
+    expect_err(HEAD "chairman: { provider: openai }\n", COUNCIL_EINVAL, 7, 11,
+               "chairman: missing required key \"model\"");
     expect_err(HEAD "chairman: { provider: openai, model: m, name: x }\n",
-               COUNCIL_EINVAL, 7, 41,
-               "unknown key \"name\" in chairman");
+               COUNCIL_EINVAL, 7, 41, "unknown key \"name\" in chairman");
     expect_err(HEAD TAIL "x: &a 1\ny: *a\n", COUNCIL_EINVAL, 9, 4,
                "aliases (*name) are not supported; write the value out");
 }
 
 /* Providers on line 3 (and 4), then valid members and chairman. */
-#define P(lines)                                                            \
-    "name: t\nproviders:\n" lines                                           \
-    "members: [ { name: a, provider: p, model: m } ]\n"                     \
+#define P(lines)                                                               \
+    "name: t\nproviders:\n" lines                                              \
+    "members: [ { name: a, provider: p, model: m } ]\n"                        \
     "chairman: { provider: p, model: m }\n"
 
 TEST(provider_errors)
@@ -314,8 +310,8 @@ TEST(provider_errors)
                "openai has no default)");
     expect_err(P("  p: { base_url: 'http://h' }\n"), COUNCIL_EINVAL, 3, 6,
                "providers.p: missing required key \"kind\"");
-    expect_err(P("  p: { kind: openai, base_url: ftp://x }\n"),
-               COUNCIL_EINVAL, 3, 32,
+    expect_err(P("  p: { kind: openai, base_url: ftp://x }\n"), COUNCIL_EINVAL,
+               3, 32,
                "providers.p.base_url: expected a URL starting with http:// "
                "or https://, got \"ftp://x\"");
     expect_err(P("  p: { kind: openai, base_url: 'https:///' }\n"),
@@ -323,11 +319,13 @@ TEST(provider_errors)
                "providers.p.base_url: expected a URL with a host, got "
                "\"https:///\"");
     expect_err(P("  p: { kind: openai, base_url: 'http://h', "
-                 "max_parallel: -1 }\n"), COUNCIL_EINVAL, 3, 58,
+                 "max_parallel: -1 }\n"),
+               COUNCIL_EINVAL, 3, 58,
                "providers.p.max_parallel: expected an integer from 0 to "
                "1000000, got -1");
     expect_err(P("  p: { kind: openai, base_url: 'http://h', "
-                 "max_parallel: '4' }\n"), COUNCIL_EINVAL, 3, 58,
+                 "max_parallel: '4' }\n"),
+               COUNCIL_EINVAL, 3, 58,
                "providers.p.max_parallel: expected an integer, got the "
                "string \"4\"");
     expect_err(P("  p: { kind: anthropic, bse_url: 'http://h' }\n"),
@@ -352,17 +350,17 @@ TEST(limits_errors)
                "limits.quorum: expected an integer from 1 to 1, got 2");
     expect_err(HEAD TAIL "limits: { retries: 11 }\n", COUNCIL_EINVAL, 8, 20,
                "limits.retries: expected an integer from 0 to 10, got 11");
-    expect_err(HEAD TAIL "limits: { max_tokens: 0 }\n", COUNCIL_EINVAL, 8,
-               23, "limits.max_tokens: expected an integer from 1 to "
+    expect_err(HEAD TAIL "limits: { max_tokens: 0 }\n", COUNCIL_EINVAL, 8, 23,
+               "limits.max_tokens: expected an integer from 1 to "
                "1000000, got 0");
-    expect_err(HEAD TAIL "limits: { max_tokens: 1.5 }\n", COUNCIL_EINVAL, 8,
-               23, "limits.max_tokens: expected an integer, got \"1.5\"");
+    expect_err(HEAD TAIL "limits: { max_tokens: 1.5 }\n", COUNCIL_EINVAL, 8, 23,
+               "limits.max_tokens: expected an integer, got \"1.5\"");
     expect_err(HEAD TAIL "limits: { retries: 99999999999999999999 }\n",
                COUNCIL_EINVAL, 8, 20,
                "limits.retries: expected an integer from 0 to 10, got "
                "99999999999999999999");
-    expect_err(HEAD TAIL "limits: { member_timeout: 5 min }\n",
-               COUNCIL_EINVAL, 8, 27,
+    expect_err(HEAD TAIL "limits: { member_timeout: 5 min }\n", COUNCIL_EINVAL,
+               8, 27,
                "limits.member_timeout: expected a duration (e.g. 250ms, 3s, "
                "5m, 1h, or a number of ms), got \"5 min\"");
     expect_err(HEAD TAIL "limits: { deadline: 0s }\n", COUNCIL_EINVAL, 8, 21,
@@ -408,7 +406,8 @@ TEST(strategy_limits_and_fallback)
     ASSERT_STR_EQ(def->chair_fallback[1].system, "S");
     council_def_free(def);
     ASSERT_OK(load(HEAD TAIL "limits: { synthesis_reserve: 35%, "
-                             "convergence: 1 }\n", &def, &d));
+                             "convergence: 1 }\n",
+                   &def, &d));
     ASSERT_EQ_INT(def->limits.synthesis_reserve_pct, 35);
     ASSERT(def->limits.convergence == 1.0);
     council_def_free(def);
@@ -418,35 +417,44 @@ TEST(strategy_limits_and_fallback)
     expect_err(HEAD TAIL "limits: { rounds: 11 }\n", COUNCIL_EINVAL, 8, 19,
                "limits.rounds: expected an integer from 1 to 10, got 11");
     expect_err(HEAD TAIL "limits: { convergence: 1.5 }\n", COUNCIL_EINVAL, 8,
-               24, "limits.convergence: expected a number from 0 to 1, got "
+               24,
+               "limits.convergence: expected a number from 0 to 1, got "
                "1.5");
-    expect_err(HEAD TAIL "limits: { convergence: high }\n", COUNCIL_EINVAL,
-               8, 24, "limits.convergence: expected a number from 0 to 1, "
+    expect_err(HEAD TAIL "limits: { convergence: high }\n", COUNCIL_EINVAL, 8,
+               24,
+               "limits.convergence: expected a number from 0 to 1, "
                "got \"high\"");
     expect_err(HEAD TAIL "limits: { convergence: [1] }\n", COUNCIL_EINVAL, 8,
-               24, "limits.convergence: expected a number from 0 to 1, got "
+               24,
+               "limits.convergence: expected a number from 0 to 1, got "
                "a list");
-    expect_err(HEAD TAIL "limits: { synthesis_reserve: 95% }\n",
-               COUNCIL_EINVAL, 8, 30, "limits.synthesis_reserve: expected "
+    expect_err(HEAD TAIL "limits: { synthesis_reserve: 95% }\n", COUNCIL_EINVAL,
+               8, 30,
+               "limits.synthesis_reserve: expected "
                "a share from 0% to 90%, got 95%");
     expect_err(HEAD TAIL "limits: { synthesis_reserve: lots }\n",
-               COUNCIL_EINVAL, 8, 30, "limits.synthesis_reserve: expected "
+               COUNCIL_EINVAL, 8, 30,
+               "limits.synthesis_reserve: expected "
                "a share like 20% or a duration (e.g. 30s), got \"lots\"");
     expect_err(HEAD TAIL "limits: { round: 2 }\n", COUNCIL_EINVAL, 8, 11,
                "unknown key \"round\" in limits (did you mean \"rounds\"?)");
     expect_err(HEAD "chairman: { provider: openai, model: m, fallback: x }\n",
-               COUNCIL_EINVAL, 7, 51, "chairman.fallback: expected a list of "
+               COUNCIL_EINVAL, 7, 51,
+               "chairman.fallback: expected a list of "
                "{provider, model}, got a scalar");
     expect_err(HEAD "chairman: { provider: openai, model: m, fallback: "
                     "[ { provider: nope, model: f } ] }\n",
-               COUNCIL_EINVAL, 7, 65, "chairman.fallback[0].provider: "
+               COUNCIL_EINVAL, 7, 65,
+               "chairman.fallback[0].provider: "
                "unknown provider \"nope\" (known: openai, local)");
     expect_err(HEAD "chairman: { provider: openai, model: m, fallback: "
                     "[ { provider: local, modl: f } ] }\n",
-               COUNCIL_EINVAL, 7, 72, "unknown key \"modl\" in "
+               COUNCIL_EINVAL, 7, 72,
+               "unknown key \"modl\" in "
                "chairman.fallback[0] (did you mean \"model\"?)");
     expect_err(HEAD "chairman: { provider: openai, model: m, fallbak: [] }\n",
-               COUNCIL_EINVAL, 7, 41, "unknown key \"fallbak\" in chairman "
+               COUNCIL_EINVAL, 7, 41,
+               "unknown key \"fallbak\" in chairman "
                "(did you mean \"fallback\"?)");
 }
 
@@ -457,8 +465,7 @@ TEST(many_providers_listed_briefly)
     council_def *def = NULL;
     council_diag d;
 
-    n += (size_t)snprintf(text + n, sizeof(text) - n,
-                          "name: t\nproviders:\n");
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "name: t\nproviders:\n");
     for (int i = 0; i < 20; i++)
         n += (size_t)snprintf(text + n, sizeof(text) - n,
                               "  provider_number_%02d: { kind: anthropic }\n",
@@ -485,9 +492,9 @@ TEST(too_many_members)
                           "members:\n");
     for (int i = 0; i < 27; i++)
         n += (size_t)snprintf(text + n, sizeof(text) - n,
-                              "  - { name: m%d, provider: p, model: x }\n",
-                              i);
-    snprintf(text + n, sizeof(text) - n, "chairman: { provider: p, model: "
+                              "  - { name: m%d, provider: p, model: x }\n", i);
+    snprintf(text + n, sizeof(text) - n,
+             "chairman: { provider: p, model: "
              "x }\n");
     expect_err(text, COUNCIL_EINVAL, 4, 3,
                "members: expected 1 to 26 members, got 27");
@@ -499,8 +506,7 @@ TEST(syntax_errors)
     council_diag d;
 
     /* Unclosed bracket: reported where the input ends. */
-    ASSERT_EQ_INT(load("name: x\nmembers: [a, b\n", &def, &d),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(load("name: x\nmembers: [a, b\n", &def, &d), COUNCIL_EPARSE);
     ASSERT_NULL(def);
     ASSERT_STR_EQ(d.msg,
                   "syntax error: flow sequence without a closing bracket");
@@ -513,15 +519,13 @@ TEST(syntax_errors)
     ASSERT_EQ_INT(d.line, 1);
     ASSERT_EQ_INT(d.col, 7);
     /* A tab as indentation. */
-    ASSERT_EQ_INT(load("name: x\nmembers:\n\t- a\n", &def, &d),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(load("name: x\nmembers:\n\t- a\n", &def, &d), COUNCIL_EPARSE);
     ASSERT_STR_EQ(d.msg, "syntax error: tab character may not be used as "
                          "indentation");
     ASSERT_EQ_INT(d.line, 3);
     ASSERT_EQ_INT(d.col, 1);
     /* Two documents. */
-    ASSERT_EQ_INT(load("name: x\n---\nname: y\n", &def, &d),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(load("name: x\n---\nname: y\n", &def, &d), COUNCIL_EPARSE);
     ASSERT_STR_EQ(d.msg, "expected a single document, found another");
     ASSERT_EQ_INT(d.line, 2);
     /* Broken JSON. */
@@ -542,8 +546,9 @@ TEST(empty_and_binary)
     expect_err("# only a comment\n\n", COUNCIL_EINVAL, 1, 1,
                "empty document: expected a mapping with name, providers, "
                "members, chairman");
-    ASSERT_EQ_INT(council_def_load_string("\x00\x01\xff\xfe" "binary\x80", 11,
-                                          "bin", &def, &d),
+    ASSERT_EQ_INT(council_def_load_string("\x00\x01\xff\xfe"
+                                          "binary\x80",
+                                          11, "bin", &def, &d),
                   COUNCIL_EPARSE);
     ASSERT_NULL(def);
     ASSERT_STR_EQ(d.file, "bin");
@@ -564,9 +569,9 @@ TEST(empty_and_binary)
             x ^= x << 17;
             junk[i] = (char)(x & 0xFF);
         }
-        ASSERT_NE_INT(council_def_load_string(junk, sizeof(junk), "junk",
-                                              &def, &d),
-                      COUNCIL_OK);
+        ASSERT_NE_INT(
+            council_def_load_string(junk, sizeof(junk), "junk", &def, &d),
+            COUNCIL_OK);
         ASSERT_NULL(def);
         ASSERT(d.line >= 1);
         ASSERT(d.msg[0] != '\0');
@@ -666,8 +671,8 @@ TEST(files)
     council_diag d;
     FILE *f;
 
-    ASSERT_EQ_INT(council_def_load_file("/nonexistent/council.yaml", &def,
-                                        &d), COUNCIL_ENOTFOUND);
+    ASSERT_EQ_INT(council_def_load_file("/nonexistent/council.yaml", &def, &d),
+                  COUNCIL_ENOTFOUND);
     ASSERT_NULL(def);
     ASSERT_STR_EQ(d.file, "/nonexistent/council.yaml");
     ASSERT_STR_CONTAINS(d.msg, "/nonexistent/council.yaml");
@@ -815,10 +820,8 @@ TEST(examples_load)
             seen |= 1;
             ASSERT_STR_EQ(def->providers[0].base_url,
                           "https://openrouter.ai/api/v1");
-            ASSERT_STR_EQ(def->providers[0].api_key_env,
-                          "OPENROUTER_API_KEY");
-            ASSERT_STR_EQ(def->members[0].model,
-                          "anthropic/claude-3.5-haiku");
+            ASSERT_STR_EQ(def->providers[0].api_key_env, "OPENROUTER_API_KEY");
+            ASSERT_STR_EQ(def->members[0].model, "anthropic/claude-3.5-haiku");
         } else if (strcmp(e->d_name, "ollama.yaml") == 0) {
             seen |= 2;
             ASSERT_STR_EQ(def->providers[0].base_url,
@@ -827,8 +830,7 @@ TEST(examples_load)
             ASSERT_EQ_INT(def->providers[0].max_parallel, 1);
         } else if (strcmp(e->d_name, "anthropic.yaml") == 0) {
             seen |= 4;
-            ASSERT_EQ_INT(def->providers[0].kind,
-                          COUNCIL__PROVIDER_ANTHROPIC);
+            ASSERT_EQ_INT(def->providers[0].kind, COUNCIL__PROVIDER_ANTHROPIC);
             ASSERT_STR_EQ(def->providers[0].base_url,
                           "https://api.anthropic.com/v1");
         } else if (strcmp(e->d_name, "mixed.yaml") == 0) {

@@ -9,8 +9,11 @@
 static council_event *
 mk(council_event_type t, uint64_t seq, json_t *data)
 {
-    council__event_init in = {.type = t, .run_id = "r1", .seq = seq,
-                              .ts_us = 1795482123456789LL, .data = data};
+    council__event_init in = {.type = t,
+                              .run_id = "r1",
+                              .seq = seq,
+                              .ts_us = 1795482123456789LL,
+                              .data = data};
     return council__event_new(&in);
 }
 
@@ -78,7 +81,8 @@ TEST(bad_member_and_colliding_data_render)
                               .run_id = "r",
                               .seq = 4,
                               .stage = "rev\xc0iew",
-                              .member = "a\xff" "b"};
+                              .member = "a\xff"
+                                        "b"};
     council_event *ev;
     json_t *j;
 
@@ -117,14 +121,14 @@ TEST(outcome_classification)
 {
     council_event *ok = mk(COUNCIL_EV_RUN_COMPLETED, 5,
                            json_pack("{s:{s:s}}", "result", "answer", "42"));
-    council_event *canc = mk(
-        COUNCIL_EV_RUN_FAILED, 6,
-        json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "errors", "kind", "timeout",
-                  "message", "slow", "kind", "cancelled", "message", "bye"));
+    council_event *canc =
+        mk(COUNCIL_EV_RUN_FAILED, 6,
+           json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "errors", "kind", "timeout",
+                     "message", "slow", "kind", "cancelled", "message", "bye"));
     council_event *err =
         mk(COUNCIL_EV_RUN_FAILED, 7,
-           json_pack("{s:[{s:s,s:s}]}", "errors", "kind", "quorum",
-                     "message", "2 of 4 members answered; quorum is 3"));
+           json_pack("{s:[{s:s,s:s}]}", "errors", "kind", "quorum", "message",
+                     "2 of 4 members answered; quorum is 3"));
     council_event *bad = mk(COUNCIL_EV_RUN_FAILED, 8, NULL);
     council_outcome *o;
 

@@ -82,8 +82,9 @@ TEST(answer_is_a_pure_function)
     ASSERT_EQ_U64(council__mock_hash(0, "", NULL, 0), 0xe604823a249029bfULL);
     two[1] = user("hi");
     ASSERT_OK(council__mock_answer_make(1, "m", &two[1], 1, 0, &a));
-    ASSERT(strncmp(a.text, "Test second context test result several "
-                           "example result. Several finally",
+    ASSERT(strncmp(a.text,
+                   "Test second context test result several "
+                   "example result. Several finally",
                    strlen("Test second context test result several "
                           "example result. Several finally")) == 0);
     council__mock_answer_free(&a);
@@ -123,8 +124,7 @@ TEST(ranking_for_every_label_count)
             off += (size_t)snprintf(prompt + off, sizeof(prompt) - off,
                                     "Response %c:\nanswer %zu\n\n",
                                     (char)('A' + i - 1), i);
-        snprintf(prompt + off, sizeof(prompt) - off,
-                 "End with FINAL RANKING:");
+        snprintf(prompt + off, sizeof(prompt) - off, "End with FINAL RANKING:");
         msgs[0] = user(prompt);
         msgs[1].role = "assistant"; /* the last *user* message counts */
         msgs[1].content = "ok";
@@ -138,8 +138,7 @@ TEST(ranking_for_every_label_count)
             char label;
             int rank, used;
 
-            ASSERT_EQ_INT(sscanf(p, "%d. Response %c%n", &rank, &label,
-                                 &used),
+            ASSERT_EQ_INT(sscanf(p, "%d. Response %c%n", &rank, &label, &used),
                           2);
             ASSERT_EQ_INT(rank, (int)i + 1);
             ASSERT(label >= 'A' && label < (char)('A' + nl));
@@ -193,9 +192,8 @@ TEST(durations)
     ASSERT_EQ_INT(council__mock_parse_duration("s", 1, &ms), -1);
     ASSERT_EQ_INT(council__mock_parse_duration("5x", 2, &ms), -1);
     ASSERT_EQ_INT(council__mock_parse_duration("-5", 2, &ms), -1);
-    ASSERT_EQ_INT(council__mock_parse_duration("99999999999999999999h", 21,
-                                               &ms),
-                  -1);
+    ASSERT_EQ_INT(
+        council__mock_parse_duration("99999999999999999999h", 21, &ms), -1);
 }
 
 TEST(fault_match_first_rule_wins)

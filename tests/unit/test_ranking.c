@@ -22,8 +22,7 @@ check(const char *text, size_t n, council__rank_parse want,
         order[i] = 99;
     got = council__ranking_parse(text, strlen(text), n, order);
     if (got != want)
-        FAIL("parse kind %d, expected %d, for:\n%s", (int)got, (int)want,
-             text);
+        FAIL("parse kind %d, expected %d, for:\n%s", (int)got, (int)want, text);
     if (want == COUNCIL__RANK_UNPARSED) {
         for (size_t i = 0; i < 26; i++)
             if (order[i] != 99)
@@ -62,8 +61,8 @@ TEST(strict_markdown_and_styles)
           "2. **Response A**\n"
           "3. **Response C**\n",
           3, COUNCIL__RANK_STRICT, "BAC");
-    check("## FINAL RANKING:\n1) Response C\n2) Response A\n3) Response B\n",
-          3, COUNCIL__RANK_STRICT, "CAB");
+    check("## FINAL RANKING:\n1) Response C\n2) Response A\n3) Response B\n", 3,
+          COUNCIL__RANK_STRICT, "CAB");
     check("  **FINAL RANKING**:  \n"
           "\n"
           "   1. Response A\n"
@@ -99,24 +98,28 @@ TEST(tolerant_cases)
 {
     /* Prose: mentions after the heading, in order. */
     check("I think the best is Response B, then Response A, and finally "
-          "Response C.\n", 3, COUNCIL__RANK_TOLERANT, "BAC");
+          "Response C.\n",
+          3, COUNCIL__RANK_TOLERANT, "BAC");
     /* Items with explanations are not strict. */
     check("FINAL RANKING:\n1. Response C - thorough\n2. Response A - ok\n"
-          "3. Response B - wrong\n", 3, COUNCIL__RANK_TOLERANT, "CAB");
+          "3. Response B - wrong\n",
+          3, COUNCIL__RANK_TOLERANT, "CAB");
     /* Mentions before the heading are ignored when it is present. */
     check("Response A is great, Response B is poor, Response C is fine.\n"
-          "Final ranking: Response C, Response A, Response B\n", 3,
-          COUNCIL__RANK_TOLERANT, "CAB");
+          "Final ranking: Response C, Response A, Response B\n",
+          3, COUNCIL__RANK_TOLERANT, "CAB");
     /* All but the worst: the missing one goes last. */
     check("FINAL RANKING:\n1. Response B\n2. Response D\n3. Response A\n", 4,
           COUNCIL__RANK_TOLERANT, "BDAC");
     /* Duplicates count at their first mention. */
     check("FINAL RANKING:\n1. Response A\n2. Response A\n3. Response C\n"
-          "4. Response B\n", 3, COUNCIL__RANK_TOLERANT, "ACB");
+          "4. Response B\n",
+          3, COUNCIL__RANK_TOLERANT, "ACB");
     /* Labels beyond n are ignored ("Response Z" with n = 3), and a word
      * starting with a capital is no label. */
     check("Response Analysis: Response Z is off-topic. Order: Response B, "
-          "Response C, Response A", 3, COUNCIL__RANK_TOLERANT, "BCA");
+          "Response C, Response A",
+          3, COUNCIL__RANK_TOLERANT, "BCA");
     /* Strict block with a label beyond n falls back. */
     check("FINAL RANKING:\n1. Response D\n2. Response A\n3. Response B\n", 3,
           COUNCIL__RANK_TOLERANT, "ABC");
@@ -127,8 +130,8 @@ TEST(tolerant_cases)
     check("FINAL RANKING:\n1. Response B\n2. Response A\n3. Response A\n", 2,
           COUNCIL__RANK_TOLERANT, "BA");
     /* Case-insensitive word. */
-    check("final ranking\nRESPONSE B > response A", 2,
-          COUNCIL__RANK_TOLERANT, "BA");
+    check("final ranking\nRESPONSE B > response A", 2, COUNCIL__RANK_TOLERANT,
+          "BA");
 }
 
 TEST(unparsed_cases)
@@ -149,8 +152,7 @@ TEST(unparsed_cases)
     {
         size_t order[4] = {7, 7, 7, 7};
 
-        ASSERT_EQ_INT(council__ranking_parse("FINAL RANKING:\n", 15, 0,
-                                             order),
+        ASSERT_EQ_INT(council__ranking_parse("FINAL RANKING:\n", 15, 0, order),
                       COUNCIL__RANK_UNPARSED);
         ASSERT_EQ_INT(council__ranking_parse("1. Response A", 13, 27, order),
                       COUNCIL__RANK_UNPARSED);
@@ -195,11 +197,37 @@ rnd(uint64_t *s)
 TEST_T(property_permutation_or_unparsed, 120)
 {
     static const char *const frag[] = {
-        "FINAL RANKING:", "**FINAL RANKING:**", "final ranking", "\n",
-        "\n\n", " ", "1. ", "2) ", "3. ", "10. ", "**", "Response ",
-        "Response", "response ", "Response A", "Response B", "Response C",
-        "Response D", "Response Z", "Response AB", "A", "B", ".", ",",
-        "\r\n", "\t", "#", "junk", "\xc3\xa9", "\xff", "9999999999999. ",
+        "FINAL RANKING:",
+        "**FINAL RANKING:**",
+        "final ranking",
+        "\n",
+        "\n\n",
+        " ",
+        "1. ",
+        "2) ",
+        "3. ",
+        "10. ",
+        "**",
+        "Response ",
+        "Response",
+        "response ",
+        "Response A",
+        "Response B",
+        "Response C",
+        "Response D",
+        "Response Z",
+        "Response AB",
+        "A",
+        "B",
+        ".",
+        ",",
+        "\r\n",
+        "\t",
+        "#",
+        "junk",
+        "\xc3\xa9",
+        "\xff",
+        "9999999999999. ",
     };
     const size_t nf = sizeof(frag) / sizeof(frag[0]);
     uint64_t s = runner_seed();
@@ -218,14 +246,13 @@ TEST_T(property_permutation_or_unparsed, 120)
             size_t p[26];
 
             council__shuffle(rnd(&s), n, p);
-            len = (size_t)snprintf(text, sizeof(text), "%s\n",
-                                   frag[rnd(&s) % 3]);
+            len =
+                (size_t)snprintf(text, sizeof(text), "%s\n", frag[rnd(&s) % 3]);
             for (size_t i = 0; i < n; i++)
-                len += (size_t)snprintf(text + len, sizeof(text) - len,
-                                        "%zu%s Response %c%s\n", i + 1,
-                                        rnd(&s) % 2 ? "." : ")",
-                                        (char)('A' + p[i]),
-                                        rnd(&s) % 4 ? "" : "  ");
+                len += (size_t)snprintf(
+                    text + len, sizeof(text) - len, "%zu%s Response %c%s\n",
+                    i + 1, rnd(&s) % 2 ? "." : ")", (char)('A' + p[i]),
+                    rnd(&s) % 4 ? "" : "  ");
             nfrag = rnd(&s) % 3;
         }
         for (size_t i = 0; i < nfrag; i++) {
@@ -318,8 +345,8 @@ TEST(borda_worked_example)
      * Points: 0 = 2+1+1 = 4, 1 = 1+2+0 = 3, 2 = 2+1+2 = 5, 3 = 0.
      * Positions: 0: 1,2,2 (5/3); 1: 2,1,3 (2); 2: 1,2,1 (4/3); 3: 3,3,3.
      */
-    static const size_t r0[] = {2, 1, 3}, r1[] = {0, 2, 3},
-                        r2[] = {1, 0, 3}, r3[] = {2, 0, 1};
+    static const size_t r0[] = {2, 1, 3}, r1[] = {0, 2, 3}, r2[] = {1, 0, 3},
+                        r3[] = {2, 0, 1};
     council__ballot b[4] = {{r0, 3}, {r1, 3}, {r2, 3}, {r3, 3}};
     council__tally t[4];
 
@@ -442,8 +469,8 @@ TEST(prompt_synthesis)
     const char *names[2] = {"analyst", "skeptic"};
     const char *answers[2] = {"It is Rayleigh scattering.", "Dust?"};
     size_t lens[2] = {26, 5};
-    char *p = council__prompt_synthesis("Why is the sky blue?", names,
-                                        answers, lens, 2,
+    char *p = council__prompt_synthesis("Why is the sky blue?", names, answers,
+                                        lens, 2,
                                         "1. analyst (borda 1)\n"
                                         "2. skeptic (borda 0)");
     long q, a, s, g;

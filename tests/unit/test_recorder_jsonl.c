@@ -31,9 +31,9 @@ ev_started(const char *run_id)
     json_t *d = json_pack(
         "{s:s,s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s,s:s},{s:s,s:s,s:s}],s:I}",
         "council", "demo", "strategy", "classic", "question", "Why?",
-        "messages", "role", "user", "content", "Why?", "members", "name",
-        "a", "provider", "mock", "model", "m1", "name", "b", "provider",
-        "mock", "model", "m2", "seed", (json_int_t)42);
+        "messages", "role", "user", "content", "Why?", "members", "name", "a",
+        "provider", "mock", "model", "m1", "name", "b", "provider", "mock",
+        "model", "m2", "seed", (json_int_t)42);
     council__event_init in = {.type = COUNCIL_EV_RUN_STARTED,
                               .run_id = run_id,
                               .seq = 1,
@@ -186,8 +186,8 @@ TEST(complete_run_line_by_line)
     ASSERT_STR_CONTAINS(council_outcome_json(o), "{\"outcome\":\"ok\"");
     free(text);
 
-    ASSERT_OK(council__jsonl_read(path_of(dir, "run1"), &rep, NULL, NULL,
-                                  &diag));
+    ASSERT_OK(
+        council__jsonl_read(path_of(dir, "run1"), &rep, NULL, NULL, &diag));
     ASSERT_EQ_U64(rep.events, 8);
     ASSERT_EQ_INT(rep.has_outcome, 1);
     ASSERT_EQ_INT(rep.torn, 0);
@@ -261,8 +261,7 @@ TEST(refuses_unwritable_directory)
     char file[512], under[600], missing[600];
     char why[256] = "";
     void *st = NULL;
-    council__os_fault f = {.call = COUNCIL__OS_OPEN, .nth = 1,
-                           .err = EACCES};
+    council__os_fault f = {.call = COUNCIL__OS_OPEN, .nth = 1, .err = EACCES};
 
     /* A "directory" that is a regular file. */
     snprintf(file, sizeof(file), "%s/plain", dir);
@@ -300,9 +299,9 @@ TEST(refuses_bad_run_ids)
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why[0] = '\0';
-        ASSERT_NE_INT(ops->init(bad[i], (void *)runner_tmpdir(), &st, why,
-                                sizeof(why)),
-                      0);
+        ASSERT_NE_INT(
+            ops->init(bad[i], (void *)runner_tmpdir(), &st, why, sizeof(why)),
+            0);
         ASSERT_STR_CONTAINS(why, "cannot name a file");
     }
     ASSERT_NE_INT(ops->init("ok", NULL, &st, why, sizeof(why)), 0);
@@ -325,8 +324,8 @@ three_flushed(void *st, const char *id, int *rcs)
 TEST(disk_full_on_third_write)
 {
     const char *dir = runner_tmpdir();
-    council__os_fault f = {.call = COUNCIL__OS_WRITE, .nth = 3,
-                           .err = ENOSPC, .persistent = 1};
+    council__os_fault f = {
+        .call = COUNCIL__OS_WRITE, .nth = 3, .err = ENOSPC, .persistent = 1};
     council__jsonl_report rep;
     council_diag diag;
     int rcs[3];
@@ -343,9 +342,9 @@ TEST(disk_full_on_third_write)
     ASSERT(council__os_fault_hits() >= 3);
     council__os_restore();
 
-    ASSERT_EQ_INT(council__jsonl_read(path_of(dir, "full"), &rep, NULL, NULL,
-                                      &diag),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(
+        council__jsonl_read(path_of(dir, "full"), &rep, NULL, NULL, &diag),
+        COUNCIL_EPARSE);
     ASSERT_EQ_U64(rep.events, 2);
     ASSERT_EQ_INT(rep.has_outcome, 0);
     ASSERT_EQ_INT(rep.torn, 0);
@@ -355,8 +354,7 @@ TEST(disk_full_on_third_write)
 TEST(transient_disk_full_recovers)
 {
     const char *dir = runner_tmpdir();
-    council__os_fault f = {.call = COUNCIL__OS_WRITE, .nth = 3,
-                           .err = ENOSPC};
+    council__os_fault f = {.call = COUNCIL__OS_WRITE, .nth = 3, .err = ENOSPC};
     council__jsonl_report rep;
     int rcs[3];
     void *st = open_rec(dir, "blip");
@@ -369,16 +367,16 @@ TEST(transient_disk_full_recovers)
     finalize_ok(st);
     ASSERT_EQ_INT(council__os_fault_hits(), 1);
     council__os_restore();
-    ASSERT_OK(council__jsonl_read(path_of(dir, "blip"), &rep, NULL, NULL,
-                                  NULL));
+    ASSERT_OK(
+        council__jsonl_read(path_of(dir, "blip"), &rep, NULL, NULL, NULL));
     ASSERT_EQ_U64(rep.events, 5);
 }
 
 TEST(half_write_then_eintr)
 {
     const char *dir = runner_tmpdir();
-    council__os_fault f = {.call = COUNCIL__OS_WRITE, .nth = 2,
-                           .err = EINTR, .half = 1};
+    council__os_fault f = {
+        .call = COUNCIL__OS_WRITE, .nth = 2, .err = EINTR, .half = 1};
     council_event *e1 = ev_started("intr");
     council_event *e2 = ev_delta("intr", 2, "interrupted half way");
     council__jsonl_report rep;
@@ -398,8 +396,8 @@ TEST(half_write_then_eintr)
     ASSERT_EQ_INT(feed(st, ev_completed("intr", 3)), 0);
     finalize_ok(st);
     council__os_restore();
-    ASSERT_OK(council__jsonl_read(path_of(dir, "intr"), &rep, NULL, NULL,
-                                  NULL));
+    ASSERT_OK(
+        council__jsonl_read(path_of(dir, "intr"), &rep, NULL, NULL, NULL));
     ASSERT_EQ_U64(rep.events, 3);
     council_event_unref(e1);
     council_event_unref(e2);
@@ -408,8 +406,11 @@ TEST(half_write_then_eintr)
 TEST(half_write_then_disk_full_truncates_torn_line)
 {
     const char *dir = runner_tmpdir();
-    council__os_fault f = {.call = COUNCIL__OS_WRITE, .nth = 1,
-                           .err = ENOSPC, .half = 1, .persistent = 1};
+    council__os_fault f = {.call = COUNCIL__OS_WRITE,
+                           .nth = 1,
+                           .err = ENOSPC,
+                           .half = 1,
+                           .persistent = 1};
     council_event *first = ev_started("cut");
     council__jsonl_report rep;
     struct stat sb;
@@ -430,9 +431,9 @@ TEST(half_write_then_disk_full_truncates_torn_line)
     /* The half line was cut back: the file is exactly line 1. */
     ASSERT_EQ_INT(stat(path_of(dir, "cut"), &sb), 0);
     ASSERT_EQ_INT(sb.st_size, strlen(council_event_json(first)) + 1);
-    ASSERT_EQ_INT(council__jsonl_read(path_of(dir, "cut"), &rep, NULL, NULL,
-                                      NULL),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(
+        council__jsonl_read(path_of(dir, "cut"), &rep, NULL, NULL, NULL),
+        COUNCIL_EPARSE);
     ASSERT_EQ_U64(rep.events, 1);
     ASSERT_EQ_INT(rep.torn, 0);
     council_event_unref(first);
@@ -450,8 +451,11 @@ failing_ftruncate(int fd, off_t len)
 TEST(torn_line_left_is_detected)
 {
     const char *dir = runner_tmpdir();
-    council__os_fault f = {.call = COUNCIL__OS_WRITE, .nth = 2,
-                           .err = ENOSPC, .half = 1, .persistent = 1};
+    council__os_fault f = {.call = COUNCIL__OS_WRITE,
+                           .nth = 2,
+                           .err = ENOSPC,
+                           .half = 1,
+                           .persistent = 1};
     council__jsonl_report rep;
     council_diag diag;
     int rcs[3];
@@ -462,9 +466,9 @@ TEST(torn_line_left_is_detected)
     three_flushed(st, "torn", rcs);
     finalize_ok(st);
     council__os_restore();
-    ASSERT_EQ_INT(council__jsonl_read(path_of(dir, "torn"), &rep, NULL, NULL,
-                                      &diag),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(
+        council__jsonl_read(path_of(dir, "torn"), &rep, NULL, NULL, &diag),
+        COUNCIL_EPARSE);
     ASSERT_EQ_U64(rep.events, 1);
     ASSERT_EQ_INT(rep.torn, 1);
     ASSERT_EQ_INT(diag.line, 2);
@@ -528,9 +532,9 @@ TEST(file_size_limit)
     /* A short write then EFBIG left a torn line, cut back at finalize. */
     ASSERT_EQ_INT(stat(path_of(dir, "lim"), &sb), 0);
     ASSERT(sb.st_size <= 1000);
-    ASSERT_EQ_INT(council__jsonl_read(path_of(dir, "lim"), &rep, NULL, NULL,
-                                      NULL),
-                  COUNCIL_EPARSE);
+    ASSERT_EQ_INT(
+        council__jsonl_read(path_of(dir, "lim"), &rep, NULL, NULL, NULL),
+        COUNCIL_EPARSE);
     ASSERT_EQ_INT(rep.torn, 0);
     ASSERT_EQ_INT(rep.has_outcome, 0);
     ASSERT(rep.events > 1 && rep.events < 40);
@@ -664,15 +668,14 @@ TEST_T(concurrent_runs_one_directory, 60)
 
     par_dir = runner_tmpdir();
     for (i = 0; i < 4; i++)
-        ASSERT_EQ_INT(pthread_create(&th[i], NULL, run_thread,
-                                     (void *)(intptr_t)i),
-                      0);
+        ASSERT_EQ_INT(
+            pthread_create(&th[i], NULL, run_thread, (void *)(intptr_t)i), 0);
     for (i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     for (i = 0; i < 4; i++) {
         snprintf(id, sizeof(id), "par-%d", i);
-        ASSERT_OK(council__jsonl_read(path_of(runner_tmpdir(), id), &rep,
-                                      NULL, NULL, NULL));
+        ASSERT_OK(council__jsonl_read(path_of(runner_tmpdir(), id), &rep, NULL,
+                                      NULL, NULL));
         ASSERT_EQ_U64(rep.events, 2000);
         ASSERT_STR_EQ(rep.run_id, id);
     }

@@ -26,11 +26,11 @@
 static council_event *
 ev_started(const char *run_id, const char *council, const char *question)
 {
-    json_t *d = json_pack(
-        "{s:s,s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s,s:s}],s:I}", "council",
-        council, "strategy", "classic", "question", question, "messages",
-        "role", "user", "content", question, "members", "name", "a",
-        "provider", "mock", "model", "m1", "seed", (json_int_t)7);
+    json_t *d = json_pack("{s:s,s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s,s:s}],s:I}",
+                          "council", council, "strategy", "classic", "question",
+                          question, "messages", "role", "user", "content",
+                          question, "members", "name", "a", "provider", "mock",
+                          "model", "m1", "seed", (json_int_t)7);
     council__event_init in = {.type = COUNCIL_EV_RUN_STARTED,
                               .run_id = run_id,
                               .seq = 1,
@@ -108,8 +108,8 @@ static void
 finalize_with(void *st, council_outcome_kind kind, const char *reason)
 {
     council_outcome *o = council__outcome_new(
-        kind, kind == COUNCIL_OUTCOME_OK ? json_pack("{s:s}", "final", "42")
-                                         : NULL,
+        kind,
+        kind == COUNCIL_OUTCOME_OK ? json_pack("{s:s}", "final", "42") : NULL,
         NULL, reason);
 
     ASSERT_NOT_NULL(o);
@@ -216,8 +216,8 @@ check_prefix(sqlite3 *db, const char *id)
     char sql[256];
     sqlite3_int64 n, mx;
 
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM events WHERE run_id='%s'", id);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE run_id='%s'",
+             id);
     n = db_int(db, sql);
     snprintf(sql, sizeof(sql),
              "SELECT coalesce(max(seq),0) FROM events WHERE run_id='%s'", id);
@@ -443,9 +443,9 @@ faults_install(int after, int keep)
     ASSERT_NOT_NULL(real_pwrite64);
     atomic_store(&writes_left, after);
     atomic_store(&persistent, keep);
-    ASSERT_EQ_INT(vfs->xSetSystemCall(vfs, "write",
-                                      (sqlite3_syscall_ptr)fault_write),
-                  SQLITE_OK);
+    ASSERT_EQ_INT(
+        vfs->xSetSystemCall(vfs, "write", (sqlite3_syscall_ptr)fault_write),
+        SQLITE_OK);
     ASSERT_EQ_INT(vfs->xSetSystemCall(vfs, "pwrite64",
                                       (sqlite3_syscall_ptr)fault_pwrite64),
                   SQLITE_OK);
@@ -555,9 +555,8 @@ TEST_T(concurrent_runs_one_file, 120)
 
     shared_path = db_path("shared.db");
     for (i = 0; i < N_THREADS; i++)
-        ASSERT_EQ_INT(pthread_create(&th[i], NULL, run_thread,
-                                     (void *)(intptr_t)i),
-                      0);
+        ASSERT_EQ_INT(
+            pthread_create(&th[i], NULL, run_thread, (void *)(intptr_t)i), 0);
     for (i = 0; i < N_THREADS; i++)
         pthread_join(th[i], NULL);
     db = db_open(shared_path);
@@ -678,8 +677,7 @@ TEST(store_list_rejects)
     ASSERT_EQ_INT(access(missing, F_OK), -1); /* not created */
 
     ASSERT_EQ_INT(sqlite3_open(foreign, &db), SQLITE_OK);
-    ASSERT_EQ_INT(sqlite3_exec(db, "CREATE TABLE runs(x)", 0, 0, 0),
-                  SQLITE_OK);
+    ASSERT_EQ_INT(sqlite3_exec(db, "CREATE TABLE runs(x)", 0, 0, 0), SQLITE_OK);
     sqlite3_close(db);
     ASSERT_EQ_INT(council_store_list(foreign, 0, never, NULL, &diag),
                   COUNCIL_EIO);
@@ -691,8 +689,7 @@ TEST(store_list_rejects)
     for (int i = 0; i < 100; i++)
         fputs("not a database at all, only text lines\n", f);
     fclose(f);
-    ASSERT_EQ_INT(council_store_list(text, 0, never, NULL, &diag),
-                  COUNCIL_EIO);
+    ASSERT_EQ_INT(council_store_list(text, 0, never, NULL, &diag), COUNCIL_EIO);
     ASSERT_STR_CONTAINS(diag.msg, "not a database");
 
     ASSERT_EQ_INT(council_store_list(NULL, 0, never, NULL, &diag),
@@ -806,12 +803,11 @@ record_conversation_run(const char *db, const char *id, const char *answer)
     void *st = open_rec(db, id);
     council_event *last;
     council_outcome *o;
-    json_t *d = json_pack("{s:s,s:s,s:s,s:[{s:s,s:s},{s:s,s:s}],s:[],s:I}",
-                          "council", "demo", "strategy", "rank", "question",
-                          "And why?", "messages", "role", "system",
-                          "content", "Be brief.", "role", "user", "content",
-                          "And \"why\"?\nSay it.", "members", "seed",
-                          (json_int_t)7);
+    json_t *d = json_pack(
+        "{s:s,s:s,s:s,s:[{s:s,s:s},{s:s,s:s}],s:[],s:I}", "council", "demo",
+        "strategy", "rank", "question", "And why?", "messages", "role",
+        "system", "content", "Be brief.", "role", "user", "content",
+        "And \"why\"?\nSay it.", "members", "seed", (json_int_t)7);
     council__event_init in = {.type = COUNCIL_EV_RUN_STARTED,
                               .run_id = id,
                               .seq = 1,
@@ -821,13 +817,13 @@ record_conversation_run(const char *db, const char *id, const char *answer)
     ASSERT_EQ_INT(feed(st, council__event_new(&in)), 0);
     ASSERT_EQ_INT(feed(st, ev_delta(id, 2)), 0);
     if (answer != NULL) {
-        council__event_init c = {
-            .type = COUNCIL_EV_RUN_COMPLETED,
-            .run_id = id,
-            .seq = 3,
-            .ts_us = 1700000000000003LL,
-            .data = json_pack("{s:{s:s,s:[]}}", "result", "answer", answer,
-                              "answers")};
+        council__event_init c = {.type = COUNCIL_EV_RUN_COMPLETED,
+                                 .run_id = id,
+                                 .seq = 3,
+                                 .ts_us = 1700000000000003LL,
+                                 .data =
+                                     json_pack("{s:{s:s,s:[]}}", "result",
+                                               "answer", answer, "answers")};
         last = council__event_new(&c);
     } else {
         council__event_init f = {
@@ -897,11 +893,9 @@ TEST(store_conversation_errors)
     ASSERT_STR_EQ(diag.msg, "run failed did not complete; it has no answer "
                             "to continue from");
     ASSERT_NULL(m);
-    ASSERT_EQ_INT(council_store_conversation(path, "noanswer", &m, &n,
-                                             &diag),
+    ASSERT_EQ_INT(council_store_conversation(path, "noanswer", &m, &n, &diag),
                   COUNCIL_EINVAL);
-    ASSERT_EQ_INT(council_store_conversation(path, "running", &m, &n,
-                                             &diag),
+    ASSERT_EQ_INT(council_store_conversation(path, "running", &m, &n, &diag),
                   COUNCIL_EINVAL);
     ASSERT_STR_CONTAINS(diag.msg, "run running did not complete");
     finalize_with(open_st, COUNCIL_OUTCOME_CRASHED, "shutdown");
@@ -910,8 +904,7 @@ TEST(store_conversation_errors)
                   COUNCIL_ENOTFOUND);
     ASSERT_EQ_INT(access(missing, F_OK), -1); /* not created */
     ASSERT_EQ_INT(sqlite3_open(foreign, &db), SQLITE_OK);
-    ASSERT_EQ_INT(sqlite3_exec(db, "CREATE TABLE runs(x)", 0, 0, 0),
-                  SQLITE_OK);
+    ASSERT_EQ_INT(sqlite3_exec(db, "CREATE TABLE runs(x)", 0, 0, 0), SQLITE_OK);
     sqlite3_close(db);
     ASSERT_EQ_INT(council_store_conversation(foreign, "x", &m, &n, &diag),
                   COUNCIL_EIO);
@@ -926,21 +919,22 @@ TEST(store_conversation_errors)
 
     /* A damaged run_started is reported, not trusted. */
     db = db_open(path);
-    ASSERT_EQ_INT(sqlite3_exec(db, "UPDATE events SET json = '{\"x\":' "
-                                   "WHERE run_id = 'failed' AND seq = 1",
+    ASSERT_EQ_INT(sqlite3_exec(db,
+                               "UPDATE events SET json = '{\"x\":' "
+                               "WHERE run_id = 'failed' AND seq = 1",
                                0, 0, 0),
                   SQLITE_OK);
-    ASSERT_EQ_INT(sqlite3_exec(db, "UPDATE events SET json = "
-                                   "'{\"messages\":[{\"role\":1}]}' "
-                                   "WHERE run_id = 'badmsgs' AND seq = 1",
+    ASSERT_EQ_INT(sqlite3_exec(db,
+                               "UPDATE events SET json = "
+                               "'{\"messages\":[{\"role\":1}]}' "
+                               "WHERE run_id = 'badmsgs' AND seq = 1",
                                0, 0, 0),
                   SQLITE_OK);
     sqlite3_close(db);
     ASSERT_EQ_INT(council_store_conversation(path, "failed", &m, &n, &diag),
                   COUNCIL_EIO);
     ASSERT_STR_CONTAINS(diag.msg, "is not JSON");
-    ASSERT_EQ_INT(council_store_conversation(path, "badmsgs", &m, &n,
-                                             &diag),
+    ASSERT_EQ_INT(council_store_conversation(path, "badmsgs", &m, &n, &diag),
                   COUNCIL_EIO);
     ASSERT_STR_CONTAINS(diag.msg, "message 0 of its run_started event");
     ASSERT_NULL(m);

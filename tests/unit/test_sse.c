@@ -50,8 +50,8 @@ on_event(const char *event, const char *data, size_t len, void *ud)
 /* Feeds s in the chunks given by cuts (sorted positions), records the
  * events, the first error and the finish result. */
 static char *
-run(const char *s, size_t n, size_t max_line, const size_t *cuts,
-    size_t n_cuts, int stop_after)
+run(const char *s, size_t n, size_t max_line, const size_t *cuts, size_t n_cuts,
+    int stop_after)
 {
     council__sse *p;
     rec r = {0};
@@ -117,10 +117,17 @@ static const struct {
     {"mixed", "data: a\r\n\ndata: b\r\rdata: c\n\r\n",
      "[|a][|b][|c] rc=0 pending=0"},
     {"lf_cr_is_two", "data: a\n\r\n\r", "[|a] rc=0 pending=0"},
-    {"bom", "\xEF\xBB\xBF" "data: x\n\n", "[|x] rc=0 pending=0"},
-    {"bom_only_first", "\xEF\xBB\xBF\xEF\xBB\xBF" "data: x\n\n",
+    {"bom",
+     "\xEF\xBB\xBF"
+     "data: x\n\n",
+     "[|x] rc=0 pending=0"},
+    {"bom_only_first",
+     "\xEF\xBB\xBF\xEF\xBB\xBF"
+     "data: x\n\n",
      " rc=0 pending=0"},
-    {"partial_bom_is_text", "\xEF\xBB" "data: x\n\ndata: y\n\n",
+    {"partial_bom_is_text",
+     "\xEF\xBB"
+     "data: x\n\ndata: y\n\n",
      "[|y] rc=0 pending=0"},
     {"comments", ": hello\ndata: a\n: mid\ndata: b\n\n",
      "[|a\nb] rc=0 pending=0"},
@@ -128,8 +135,7 @@ static const struct {
      "[|one\ntwo\n three] rc=0 pending=0"},
     {"event_names", "event: add\ndata: 1\n\ndata: 2\n\nevent:x\n\ndata: 3\n\n",
      "[add|1][|2][|3] rc=0 pending=0"},
-    {"id_retry", "id: 7\nretry: 1000\ndata: a\nid\n\n",
-     "[|a] rc=0 pending=0"},
+    {"id_retry", "id: 7\nretry: 1000\ndata: a\nid\n\n", "[|a] rc=0 pending=0"},
     {"no_trailing_blank", "data: a\n\ndata: b\n", "[|a] rc=0 pending=1"},
     {"no_trailing_newline", "data: a\n\ndata: b", "[|a] rc=0 pending=1"},
     {"empty_data", "data:\n\ndata\n\ndata: \n\n", "[|][|][|] rc=0 pending=0"},
@@ -168,8 +174,9 @@ static const struct {
      " rc=3 pending=1", 30},
     {"long_line_capped_late", "data: a\n\ndata: 01234567890123456789012345",
      "[|a] rc=3 pending=1", 30},
-    {"long_event_capped", "data: 0123456789\ndata: 0123456789\n"
-                          "data: 0123456789\n\n",
+    {"long_event_capped",
+     "data: 0123456789\ndata: 0123456789\n"
+     "data: 0123456789\n\n",
      " rc=3 pending=1", 30},
     {"line_at_cap_ok", "data: 012345678901234567890123\n\n",
      "[|012345678901234567890123] rc=0 pending=0", 30},
