@@ -963,3 +963,53 @@ council__sb_done(council__sb *b)
     }
     return b->p;
 }
+
+void
+council__host_start_answers(council__host *h)
+{
+    size_t i;
+
+    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL, 0,
+                       NULL);
+    for (i = 0; i < h->n_members; i++) {
+        council__hmember *m = &h->members[i];
+        if (council__host_call(h, (int)i, "answer", 0, NULL) != 0) {
+            m->state = COUNCIL__M_FAILED;
+            m->error = json_pack("{s:s,s:s}", "kind", "internal", "message",
+                                 "could not start the call");
+            council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "answer", 0,
+                               m->name, NULL, 0,
+                               json_pack("{s:s,s:o}", "model", m->model,
+                                         "error", json_deep_copy(m->error)));
+        }
+    }
+}
+
+int
+council__host_end_answers(council__host *h, size_t **cands, size_t *n)
+{
+    size_t i, ok = 0;
+
+    for (i = 0; i < h->n_members; i++)
+        if (h->members[i].busy)
+            return 1;
+    for (i = 0; i < h->n_members; i++)
+        if (h->members[i].state == COUNCIL__M_DONE)
+            ok++;
+    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL, NULL,
+                       0,
+                       json_pack("{s:I,s:I}", "answered", (json_int_t)ok,
+                                 "failed", (json_int_t)(h->n_members - ok)));
+    if (council__host_check_quorum(h, "answer") < 0)
+        return -1;
+    *cands = council__calloc(ok, sizeof(size_t));
+    if (*cands == NULL) {
+        council__host_fail(h, "internal", "out of memory");
+        return -1;
+    }
+    *n = 0;
+    for (i = 0; i < h->n_members; i++)
+        if (h->members[i].state == COUNCIL__M_DONE)
+            (*cands)[(*n)++] = i;
+    return 0;
+}

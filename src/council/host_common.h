@@ -172,6 +172,16 @@ int council__host_answer_done(council__host *h, council__hcall *c,
  * below quorum (kind "quorum", or "deadline" when the budget ran out). */
 int council__host_check_quorum(council__host *h, const char *stage);
 
+/* The answer stage that rank and vote share.  start: emits stage_started
+ * ("answer") and starts every member's call; a call that cannot start is
+ * a member_failed (kind internal).  end: once no member's call is running,
+ * emits stage_completed (answered, failed), checks the quorum (failing the
+ * run below it) and hands back the indices of the members that answered
+ * (council__free them).  Returns 0 when the stage is over and the quorum
+ * holds, 1 while calls are running, -1 when the run failed. */
+void council__host_start_answers(council__host *h);
+int council__host_end_answers(council__host *h, size_t **cands, size_t *n);
+
 /* Milliseconds of the pre-synthesis budget left (UINT64_MAX: no
  * deadline). */
 uint64_t council__host_budget_left(council__host *h);

@@ -327,32 +327,8 @@ start_review(rank_run *rr)
 static void
 maybe_end_answers(rank_run *rr)
 {
-    council__host *h = &rr->h;
-    size_t i;
-    int ok;
-
-    for (i = 0; i < h->n_members; i++)
-        if (h->members[i].busy)
-            return;
-    ok = 0;
-    for (i = 0; i < h->n_members; i++)
-        if (h->members[i].state == COUNCIL__M_DONE)
-            ok++;
-    council__host_emit(
-        h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL, NULL, 0,
-        json_pack("{s:I,s:I}", "answered", (json_int_t)ok, "failed",
-                  (json_int_t)(h->n_members - (size_t)ok)));
-    if (council__host_check_quorum(h, "answer") < 0)
-        return;
-    rr->cands = council__calloc((size_t)ok, sizeof(size_t));
-    if (rr->cands == NULL) {
-        council__host_fail(h, "internal", "out of memory");
-        return;
-    }
-    for (i = 0; i < h->n_members; i++)
-        if (h->members[i].state == COUNCIL__M_DONE)
-            rr->cands[rr->n_cands++] = i;
-    start_review(rr);
+    if (council__host_end_answers(&rr->h, &rr->cands, &rr->n_cands) == 0)
+        start_review(rr);
 }
 
 static void
@@ -372,24 +348,8 @@ r_call_done(council__host *h, council__hcall *c,
 static void
 r_begin(council__host *h)
 {
-    rank_run *rr = (rank_run *)h;
-    size_t i;
-
-    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL, 0,
-                       NULL);
-    for (i = 0; i < h->n_members; i++) {
-        council__hmember *m = &h->members[i];
-        if (council__host_call(h, (int)i, "answer", 0, NULL) != 0) {
-            m->state = COUNCIL__M_FAILED;
-            m->error = json_pack("{s:s,s:s}", "kind", "internal", "message",
-                                 "could not start the call");
-            council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "answer", 0,
-                               m->name, NULL, 0,
-                               json_pack("{s:s,s:o}", "model", m->model,
-                                         "error", json_deep_copy(m->error)));
-        }
-    }
-    maybe_end_answers(rr);
+    council__host_start_answers(h);
+    maybe_end_answers((rank_run *)h);
 }
 
 static const council__strategy_ops rank_sops = {

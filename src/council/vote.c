@@ -402,30 +402,13 @@ start_vote(vote_run *vr)
 static void
 maybe_end_answers(vote_run *vr)
 {
-    council__host *h = &vr->h;
-    size_t i, ok = 0;
-
-    for (i = 0; i < h->n_members; i++)
-        if (h->members[i].busy)
-            return;
-    for (i = 0; i < h->n_members; i++)
-        if (h->members[i].state == COUNCIL__M_DONE)
-            ok++;
-    council__host_emit(h, COUNCIL_EV_STAGE_COMPLETED, "answer", 0, NULL, NULL,
-                       0,
-                       json_pack("{s:I,s:I}", "answered", (json_int_t)ok,
-                                 "failed", (json_int_t)(h->n_members - ok)));
-    if (council__host_check_quorum(h, "answer") < 0)
+    if (council__host_end_answers(&vr->h, &vr->cands, &vr->n_cands) != 0)
         return;
-    vr->cands = council__calloc(ok, sizeof(size_t));
-    vr->votes = council__calloc(ok, sizeof(size_t));
-    if (vr->cands == NULL || vr->votes == NULL) {
-        council__host_fail(h, "internal", "out of memory");
+    vr->votes = council__calloc(vr->n_cands, sizeof(size_t));
+    if (vr->votes == NULL) {
+        council__host_fail(&vr->h, "internal", "out of memory");
         return;
     }
-    for (i = 0; i < h->n_members; i++)
-        if (h->members[i].state == COUNCIL__M_DONE)
-            vr->cands[vr->n_cands++] = i;
     start_vote(vr);
 }
 
@@ -446,24 +429,8 @@ v_call_done(council__host *h, council__hcall *c,
 static void
 v_begin(council__host *h)
 {
-    vote_run *vr = (vote_run *)h;
-    size_t i;
-
-    council__host_emit(h, COUNCIL_EV_STAGE_STARTED, "answer", 0, NULL, NULL, 0,
-                       NULL);
-    for (i = 0; i < h->n_members; i++) {
-        council__hmember *m = &h->members[i];
-        if (council__host_call(h, (int)i, "answer", 0, NULL) != 0) {
-            m->state = COUNCIL__M_FAILED;
-            m->error = json_pack("{s:s,s:s}", "kind", "internal", "message",
-                                 "could not start the call");
-            council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "answer", 0,
-                               m->name, NULL, 0,
-                               json_pack("{s:s,s:o}", "model", m->model,
-                                         "error", json_deep_copy(m->error)));
-        }
-    }
-    maybe_end_answers(vr);
+    council__host_start_answers(h);
+    maybe_end_answers((vote_run *)h);
 }
 
 static const council__strategy_ops vote_sops = {

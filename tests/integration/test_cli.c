@@ -18,102 +18,18 @@
 #include <unistd.h>
 
 #include "council.h"
+#include "cli_run.h"
 #include "runner.h"
 
 extern char **environ;
 
-typedef struct result {
-    int code;  /* exit status, or 128 + signal */
-    char *out; /* stdout */
-    char *err; /* stderr */
-} result;
-
-static char *
-slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = calloc(1, (size_t)n + 1);
-    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
-        FAIL("short read of %s", path);
-    fclose(f);
-    return buf;
-}
-
 /* A file size limit for the child (0 = none): writes past it fail. */
-static rlim_t child_fsize;
+static unsigned long child_fsize;
 
-/* Run the council binary; if sigint_after_ms > 0, send SIGINT then. */
-static result
+static cli_result
 run_cli(int sigint_after_ms, const char *const *args)
 {
-    const char *bin = getenv("COUNCIL_BIN");
-    char out_path[600], err_path[600];
-    posix_spawn_file_actions_t fa;
-    char *argv[32];
-    result r = {0};
-    pid_t pid;
-    int status, n = 0, waited = 0;
-
-    ASSERT_NOT_NULL(bin);
-    snprintf(out_path, sizeof(out_path), "%s/stdout", runner_tmpdir());
-    snprintf(err_path, sizeof(err_path), "%s/stderr", runner_tmpdir());
-    argv[n++] = (char *)bin;
-    while (args[n - 1] != NULL && n < 31) {
-        argv[n] = (char *)args[n - 1];
-        n++;
-    }
-    argv[n] = NULL;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (child_fsize > 0) {
-        /* The limit is inherited: set it around the spawn only. */
-        struct rlimit old, lim = {child_fsize, child_fsize};
-        getrlimit(RLIMIT_FSIZE, &old);
-        setrlimit(RLIMIT_FSIZE, &lim);
-        ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-        setrlimit(RLIMIT_FSIZE, &old);
-    } else {
-        ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    if (sigint_after_ms > 0) {
-        usleep((useconds_t)sigint_after_ms * 1000);
-        kill(pid, SIGINT);
-    }
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            break;
-        if (waited++ > 60000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            FAIL("council did not finish in 60 s");
-        }
-        usleep(1000);
-    }
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    return r;
-}
-
-static void
-free_result(result *r)
-{
-    free(r->out);
-    free(r->err);
+    return cli_run_ex(sigint_after_ms, child_fsize, args);
 }
 
 static char *
@@ -194,7 +110,7 @@ TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
     char rec_db[800], rec_dir[800], sql[300], val[256], file[900];
     char *run_id = NULL, *content;
     size_t n, m;
-    result r;
+    cli_result r;
 
     mkdir(dir, 0700);
     snprintf(rec_db, sizeof(rec_db), "sqlite:%s", db);
@@ -220,7 +136,7 @@ TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
 
     /* JSONL: the same events, then exactly one outcome line. */
     snprintf(file, sizeof(file), "%s/%s.jsonl", dir, run_id);
-    content = slurp(file);
+    content = cli_slurp(file);
     m = check_event_lines(content, NULL, NULL);
     ASSERT_EQ_U64(m, n);
     ASSERT_STR_CONTAINS(content, "\n{\"outcome\":\"ok\"");
@@ -250,7 +166,7 @@ TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
     ASSERT_STR_EQ(val, "demo");
 
     /* council runs list shows it. */
-    free_result(&r);
+    cli_result_free(&r);
     {
         const char *args[] = {"runs", "list", "--db", db, NULL};
         r = run_cli(0, args);
@@ -258,7 +174,7 @@ TEST_T(demo_run_json_recorded_to_sqlite_and_jsonl, 60)
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, run_id);
     ASSERT_STR_CONTAINS(r.out, "demo");
-    free_result(&r);
+    cli_result_free(&r);
     free(run_id);
     free(db);
     free(dir);
@@ -269,7 +185,7 @@ TEST_T(plain_mode_prints_progress_and_answer, 60)
 {
     char *db = path_in_tmp("runs.db");
     char env[800];
-    result r;
+    cli_result r;
 
     snprintf(env, sizeof(env), "%s", db);
     setenv("COUNCIL_DB", env, 1);
@@ -286,7 +202,7 @@ TEST_T(plain_mode_prints_progress_and_answer, 60)
     ASSERT_STR_CONTAINS(r.err, db);
     ASSERT(strlen(r.out) > 20);
     ASSERT(strstr(r.out, "{\"type\"") == NULL);
-    free_result(&r);
+    cli_result_free(&r);
     free(db);
 }
 
@@ -304,7 +220,7 @@ write_file(const char *path, const char *text)
 TEST(bad_council_file_exits_2_with_position)
 {
     char *file = path_in_tmp("bad.yaml");
-    result r;
+    cli_result r;
 
     write_file(file, "name: x\n"
                      "providers:\n"
@@ -320,7 +236,7 @@ TEST(bad_council_file_exits_2_with_position)
     ASSERT_STR_CONTAINS(r.err, file);
     ASSERT_STR_CONTAINS(r.err, ":5:");
     ASSERT_STR_CONTAINS(r.err, "did you mean \"model\"");
-    free_result(&r);
+    cli_result_free(&r);
     free(file);
 }
 
@@ -368,7 +284,7 @@ TEST_T(member_failure_recorded_with_cause, 60)
 {
     council_mockllm *m = start_mock("model=bad-*:http=503", 0);
     char *file = mock_council(m, "3");
-    result r;
+    cli_result r;
 
     {
         const char *args[] = {"run", "--no-record", "--json", "-c",
@@ -382,7 +298,7 @@ TEST_T(member_failure_recorded_with_cause, 60)
     ASSERT_STR_CONTAINS(r.out, "\"member\":\"d\"");
     ASSERT_STR_CONTAINS(r.out, "\"http_status\":503");
     ASSERT_STR_CONTAINS(r.out, "HTTP 503");
-    free_result(&r);
+    cli_result_free(&r);
     free(file);
     council_mockllm_close(m);
 }
@@ -392,7 +308,7 @@ TEST_T(below_quorum_exits_1, 60)
 {
     council_mockllm *m = start_mock("model=bad-*:http=500", 0);
     char *file = mock_council(m, "4");
-    result r;
+    cli_result r;
 
     {
         const char *args[] = {"run", "--no-record", "-c", file, "q", NULL};
@@ -400,7 +316,7 @@ TEST_T(below_quorum_exits_1, 60)
     }
     ASSERT_EQ_INT(r.code, 1);
     ASSERT_STR_CONTAINS(r.err, "3 of 4 members answered; quorum is 4");
-    free_result(&r);
+    cli_result_free(&r);
     free(file);
     council_mockllm_close(m);
 }
@@ -412,7 +328,7 @@ TEST_T(sigint_cancels_and_records, 60)
     char *file = mock_council(m, "3");
     char *db = path_in_tmp("c.db");
     char rec[800], val[256];
-    result r;
+    cli_result r;
 
     snprintf(rec, sizeof(rec), "sqlite:%s", db);
     {
@@ -423,7 +339,7 @@ TEST_T(sigint_cancels_and_records, 60)
     ASSERT_STR_CONTAINS(r.err, "cancelled");
     sql_value(db, "SELECT outcome FROM runs", val);
     ASSERT_STR_EQ(val, "cancelled");
-    free_result(&r);
+    cli_result_free(&r);
     free(file);
     free(db);
     council_mockllm_close(m);
@@ -431,7 +347,7 @@ TEST_T(sigint_cancels_and_records, 60)
 
 TEST(usage_and_help)
 {
-    result r;
+    cli_result r;
 
     {
         const char *args[] = {"--help", NULL};
@@ -439,33 +355,33 @@ TEST(usage_and_help)
     }
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, "usage: council");
-    free_result(&r);
+    cli_result_free(&r);
     {
         const char *args[] = {"run", "--help", NULL};
         r = run_cli(0, args);
     }
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, "--record SPEC");
-    free_result(&r);
+    cli_result_free(&r);
     {
         const char *args[] = {"run", "--bogus", "q", NULL};
         r = run_cli(0, args);
     }
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_CONTAINS(r.err, "unknown option --bogus");
-    free_result(&r);
+    cli_result_free(&r);
     {
         const char *args[] = {"run", "--record", "mysql:x", "q", NULL};
         r = run_cli(0, args);
     }
     ASSERT_EQ_INT(r.code, 2);
-    free_result(&r);
+    cli_result_free(&r);
     {
         const char *args[] = {"frobnicate", NULL};
         r = run_cli(0, args);
     }
     ASSERT_EQ_INT(r.code, 2);
-    free_result(&r);
+    cli_result_free(&r);
     {
         const char *args[] = {"runs", "list", "--db", "/nonexistent/x.db",
                               NULL};
@@ -473,14 +389,14 @@ TEST(usage_and_help)
     }
     ASSERT_EQ_INT(r.code, 1);
     ASSERT_STR_CONTAINS(r.err, "no run store");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 /* A recorder that cannot write (directory missing) makes start fail with
  * the reason; exit 1 (nothing ran, nothing half-recorded). */
 TEST(unwritable_jsonl_dir_is_refused)
 {
-    result r;
+    cli_result r;
 
     {
         const char *args[] = {"run", "--record", "jsonl:/nonexistent/dir", "q",
@@ -489,7 +405,7 @@ TEST(unwritable_jsonl_dir_is_refused)
     }
     ASSERT_EQ_INT(r.code, 1);
     ASSERT_STR_CONTAINS(r.err, "/nonexistent/dir");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 /* A recorder that cannot write mid-run (the file size limit stands in for
@@ -498,7 +414,7 @@ TEST_T(recorder_that_cannot_write_is_reported_run_goes_on, 60)
 {
     char *dir = path_in_tmp("j");
     char rec[800];
-    result r;
+    cli_result r;
 
     mkdir(dir, 0700);
     snprintf(rec, sizeof(rec), "jsonl:%s", dir);
@@ -513,6 +429,6 @@ TEST_T(recorder_that_cannot_write_is_reported_run_goes_on, 60)
     ASSERT_STR_CONTAINS(r.err, "recorder 0 failed on seq");
     /* The display recorder went on: the answer is there. */
     ASSERT(strlen(r.out) > 20);
-    free_result(&r);
+    cli_result_free(&r);
     free(dir);
 }

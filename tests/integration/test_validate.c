@@ -15,87 +15,10 @@
 #include <unistd.h>
 
 #include "council.h"
+#include "cli_run.h"
 #include "runner.h"
 
 extern char **environ;
-
-typedef struct result {
-    int code;  /* exit status, or 128 + signal */
-    char *out; /* stdout */
-    char *err; /* stderr */
-} result;
-
-static char *
-slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (f == NULL)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = calloc(1, (size_t)n + 1);
-    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)
-        FAIL("short read of %s", path);
-    fclose(f);
-    return buf;
-}
-
-/* Run the council binary with args (NULL-terminated), at most 60 s. */
-static result
-run_cli(const char *const *args)
-{
-    const char *bin = getenv("COUNCIL_BIN");
-    char out_path[600], err_path[600];
-    posix_spawn_file_actions_t fa;
-    char *argv[64];
-    result r = {0};
-    pid_t pid;
-    int status, n = 0, waited = 0;
-
-    ASSERT_NOT_NULL(bin);
-    snprintf(out_path, sizeof(out_path), "%s/stdout", runner_tmpdir());
-    snprintf(err_path, sizeof(err_path), "%s/stderr", runner_tmpdir());
-    argv[n++] = (char *)bin;
-    while (args[n - 1] != NULL && n < 63) {
-        argv[n] = (char *)args[n - 1];
-        n++;
-    }
-    argv[n] = NULL;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            break;
-        if (waited++ > 60000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            FAIL("council did not finish in 60 s");
-        }
-        usleep(1000);
-    }
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    return r;
-}
-
-static void
-free_result(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
 
 /* Write text to name in the case's directory; the path into buf. */
 static const char *
@@ -145,7 +68,7 @@ static const char keyed_yaml[] =
 TEST_T(ok_line, 60)
 {
     char path[700], want[2048];
-    result r;
+    cli_result r;
 
     unsetenv("COUNCIL_TEST_KEY_VAR");
     write_file("ok.yaml",
@@ -159,19 +82,19 @@ TEST_T(ok_line, 60)
                "  - { name: c, provider: mock, model: m }\n"
                "chairman: { provider: mock, model: m }\n",
                path, sizeof(path));
-    r = run_cli((const char *[]){"validate", path, NULL});
+    r = cli_run((const char *[]){"validate", path, NULL});
     ASSERT_EQ_INT(r.code, 0);
     snprintf(want, sizeof(want),
              "%s: ok (council small, strategy rank, 3 members)\n", path);
     ASSERT_STR_EQ(r.out, want);
     ASSERT_STR_EQ(r.err, "");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 TEST_T(schema_and_syntax_errors, 60)
 {
     char bad[700], syn[700], want[2048];
-    result r;
+    cli_result r;
 
     /* "modle" is misspelt at line 4, column 32. */
     write_file("bad.yaml",
@@ -183,7 +106,7 @@ TEST_T(schema_and_syntax_errors, 60)
                "chairman: { provider: mock, model: m }\n",
                bad, sizeof(bad));
     write_file("syntax.yaml", "name: [unclosed\n", syn, sizeof(syn));
-    r = run_cli((const char *[]){"validate", "--no-env", bad, syn, NULL});
+    r = cli_run((const char *[]){"validate", "--no-env", bad, syn, NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_EQ(r.out, "");
     snprintf(want, sizeof(want),
@@ -196,31 +119,31 @@ TEST_T(schema_and_syntax_errors, 60)
     snprintf(want, sizeof(want), "%s:", syn);
     ASSERT_STR_CONTAINS(r.err + strlen(bad), want);
     ASSERT_STR_CONTAINS(r.err, "syntax error");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 TEST_T(missing_file, 60)
 {
     char path[700], want[2048];
-    result r;
+    cli_result r;
 
     snprintf(path, sizeof(path), "%s/nope.yaml", runner_tmpdir());
-    r = run_cli((const char *[]){"validate", path, NULL});
+    r = cli_run((const char *[]){"validate", path, NULL});
     ASSERT_EQ_INT(r.code, 2);
     snprintf(want, sizeof(want), "%s: cannot open %s: no such file\n", path,
              path);
     ASSERT_STR_EQ(r.err, want);
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 TEST_T(env_unset_reported_at_key, 60)
 {
     char path[700], want[2048];
-    result r;
+    cli_result r;
 
     unsetenv("COUNCIL_TEST_KEY_VAR");
     write_file("keyed.yaml", keyed_yaml, path, sizeof(path));
-    r = run_cli((const char *[]){"validate", path, NULL});
+    r = cli_run((const char *[]){"validate", path, NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_EQ(r.out, "");
     snprintf(want, sizeof(want),
@@ -228,37 +151,37 @@ TEST_T(env_unset_reported_at_key, 60)
              "COUNCIL_TEST_KEY_VAR is not set\n",
              path);
     ASSERT_STR_EQ(r.err, want);
-    free_result(&r);
+    cli_result_free(&r);
 
     /* --no-env skips the check. */
-    r = run_cli((const char *[]){"validate", "--no-env", path, NULL});
+    r = cli_run((const char *[]){"validate", "--no-env", path, NULL});
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, ": ok (council keyed, strategy rank, 2 "
                                "members)");
-    free_result(&r);
+    cli_result_free(&r);
 
     /* Set but empty is not a key either. */
     setenv("COUNCIL_TEST_KEY_VAR", "", 1);
-    r = run_cli((const char *[]){"validate", path, NULL});
+    r = cli_run((const char *[]){"validate", path, NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_CONTAINS(r.err, ":5:18: providers.p.api_key_env: "
                                "environment variable COUNCIL_TEST_KEY_VAR "
                                "is empty");
-    free_result(&r);
+    cli_result_free(&r);
 
     /* Set: valid. */
     setenv("COUNCIL_TEST_KEY_VAR", "sk-test", 1);
-    r = run_cli((const char *[]){"validate", path, NULL});
+    r = cli_run((const char *[]){"validate", path, NULL});
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, ": ok (council keyed");
     ASSERT_STR_EQ(r.err, "");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 TEST_T(mixed_files_exit_2, 60)
 {
     char good[700], keyed[700];
-    result r;
+    cli_result r;
 
     unsetenv("COUNCIL_TEST_KEY_VAR");
     write_file("good.yaml",
@@ -269,34 +192,34 @@ TEST_T(mixed_files_exit_2, 60)
                "chairman: { provider: m, model: x }\n",
                good, sizeof(good));
     write_file("keyed.yaml", keyed_yaml, keyed, sizeof(keyed));
-    r = run_cli((const char *[]){"validate", keyed, good, NULL});
+    r = cli_run((const char *[]){"validate", keyed, good, NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_CONTAINS(r.out, "good.yaml: ok (council good, strategy "
                                "rank, 1 member)\n");
     ASSERT_STR_CONTAINS(r.err, "keyed.yaml:5:18: ");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 TEST_T(usage, 60)
 {
-    result r;
+    cli_result r;
 
-    r = run_cli((const char *[]){"validate", NULL});
+    r = cli_run((const char *[]){"validate", NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_CONTAINS(r.err, "usage: council validate");
-    free_result(&r);
-    r = run_cli((const char *[]){"validate", "--bogus", "x.yaml", NULL});
+    cli_result_free(&r);
+    r = cli_run((const char *[]){"validate", "--bogus", "x.yaml", NULL});
     ASSERT_EQ_INT(r.code, 2);
     ASSERT_STR_CONTAINS(r.err, "unknown option --bogus");
-    free_result(&r);
-    r = run_cli((const char *[]){"validate", "--help", NULL});
+    cli_result_free(&r);
+    r = cli_run((const char *[]){"validate", "--help", NULL});
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, "--no-env");
-    free_result(&r);
-    r = run_cli((const char *[]){"--help", NULL});
+    cli_result_free(&r);
+    r = cli_run((const char *[]){"--help", NULL});
     ASSERT_EQ_INT(r.code, 0);
     ASSERT_STR_CONTAINS(r.out, "validate FILE...");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 TEST(check_env_api)
@@ -331,7 +254,7 @@ TEST_T(examples_validate, 60)
     struct dirent *e;
     int n = 0, a = 0, i;
     DIR *dp;
-    result r;
+    cli_result r;
 
     dp = opendir(source_path("examples", dir, sizeof(dir)));
     if (dp == NULL)
@@ -352,7 +275,7 @@ TEST_T(examples_validate, 60)
     for (i = 0; i < n; i++)
         args[a++] = paths[i];
     args[a] = NULL;
-    r = run_cli(args);
+    r = cli_run(args);
     if (r.code != 0)
         FAIL("council validate --no-env examples/*.yaml: exit %d\n%s", r.code,
              r.err);
@@ -364,5 +287,5 @@ TEST_T(examples_validate, 60)
         free(paths[i]);
     }
     ASSERT_STR_EQ(r.err, "");
-    free_result(&r);
+    cli_result_free(&r);
 }
