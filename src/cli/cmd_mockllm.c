@@ -80,6 +80,14 @@ parse_u64(const char *s, uint64_t *out)
     return errno != 0 || *end != '\0' ? -1 : 0;
 }
 
+/* Never runs (the signals are blocked and taken by sigwait); it exists so
+ * that the signals are not ignored. */
+static void
+on_stop_signal(int sig)
+{
+    (void)sig;
+}
+
 /* Many slow streams need many descriptors: lift the soft limit. */
 static void
 raise_nofile(void)
@@ -158,11 +166,16 @@ council_cmd_mockllm(int argc, char **argv)
     }
 
     /* SIGINT and SIGTERM are blocked before any thread starts, so every
-     * thread inherits the mask and only sigwait below receives them. */
+     * thread inherits the mask and only sigwait below receives them.  They
+     * get a handler first: a shell starts background jobs with SIGINT
+     * ignored, and an ignored signal is discarded, even when blocked. */
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_IGN;
     sigemptyset(&sa.sa_mask);
+    sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
