@@ -17,30 +17,6 @@
 
 /* {"type":"error","error":{"type","message"}}: the inner object's fields
  * into msg and type (also accepts a bare {"type","message"} object). */
-static void
-error_fields(json_t *err, char *msg, size_t msg_size, char *type,
-             size_t type_size)
-{
-    json_t *m, *t;
-
-    msg[0] = '\0';
-    type[0] = '\0';
-    if (json_is_string(err)) {
-        council__sanitize(msg, msg_size, json_string_value(err),
-                          json_string_length(err));
-        return;
-    }
-    if (!json_is_object(err))
-        return;
-    m = json_object_get(err, "message");
-    if (json_is_string(m))
-        council__sanitize(msg, msg_size, json_string_value(m),
-                          json_string_length(m));
-    t = json_object_get(err, "type");
-    if (json_is_string(t))
-        council__sanitize(type, type_size, json_string_value(t),
-                          json_string_length(t));
-}
 
 /* A token count: a non-negative integer, else -1 (not reported). */
 static json_int_t
@@ -92,7 +68,7 @@ provider_error(council__chat *c, json_t *err)
 {
     char msg[400], type[64];
 
-    error_fields(err, msg, sizeof(msg), type, sizeof(type));
+    council__error_fields(err, msg, sizeof(msg), type, sizeof(type));
     council__chat_fail(c, COUNCIL__CALL_PROVIDER,
                        "provider error in the stream: %s",
                        msg[0] != '\0' ? msg : "(no message)");
@@ -225,28 +201,11 @@ on_eof(council__chat *c, int clean)
                            c->errbuf[0] ? c->errbuf : "connection lost");
 }
 
-static void
-on_error_body(council__chat *c, const char *body, size_t len, char *msg,
-              size_t msg_size, char *type, size_t type_size)
-{
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
-    json_t *err = json_object_get(root, "error");
-
-    (void)c;
-    if (err == NULL)
-        err = json_object_get(root, "message") != NULL ? root : NULL;
-    if (err != NULL)
-        error_fields(err, msg, msg_size, type, type_size);
-    if (msg[0] == '\0')
-        council__sanitize(msg, msg_size, body, len < 200 ? len : 200);
-    json_decref(root);
-}
-
 const council__chat_ops council__anthropic_ops = {
     .on_event = on_event,
     .on_json = on_json,
     .on_eof = on_eof,
-    .on_error_body = on_error_body,
+    .on_error_body = council__json_error_body,
 };
 
 /* Sets key on obj to a new string of s[0..n); EINVAL if s is not UTF-8. */

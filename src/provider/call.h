@@ -11,6 +11,7 @@
 #define COUNCIL_PROVIDER_CALL_H
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "provider/provider.h"
 #include "provider/sse.h"
@@ -143,5 +144,12 @@ council_err council__openai_start(council__http *h,
                                   const council__chat_req *req,
                                   const council__chat_cbs *cbs, void *ud,
                                   council__chat **out);
+
+/* Error objects and bodies of the JSON wire formats (http.c). */
+void council__error_fields(json_t *err, char *msg, size_t msg_size, char *type,
+                           size_t type_size);
+void council__json_error_body(council__chat *c, const char *body, size_t len,
+                              char *msg, size_t msg_size, char *type,
+                              size_t type_size);
 
 #endif

@@ -1515,3 +1515,59 @@ council__call_errkind_name(council__call_errkind kind)
     }
     return "unknown";
 }
+
+/* ---- error bodies, shared by the JSON wire formats ----------------------- */
+
+/*
+ * The message and type of a provider's error object, sanitized: OpenAI's
+ * {"message","type","code"} (code, string or integer, when there is no
+ * type) and Anthropic's {"type","message"}; a bare string is the message.
+ */
+void
+council__error_fields(json_t *err, char *msg, size_t msg_size, char *type,
+                      size_t type_size)
+{
+    json_t *m, *t;
+
+    msg[0] = '\0';
+    type[0] = '\0';
+    if (json_is_string(err)) {
+        council__sanitize(msg, msg_size, json_string_value(err),
+                          json_string_length(err));
+        return;
+    }
+    if (!json_is_object(err))
+        return;
+    m = json_object_get(err, "message");
+    if (json_is_string(m))
+        council__sanitize(msg, msg_size, json_string_value(m),
+                          json_string_length(m));
+    t = json_object_get(err, "type");
+    if (!json_is_string(t))
+        t = json_object_get(err, "code");
+    if (json_is_string(t))
+        council__sanitize(type, type_size, json_string_value(t),
+                          json_string_length(t));
+    else if (json_is_integer(t))
+        snprintf(type, type_size, "%lld", (long long)json_integer_value(t));
+}
+
+/* on_error_body for formats whose error bodies are JSON: {"error": {...}}
+ * or the error object itself; other bodies become the message, cut. */
+void
+council__json_error_body(council__chat *c, const char *body, size_t len,
+                         char *msg, size_t msg_size, char *type,
+                         size_t type_size)
+{
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+    json_t *err = json_object_get(root, "error");
+
+    (void)c;
+    if (err == NULL)
+        err = json_object_get(root, "message") != NULL ? root : NULL;
+    if (err != NULL)
+        council__error_fields(err, msg, msg_size, type, type_size);
+    if (msg[0] == '\0')
+        council__sanitize(msg, msg_size, body, len < 200 ? len : 200);
+    json_decref(root);
+}

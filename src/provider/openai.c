@@ -15,34 +15,6 @@
 #include "provider/call.h"
 
 /* The provider's own error object (or string) into msg and type. */
-static void
-error_fields(json_t *err, char *msg, size_t msg_size, char *type,
-             size_t type_size)
-{
-    json_t *m, *t;
-
-    msg[0] = '\0';
-    type[0] = '\0';
-    if (json_is_string(err)) {
-        council__sanitize(msg, msg_size, json_string_value(err),
-                          json_string_length(err));
-        return;
-    }
-    if (!json_is_object(err))
-        return;
-    m = json_object_get(err, "message");
-    if (json_is_string(m))
-        council__sanitize(msg, msg_size, json_string_value(m),
-                          json_string_length(m));
-    t = json_object_get(err, "type");
-    if (!json_is_string(t))
-        t = json_object_get(err, "code");
-    if (json_is_string(t))
-        council__sanitize(type, type_size, json_string_value(t),
-                          json_string_length(t));
-    else if (json_is_integer(t))
-        snprintf(type, type_size, "%lld", (long long)json_integer_value(t));
-}
 
 /* A token count: a non-negative integer, else -1 (not reported). */
 static json_int_t
@@ -84,7 +56,7 @@ take_chunk(council__chat *c, json_t *root, const char *what)
 
     err = json_object_get(root, "error");
     if (err != NULL && !json_is_null(err)) {
-        error_fields(err, msg, sizeof(msg), type, sizeof(type));
+        council__error_fields(err, msg, sizeof(msg), type, sizeof(type));
         council__chat_fail(c, COUNCIL__CALL_PROVIDER,
                            "provider error in the stream: %s",
                            msg[0] != '\0' ? msg : "(no message)");
@@ -191,29 +163,12 @@ on_eof(council__chat *c, int clean)
                            c->errbuf[0] ? c->errbuf : "connection lost");
 }
 
-static void
-on_error_body(council__chat *c, const char *body, size_t len, char *msg,
-              size_t msg_size, char *type, size_t type_size)
-{
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
-    json_t *err = json_object_get(root, "error");
-
-    (void)c;
-    if (err == NULL)
-        err = json_object_get(root, "message") != NULL ? root : NULL;
-    if (err != NULL)
-        error_fields(err, msg, msg_size, type, type_size);
-    if (msg[0] == '\0')
-        council__sanitize(msg, msg_size, body, len < 200 ? len : 200);
-    json_decref(root);
-}
-
 /* Not static: the fuzz target fuzz/fuzz_openai_chunk.c drives it. */
 const council__chat_ops council__openai_ops = {
     .on_event = on_event,
     .on_json = on_json,
     .on_eof = on_eof,
-    .on_error_body = on_error_body,
+    .on_error_body = council__json_error_body,
 };
 
 static council_err
