@@ -207,6 +207,94 @@ check_bytes(ld *l, const char *text, size_t len)
     return COUNCIL_OK;
 }
 
+/*
+ * libfyaml 0.7.12 crashes in fy_parser_destroy after some parse errors in
+ * explicit mapping keys ("? [a]:\t:" is enough; found by fuzz_council_yaml,
+ * and upstream has open reports of the same kind).  A council file never
+ * needs explicit keys, so they are refused here, with their position,
+ * before libfyaml sees the text.
+ *
+ * Method: a small scan that knows just enough YAML to find the indicator:
+ * comments ('#' after a blank or at the start of a line), double-quoted
+ * (backslash escapes) and single-quoted ('' escapes) scalars, which start
+ * only where a node starts.  A '?' where a node starts (the start of a
+ * line after indentation and "- " markers, or after '[', '{', ',' or ':')
+ * and followed by a blank or the end of a line is an explicit key.
+ */
+static council_err
+check_indicators(ld *l, const char *text, size_t len)
+{
+    enum { PLAIN, DQ, SQ, COMMENT } st = PLAIN;
+    int line = 1, col = 1, node_start = 1;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        char c = text[i];
+        char next = i + 1 < len ? text[i + 1] : '\n';
+
+        if (((unsigned char)c & 0xC0) == 0x80)
+            continue; /* a UTF-8 continuation byte: same column */
+        if (c == '\n') {
+            if (st == COMMENT)
+                st = PLAIN;
+            line++;
+            col = 1;
+            if (st == PLAIN)
+                node_start = 1;
+            continue;
+        }
+        switch (st) {
+        case DQ:
+            if (c == '\\' && i + 1 < len && text[i + 1] != '\n') {
+                i++;
+                col++;
+            } else if (c == '"') {
+                st = PLAIN;
+            }
+            break;
+        case SQ:
+            if (c == '\'' && next == '\'') {
+                i++;
+                col++;
+            } else if (c == '\'') {
+                st = PLAIN;
+            }
+            break;
+        case COMMENT:
+            break;
+        case PLAIN:
+            if (c == '#' &&
+                (col == 1 || text[i - 1] == ' ' || text[i - 1] == '\t')) {
+                st = COMMENT;
+            } else if (c == ' ' || c == '\t' || c == '\r') {
+                /* blanks keep node_start as it is */
+            } else if (c == '?' && node_start &&
+                       (next == ' ' || next == '\t' || next == '\r' ||
+                        next == '\n')) {
+                return fail(l, COUNCIL_EPARSE, line, col,
+                            "explicit mapping keys ('?') are not supported "
+                            "in council files (expected key: value)");
+            } else if (c == '"' && node_start) {
+                st = DQ;
+                node_start = 0;
+            } else if (c == '\'' && node_start) {
+                st = SQ;
+                node_start = 0;
+            } else if (c == '[' || c == '{' || c == ',' ||
+                       ((c == ':' || c == '-') &&
+                        (next == ' ' || next == '\t' || next == '\r' ||
+                         next == '\n'))) {
+                node_start = 1;
+            } else {
+                node_start = 0;
+            }
+            break;
+        }
+        col++;
+    }
+    return COUNCIL_OK;
+}
+
 static void
 node_free(node *n)
 {
@@ -1152,6 +1240,9 @@ load_text(const char *text, size_t len, council_diag *diag, council_def **out)
         goto out;
     }
     rc = check_bytes(&l, text, len);
+    if (rc != COUNCIL_OK)
+        goto out;
+    rc = check_indicators(&l, text, len);
     if (rc != COUNCIL_OK)
         goto out;
     rc = build_tree(&l, text, len, &root);

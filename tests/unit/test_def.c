@@ -952,3 +952,40 @@ TEST_T(mutations_never_crash, 120)
     ASSERT(ok > 0 && bad > 0);
     free(buf);
 }
+
+/* libfyaml 0.7.12 crashed (SEGV in fy_parser_destroy) on this input,
+ * found by fuzz_council_yaml: explicit keys are refused before it parses. */
+TEST(explicit_keys_refused_before_libfyaml)
+{
+    static const char *bad[] = {"? [ae\t\t\t\t\t\t\t\t<\xd4\xa0]:\t: s\n",
+                                "? [a]:\t:\n", "x: {? a: b}\n",
+                                "name: x\nmembers:\n  - ? a\n"};
+    static const int where[][2] = {{1, 1}, {1, 1}, {1, 5}, {3, 5}};
+    const char *good =
+        "name: g\n"
+        "strategy: rank\n"
+        "providers:\n"
+        "  p: { kind: openai, base_url: http://127.0.0.1:1/v1 }\n"
+        "members:\n"
+        "  - { name: a, provider: p, model: m, system: \"Why? "
+        "[yes, ? no] # not a comment\" }\n"
+        "  - { name: b, provider: p, model: m, system: What? "
+        "yes }  # a comment with ? \n"
+        "chairman: { provider: p, model: m, system: 'it''s? [x, ? y]' }\n";
+    council_def *def = NULL;
+    council_diag d;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ASSERT_EQ_INT(
+            council_def_load_string(bad[i], strlen(bad[i]), "k.yaml", &def, &d),
+            COUNCIL_EPARSE);
+        ASSERT_NULL(def);
+        ASSERT_STR_CONTAINS(d.msg, "explicit mapping keys");
+        ASSERT_EQ_INT(d.line, where[i][0]);
+        ASSERT_EQ_INT(d.col, where[i][1]);
+    }
+    /* '?' in quoted and plain scalars and in comments is just text. */
+    ASSERT_OK(council_def_load_string(good, strlen(good), "g.yaml", &def, &d));
+    council_def_free(def);
+}
