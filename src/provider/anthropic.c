@@ -75,23 +75,6 @@ provider_error(council__chat *c, json_t *err)
     memcpy(c->res.error_type, type, sizeof(type));
 }
 
-static json_t *
-parse(council__chat *c, const char *data, size_t len, const char *what)
-{
-    json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
-    char shown[96];
-
-    if (json_is_object(root))
-        return root;
-    council__sanitize(shown, sizeof(shown), data, len < 80 ? len : 80);
-    council__chat_fail(c, COUNCIL__CALL_STREAM, "%s %s: %s%s",
-                       root == NULL ? "malformed JSON" : "not a JSON object:",
-                       what, shown, len > 80 ? "..." : "");
-    json_decref(root);
-    return NULL;
-}
-
 /* One event, named by its data's "type" (the SSE event name only when the
  * data has none).  Unknown types are skipped, as the API asks. */
 static void
@@ -102,7 +85,7 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
 
     if (c->done_seen || len == 0)
         return;
-    root = parse(c, data, len, "event");
+    root = council__json_object(c, data, len, "event");
     if (root == NULL)
         return;
     t = json_object_get(root, "type");
@@ -143,7 +126,8 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
 static void
 on_json(council__chat *c, const char *body, size_t len)
 {
-    json_t *root = parse(c, body, len, "response"), *content, *blk;
+    json_t *root = council__json_object(c, body, len, "response"), *content,
+           *blk;
     council__bytes all = {0};
     size_t i;
 

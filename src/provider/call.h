@@ -145,7 +145,10 @@ council_err council__openai_start(council__http *h,
                                   const council__chat_cbs *cbs, void *ud,
                                   council__chat **out);
 
-/* Error objects and bodies of the JSON wire formats (http.c). */
+/* Error objects and bodies of the JSON wire formats, and their stream
+ * events as JSON objects (http.c). */
+json_t *council__json_object(council__chat *c, const char *data, size_t len,
+                             const char *what);
 void council__error_fields(json_t *err, char *msg, size_t msg_size, char *type,
                            size_t type_size);
 void council__json_error_body(council__chat *c, const char *body, size_t len,

@@ -1571,3 +1571,24 @@ council__json_error_body(council__chat *c, const char *body, size_t len,
         council__sanitize(msg, msg_size, body, len < 200 ? len : 200);
     json_decref(root);
 }
+
+/* A stream event's data as a JSON object (new reference), or NULL after
+ * failing the call as a malformed stream, naming `what` and showing the
+ * start of the data, sanitized. */
+json_t *
+council__json_object(council__chat *c, const char *data, size_t len,
+                     const char *what)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
+    char shown[96];
+
+    if (json_is_object(root))
+        return root;
+    council__sanitize(shown, sizeof(shown), data, len < 80 ? len : 80);
+    council__chat_fail(c, COUNCIL__CALL_STREAM, "%s %s: %s%s",
+                       root == NULL ? "malformed JSON" : "not a JSON object:",
+                       what, shown, len > 80 ? "..." : "");
+    json_decref(root);
+    return NULL;
+}

@@ -88,23 +88,6 @@ take_chunk(council__chat *c, json_t *root, const char *what)
     return had_choice;
 }
 
-static json_t *
-parse(council__chat *c, const char *data, size_t len, const char *what)
-{
-    json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
-    char shown[96];
-
-    if (json_is_object(root))
-        return root;
-    council__sanitize(shown, sizeof(shown), data, len < 80 ? len : 80);
-    council__chat_fail(c, COUNCIL__CALL_STREAM, "%s %s: %s%s",
-                       root == NULL ? "malformed JSON" : "not a JSON object:",
-                       what, shown, len > 80 ? "..." : "");
-    json_decref(root);
-    return NULL;
-}
-
 static void
 on_event(council__chat *c, const char *event, const char *data, size_t len)
 {
@@ -119,7 +102,7 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
         council__chat_succeed(c);
         return;
     }
-    root = parse(c, data, len, "chunk");
+    root = council__json_object(c, data, len, "chunk");
     if (root == NULL)
         return;
     take_chunk(c, root, "delta");
@@ -129,7 +112,7 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
 static void
 on_json(council__chat *c, const char *body, size_t len)
 {
-    json_t *root = parse(c, body, len, "response");
+    json_t *root = council__json_object(c, body, len, "response");
 
     if (root == NULL)
         return;
