@@ -25,6 +25,7 @@ int council_cmd_run(int argc, char **argv);
 int council_cmd_runs(int argc, char **argv);
 int council_cmd_mockllm(int argc, char **argv);
 int council_cmd_validate(int argc, char **argv);
+int council_cmd_serve(int argc, char **argv);
 
 /* The default store: $COUNCIL_DB, else $XDG_DATA_HOME/council/runs.db,
  * else ~/.local/share/council/runs.db.  Creates the directory when

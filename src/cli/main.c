@@ -23,6 +23,8 @@ static const char usage[] =
     "                      council file is given)\n"
     "  runs list           list recorded runs\n"
     "  validate FILE...    check council files (and their API key variables)\n"
+    "  serve               serve councils over HTTP (REST, SSE, OpenAI-\n"
+    "                      compatible chat completions)\n"
     "  mock-llm            serve a mock LLM, OpenAI and Anthropic APIs\n"
     "                      (offline use, tests, benchmarks)\n"
     "\n"
@@ -126,6 +128,8 @@ main(int argc, char **argv)
         return council_cmd_mockllm(argc - 1, argv + 1);
     if (strcmp(cmd, "validate") == 0)
         return council_cmd_validate(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return council_cmd_serve(argc - 1, argv + 1);
     cli_error("unknown command '%s' (see council --help)", cmd);
     return EXIT_USAGE;
 }

@@ -1,0 +1,1186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Runs started by the server: the registry, the server's own recorder,
+ * Idempotency-Key handling, the reaper, and the /v1/runs handlers.
+ *
+ * Every run the server starts gets, besides the SQLite store (and the
+ * --record specs), one more recorder: srv_rec_ops.  A recorder's init
+ * runs before the run host exists, so it sees every event from seq 1 on:
+ * it keeps a reference to each event in the run's list (ev[i] has seq
+ * i + 1) and wakes the run's suspended followers.  Followers read the list
+ * under the lock, so a follower that starts late, or resumes after a
+ * Last-Event-ID, gets the events it missed from memory and then the live
+ * ones, without a gap or a duplicate.
+ *
+ * When the server's recorder is finalized the run has ended; the reaper
+ * thread then waits (council_run_wait) until every other recorder of the
+ * run is finalized too, so the store holds the whole run, and only then
+ * may the run leave memory (see RETAIN_ENDED).
+ *
+ * Idempotency keys: a POST /v1/runs with an Idempotency-Key header is
+ * remembered with a hash of its body (canonical JSON: keys sorted, no
+ * whitespace) and the reply it got.  The same key with the same body gets
+ * that reply again (200 instead of 201, header Idempotent-Replayed: true)
+ * and starts nothing; the same key with another body is 422; a key whose
+ * first request is still starting its run is 409.  At most IDEM_MAX keys
+ * are kept, each for IDEM_TTL_S seconds; past that the oldest go first.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+
+/* Ended runs kept in memory after the store holds them whole. */
+#define RETAIN_ENDED 64
+#define IDEM_MAX 10000
+#define IDEM_TTL_S (24 * 3600)
+#define IDEM_BUCKETS 4096
+#define IDEM_KEY_MAX 255
+
+/* ---- the registry (mu held) ---------------------------------------------- */
+
+static size_t
+bucket_of(const srv *s, const char *id)
+{
+    return (size_t)(hash64(id, strlen(id), 0) & (s->n_buckets - 1));
+}
+
+int
+reg_grow(srv *s)
+{
+    size_t n = s->n_buckets ? s->n_buckets * 2 : 256, i;
+    srun **b = calloc(n, sizeof(*b));
+    srun *r;
+
+    if (b == NULL)
+        return -1;
+    for (r = s->first; r != NULL; r = r->next) {
+        size_t k = (size_t)(hash64(r->id, strlen(r->id), 0) & (n - 1));
+
+        r->hnext = b[k];
+        b[k] = r;
+    }
+    for (i = 0; i < s->n_buckets; i++)
+        s->buckets[i] = NULL;
+    free(s->buckets);
+    s->buckets = b;
+    s->n_buckets = n;
+    return 0;
+}
+
+/* Never fails: the table starts with buckets (srv_open), and when it
+ * cannot grow the chains just get longer. */
+static void
+reg_insert(srv *s, srun *r)
+{
+    size_t k;
+
+    if (s->n_runs + 1 > s->n_buckets)
+        (void)reg_grow(s);
+    k = bucket_of(s, r->id);
+    r->hnext = s->buckets[k];
+    s->buckets[k] = r;
+    r->prev = s->last;
+    r->next = NULL;
+    if (s->last != NULL)
+        s->last->next = r;
+    else
+        s->first = r;
+    s->last = r;
+    s->n_runs++;
+    r->in_registry = 1;
+    r->refs++;
+}
+
+/* Unlink r; the caller drops the registry's reference. */
+void
+reg_remove(srv *s, srun *r)
+{
+    srun **pp = &s->buckets[bucket_of(s, r->id)];
+
+    while (*pp != NULL && *pp != r)
+        pp = &(*pp)->hnext;
+    if (*pp == r)
+        *pp = r->hnext;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        s->first = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    else
+        s->last = r->prev;
+    r->prev = r->next = r->hnext = NULL;
+    r->in_registry = 0;
+    s->n_runs--;
+    if (r->stored)
+        s->retained--;
+}
+
+srun *
+srun_find(srv *s, const char *id)
+{
+    srun *r;
+
+    if (s->n_buckets == 0)
+        return NULL;
+    for (r = s->buckets[bucket_of(s, id)]; r != NULL; r = r->hnext)
+        if (strcmp(r->id, id) == 0) {
+            r->refs++;
+            return r;
+        }
+    return NULL;
+}
+
+void
+srun_ref(srun *r)
+{
+    r->refs++;
+}
+
+/* Drop a reference (mu held); a run to free is pushed on *to_free. */
+void
+srun_unref_locked(srv *s, srun *r, srun **to_free)
+{
+    (void)s;
+    if (--r->refs == 0) {
+        r->reap_next = *to_free;
+        *to_free = r;
+    }
+}
+
+void
+srun_free(srun *r)
+{
+    size_t i;
+
+    while (r != NULL) {
+        srun *next = r->reap_next;
+
+        for (i = 0; i < r->n_ev; i++)
+            council_event_unref(r->ev[i]);
+        free(r->ev);
+        free(r->council);
+        free(r->question);
+        free(r->outcome_json);
+        free(r);
+        r = next;
+    }
+}
+
+void
+srun_release(srv *s, srun *r)
+{
+    srun *dead = NULL;
+
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    srun_unref_locked(s, r, &dead);
+    pthread_mutex_unlock(&s->mu);
+    srun_free(dead);
+}
+
+void
+waiter_link(srun *r, stream *w)
+{
+    if (r->waiters == NULL) {
+        w->wprev = w->wnext = w;
+        r->waiters = w;
+    } else {
+        w->wnext = r->waiters;
+        w->wprev = r->waiters->wprev;
+        w->wprev->wnext = w;
+        w->wnext->wprev = w;
+    }
+}
+
+void
+waiter_unlink(srun *r, stream *w)
+{
+    if (w->wnext == w) {
+        r->waiters = NULL;
+    } else {
+        w->wprev->wnext = w->wnext;
+        w->wnext->wprev = w->wprev;
+        if (r->waiters == w)
+            r->waiters = w->wnext;
+    }
+    w->wprev = w->wnext = NULL;
+}
+
+void
+srun_wake(srun *r)
+{
+    stream *list = r->waiters, *w;
+
+    if (list == NULL)
+        return;
+    r->waiters = NULL;
+    list->wprev->wnext = NULL;
+    while (list != NULL) {
+        w = list;
+        list = w->wnext;
+        w->wprev = w->wnext = NULL;
+        /* Non-streamed chats wait for the end only. */
+        if (w->kind == SK_CHAT_WAIT && !r->ended) {
+            waiter_link(r, w);
+            continue;
+        }
+        w->suspended = 0;
+        MHD_resume_connection(w->conn);
+    }
+}
+
+/* Ended runs beyond RETAIN_ENDED leave memory, oldest first (mu held). */
+static void
+reg_trim(srv *s, srun **to_free)
+{
+    srun *r = s->first, *next;
+
+    while (r != NULL && s->retained > RETAIN_ENDED) {
+        next = r->next;
+        if (r->stored) {
+            reg_remove(s, r);
+            srun_unref_locked(s, r, to_free);
+        }
+        r = next;
+    }
+}
+
+/* ---- the reaper ------------------------------------------------------------
+ */
+
+/* mu held. */
+static void
+reap_queue(srv *s, srun *r)
+{
+    if (r->reap_queued || r->run == NULL)
+        return;
+    r->reap_queued = 1;
+    r->refs++;
+    r->reap_next = NULL;
+    if (s->reap_tail != NULL)
+        s->reap_tail->reap_next = r;
+    else
+        s->reap_head = r;
+    s->reap_tail = r;
+    pthread_cond_signal(&s->reap_cv);
+}
+
+void *
+srv_reaper_main(void *arg)
+{
+    srv *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        srun *r, *dead = NULL;
+        council_run *run;
+
+        while (s->reap_head == NULL && !s->reap_stop)
+            pthread_cond_wait(&s->reap_cv, &s->mu);
+        r = s->reap_head;
+        if (r == NULL)
+            break;
+        s->reap_head = r->reap_next;
+        if (s->reap_head == NULL)
+            s->reap_tail = NULL;
+        r->reap_next = NULL;
+        run = r->run;
+        pthread_mutex_unlock(&s->mu);
+
+        /* Every recorder of the run (the store too) is finalized when
+         * this returns. */
+        council_run_wait(run, UINT64_MAX, NULL);
+
+        pthread_mutex_lock(&s->mu);
+        r->run = NULL;
+        r->stored = 1;
+        if (r->in_registry)
+            s->retained++;
+        reg_trim(s, &dead);
+        srun_unref_locked(s, r, &dead);
+        pthread_mutex_unlock(&s->mu);
+        council_run_release(run);
+        srun_free(dead);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- the server's recorder ------------------------------------------------
+ */
+
+static int
+rec_init(const char *run_id, void *args, void **state, char *why, size_t n)
+{
+    srun *r = args;
+
+    (void)why;
+    (void)n;
+    pthread_mutex_lock(&r->s->mu);
+    snprintf(r->id, sizeof(r->id), "%s", run_id);
+    r->inited = 1;
+    r->refs++;
+    pthread_mutex_unlock(&r->s->mu);
+    *state = r;
+    return 0;
+}
+
+static int
+rec_event(void *state, council_event *ev)
+{
+    srun *r = state;
+    srv *s = r->s;
+    council_event_type t = council_event_type_of(ev);
+    int rc = 0;
+
+    metrics_event(s, ev);
+    pthread_mutex_lock(&s->mu);
+    if (!r->lost && r->n_ev == r->cap_ev) {
+        size_t cap = r->cap_ev ? r->cap_ev * 2 : 64;
+        council_event **v = realloc(r->ev, cap * sizeof(*v));
+
+        if (v == NULL) {
+            /* A follower must never see a gap: they stop here. */
+            r->lost = 1;
+        } else {
+            r->ev = v;
+            r->cap_ev = cap;
+        }
+    }
+    if (!r->lost) {
+        r->ev[r->n_ev++] = council_event_ref(ev);
+        if (t == COUNCIL_EV_RUN_COMPLETED || t == COUNCIL_EV_RUN_FAILED)
+            r->terminal = 1;
+    } else {
+        rc = -1;
+    }
+    srun_wake(r);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void
+rec_final(void *state, const council_outcome *o)
+{
+    srun *r = state;
+    srv *s = r->s;
+    const char *oj = council_outcome_json(o);
+    char *copy = oj != NULL ? strdup(oj) : NULL;
+    srun *dead = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    r->ended = 1;
+    r->kind = council_outcome_kind_of(o);
+    r->outcome_json = copy;
+    r->ended_us = wall_us();
+    switch (r->kind) {
+    case COUNCIL_OUTCOME_OK:
+        s->c.runs_ok++;
+        break;
+    case COUNCIL_OUTCOME_CANCELLED:
+        s->c.runs_cancelled++;
+        break;
+    case COUNCIL_OUTCOME_CRASHED:
+        s->c.runs_crashed++;
+        break;
+    default:
+        s->c.runs_error++;
+        break;
+    }
+    if (r->counted) {
+        r->counted = 0;
+        s->live--;
+    }
+    srun_wake(r);
+    reap_queue(s, r);
+    srun_unref_locked(s, r, &dead);
+    pthread_mutex_unlock(&s->mu);
+    srun_free(dead);
+}
+
+const council_recorder_ops srv_rec_ops = {COUNCIL_RECORDER_OPS_VERSION,
+                                          rec_init, rec_event, rec_final, NULL};
+
+/* ---- starting runs
+ * ------------------------------------------------------------ */
+
+unsigned
+srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
+              char *msg, size_t msgsz)
+{
+    council_recorder_spec specs[SRV_MAX_RECORD + 2];
+    council_run_opts ro = {COUNCIL_RUN_OPTS_VERSION};
+    council_run *run = NULL;
+    council_diag diag;
+    council_err rc;
+    srun *r, *dead = NULL;
+    const char *q = rq->question;
+    size_t n = 0, i;
+
+    *out = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        *type = "unavailable";
+        snprintf(msg, msgsz, "the server is shutting down");
+        return 503;
+    }
+    if (s->live >= s->o.max_runs) {
+        s->c.runs_rejected++;
+        pthread_mutex_unlock(&s->mu);
+        *type = "rate_limit_error";
+        snprintf(msg, msgsz,
+                 "%zu runs are in flight, the most this server runs at "
+                 "once (--max-runs); try again later",
+                 s->o.max_runs);
+        return 429;
+    }
+    s->live++;
+    pthread_mutex_unlock(&s->mu);
+
+    if (q == NULL && rq->n_msgs > 0)
+        q = rq->msgs[rq->n_msgs - 1].content;
+    r = calloc(1, sizeof(*r));
+    if (r != NULL) {
+        r->s = s;
+        r->refs = 1;
+        r->counted = 1;
+        r->started_us = wall_us();
+        r->council = strdup(rq->council_name);
+        r->question = strdup(q != NULL ? q : "");
+    }
+    if (r == NULL || r->council == NULL || r->question == NULL) {
+        pthread_mutex_lock(&s->mu);
+        s->live--;
+        pthread_mutex_unlock(&s->mu);
+        if (r != NULL)
+            srun_free(r);
+        *type = "server_error";
+        snprintf(msg, msgsz, "out of memory");
+        return 503;
+    }
+
+    specs[n].ops = council_recorder_sqlite();
+    specs[n++].args = (void *)s->o.db;
+    for (i = 0; i < (size_t)s->o.n_rec; i++) {
+        specs[n].ops = s->o.rec_ops[i];
+        specs[n++].args = (void *)s->o.rec_args[i];
+    }
+    specs[n].ops = &srv_rec_ops;
+    specs[n++].args = r;
+    ro.recorders = specs;
+    ro.n_recorders = n;
+    ro.deadline_ms = rq->deadline_ms;
+    ro.seed = rq->seed;
+    memset(&diag, 0, sizeof(diag));
+    if (rq->msgs != NULL)
+        rc = council_run_start_messages(s->eng, rq->def, rq->msgs, rq->n_msgs,
+                                        &ro, &run, &diag);
+    else
+        rc = council_run_start(s->eng, rq->def, rq->question, &ro, &run, &diag);
+    if (rc != COUNCIL_OK) {
+        unsigned status;
+
+        pthread_mutex_lock(&s->mu);
+        if (r->counted) {
+            r->counted = 0;
+            s->live--;
+        }
+        srun_unref_locked(s, r, &dead);
+        pthread_mutex_unlock(&s->mu);
+        srun_free(dead);
+        switch (rc) {
+        case COUNCIL_EINVAL:
+            status = 400;
+            *type = "invalid_request_error";
+            break;
+        case COUNCIL_ECLOSED:
+            status = 503;
+            *type = "unavailable";
+            break;
+        case COUNCIL_ENOMEM:
+            status = 503;
+            *type = "server_error";
+            break;
+        default:
+            status = 500;
+            *type = "server_error";
+            break;
+        }
+        snprintf(msg, msgsz, "cannot start the run: %s",
+                 diag.msg[0] != '\0' ? diag.msg : council_strerror(rc));
+        srv_log(s, "cannot start a run of council %s: %s", rq->council_name,
+                diag.msg[0] != '\0' ? diag.msg : council_strerror(rc));
+        return status;
+    }
+
+    pthread_mutex_lock(&s->mu);
+    r->run = run;
+    reg_insert(s, r);
+    if (r->ended)
+        reap_queue(s, r);
+    pthread_mutex_unlock(&s->mu);
+    *out = r;
+    return 0;
+}
+
+/* ---- JSON of a run
+ * -------------------------------------------------------------- */
+
+static const char *
+status_of(const srun *r)
+{
+    if (!r->ended)
+        return "running";
+    return council_outcome_kind_name(r->kind);
+}
+
+json_t *
+srun_summary(srv *s, srun *r)
+{
+    char started[40], ended[40] = "";
+    json_t *o, *outcome = NULL;
+    const char *status;
+    size_t n;
+
+    pthread_mutex_lock(&s->mu);
+    status = status_of(r);
+    n = r->n_ev;
+    if (r->ended) {
+        fmt_time(r->ended_us, ended, sizeof(ended));
+        if (r->outcome_json != NULL)
+            outcome = json_loads(r->outcome_json, 0, NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+    fmt_time(r->started_us, started, sizeof(started));
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", r->id, "council",
+                  r->council, "question", r->question, "status", status,
+                  "started", started, "events", (json_int_t)n);
+    if (o == NULL) {
+        json_decref(outcome);
+        return NULL;
+    }
+    if (ended[0] != '\0')
+        json_object_set_new(o, "ended", json_string(ended));
+    if (outcome != NULL)
+        json_object_set_new(o, "outcome", outcome);
+    return o;
+}
+
+/* ---- idempotency keys -------------------------------------------------------
+ */
+
+typedef struct ikey {
+    char *key;
+    uint64_t h1, h2; /* hash of the canonical body */
+    int done;        /* the run started; reply holds the answer */
+    char *reply;
+    uint64_t at_ns;
+    struct ikey *hnext, *prev, *next;
+} ikey;
+
+struct idem {
+    ikey *b[IDEM_BUCKETS];
+    size_t n;
+    ikey *first, *last;
+};
+
+static ikey **
+idem_slot(idem *t, const char *key)
+{
+    ikey **pp = &t->b[hash64(key, strlen(key), 7) % IDEM_BUCKETS];
+
+    while (*pp != NULL && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void
+idem_unlink(idem *t, ikey *k)
+{
+    ikey **pp = idem_slot(t, k->key);
+
+    if (*pp == k)
+        *pp = k->hnext;
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        t->first = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    else
+        t->last = k->prev;
+    t->n--;
+    free(k->key);
+    free(k->reply);
+    free(k);
+}
+
+/* Forget keys past their time, and the oldest past IDEM_MAX (keys whose
+ * run is still starting stay). */
+static void
+idem_expire(idem *t, uint64_t now)
+{
+    ikey *k = t->first, *next;
+
+    while (k != NULL) {
+        next = k->next;
+        if (k->done && (now - k->at_ns > (uint64_t)IDEM_TTL_S * 1000000000u ||
+                        t->n > IDEM_MAX))
+            idem_unlink(t, k);
+        else if (now - k->at_ns <= (uint64_t)IDEM_TTL_S * 1000000000u &&
+                 t->n <= IDEM_MAX)
+            break;
+        k = next;
+    }
+}
+
+void
+idem_free(idem *t)
+{
+    if (t == NULL)
+        return;
+    while (t->first != NULL)
+        idem_unlink(t, t->first);
+    free(t);
+}
+
+static int
+idem_key_ok(const char *k)
+{
+    size_t i;
+
+    for (i = 0; k[i] != '\0'; i++)
+        if (i >= IDEM_KEY_MAX || (unsigned char)k[i] < 0x20 ||
+            (unsigned char)k[i] > 0x7e)
+            return 0;
+    return i > 0;
+}
+
+/* ---- POST /v1/runs
+ * ------------------------------------------------------------ */
+
+static const char *const run_fields[] = {"council", "input", "deadline", "seed",
+                                         NULL};
+
+static int
+known_field(const char *k, const char *const *list)
+{
+    for (; *list != NULL; list++)
+        if (strcmp(k, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* Inline councils may not read the server's environment: an inline
+ * provider could otherwise send the server's API keys anywhere. */
+static int
+inline_reads_env(json_t *council, char *which, size_t size)
+{
+    json_t *providers = json_object_get(council, "providers"), *p;
+    const char *name;
+
+    json_object_foreach (providers, name, p) {
+        if (json_object_get(p, "api_key_env") != NULL) {
+            snprintf(which, size, "%s", name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Parse "input": a question, or messages.  Returns 0 or writes msg. */
+static int
+parse_input(json_t *in, council_message **msgs, size_t *n, const char **q,
+            char *msg, size_t msgsz)
+{
+    size_t i;
+    json_t *m;
+
+    *msgs = NULL;
+    *n = 0;
+    *q = NULL;
+    if (json_is_string(in)) {
+        if (json_string_length(in) == 0 ||
+            strlen(json_string_value(in)) != json_string_length(in)) {
+            snprintf(msg, msgsz,
+                     "'input' must be a non-empty string "
+                     "without NUL, or an array of messages");
+            return -1;
+        }
+        *q = json_string_value(in);
+        return 0;
+    }
+    if (!json_is_array(in) || json_array_size(in) == 0) {
+        snprintf(msg, msgsz,
+                 "'input' must be a non-empty string (the "
+                 "question) or a non-empty array of messages "
+                 "{\"role\", \"content\"}");
+        return -1;
+    }
+    *msgs = calloc(json_array_size(in), sizeof(**msgs));
+    if (*msgs == NULL) {
+        snprintf(msg, msgsz, "out of memory");
+        return -1;
+    }
+    json_array_foreach (in, i, m) {
+        json_t *role = json_object_get(m, "role");
+        json_t *content = json_object_get(m, "content");
+        const char *rv = json_string_value(role);
+
+        if (!json_is_object(m) || !json_is_string(role) ||
+            !json_is_string(content)) {
+            snprintf(msg, msgsz,
+                     "input[%zu] must be an object with string 'role' "
+                     "and 'content'",
+                     i);
+            goto bad;
+        }
+        if (strcmp(rv, "system") != 0 && strcmp(rv, "user") != 0 &&
+            strcmp(rv, "assistant") != 0) {
+            snprintf(msg, msgsz,
+                     "input[%zu].role must be \"system\", \"user\" or "
+                     "\"assistant\"",
+                     i);
+            goto bad;
+        }
+        if (strlen(json_string_value(content)) != json_string_length(content)) {
+            snprintf(msg, msgsz, "input[%zu].content must not contain NUL", i);
+            goto bad;
+        }
+        (*msgs)[i].role = rv;
+        (*msgs)[i].content = json_string_value(content);
+    }
+    *n = json_array_size(in);
+    if (strcmp((*msgs)[*n - 1].role, "user") != 0) {
+        snprintf(msg, msgsz,
+                 "the last message of 'input' must have role "
+                 "\"user\"");
+        goto bad;
+    }
+    return 0;
+bad:
+    free(*msgs);
+    *msgs = NULL;
+    *n = 0;
+    return -1;
+}
+
+/* "deadline": a duration string or milliseconds. */
+static int
+parse_deadline(json_t *v, uint64_t *ms)
+{
+    if (v == NULL || json_is_null(v)) {
+        *ms = 0;
+        return 0;
+    }
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        *ms = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_string(v) &&
+        council_duration_parse(json_string_value(v), ms) == COUNCIL_OK &&
+        *ms > 0)
+        return 0;
+    return -1;
+}
+
+enum MHD_Result
+runs_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len)
+{
+    json_error_t je;
+    json_t *root = NULL, *v, *reply = NULL;
+    const char *key, *q = NULL, *type = NULL, *k;
+    council_message *msgs = NULL;
+    size_t n_msgs = 0;
+    council_def *inline_def = NULL;
+    cset *cs = NULL;
+    const centry *ce = NULL;
+    run_req rq;
+    uint64_t deadline_ms = 0, seed = 0, h1 = 0, h2 = 0;
+    ikey *ik = NULL;
+    srun *r = NULL;
+    char msg[512], location[160];
+    unsigned status;
+    enum MHD_Result ret;
+    char *text = NULL, *canon = NULL;
+
+    memset(&rq, 0, sizeof(rq));
+    root =
+        json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL) {
+        ret = srv_error(conn, 400, "invalid_request_error",
+                        "malformed JSON in the request body at line %d, "
+                        "column %d: %s",
+                        je.line, je.column, je.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        ret = srv_error(conn, 400, "invalid_request_error",
+                        "the request body must be a JSON object");
+        goto out;
+    }
+    json_object_foreach (root, k, v) {
+        if (!known_field(k, run_fields)) {
+            ret = srv_error(conn, 400, "invalid_request_error",
+                            "unknown field '%.100s' (known: council, input, "
+                            "deadline, seed)",
+                            k);
+            goto out;
+        }
+    }
+    if (parse_input(json_object_get(root, "input"), &msgs, &n_msgs, &q, msg,
+                    sizeof(msg)) != 0) {
+        ret = srv_error(conn, 400, "invalid_request_error", "%s", msg);
+        goto out;
+    }
+    if (parse_deadline(json_object_get(root, "deadline"), &deadline_ms) != 0) {
+        ret = srv_error(conn, 400, "invalid_request_error",
+                        "'deadline' must be a duration such as \"90s\" or "
+                        "\"5m\", or a positive number of milliseconds");
+        goto out;
+    }
+    v = json_object_get(root, "seed");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+            ret = srv_error(conn, 400, "invalid_request_error",
+                            "'seed' must be a positive integer");
+            goto out;
+        }
+        seed = (uint64_t)json_integer_value(v);
+    }
+
+    v = json_object_get(root, "council");
+    if (json_is_string(v)) {
+        pthread_mutex_lock(&s->mu);
+        cs = s->councils;
+        cs->refs++;
+        pthread_mutex_unlock(&s->mu);
+        ce = cset_find(cs, json_string_value(v));
+        if (ce == NULL) {
+            ret = srv_error(conn, 404, "not_found_error",
+                            "no council named \"%.100s\" (GET /v1/models "
+                            "lists them)",
+                            json_string_value(v));
+            goto out;
+        }
+        rq.def = ce->def;
+        rq.council_name = ce->name;
+    } else if (json_is_object(v)) {
+        council_diag diag;
+        char which[128];
+        council_err e;
+
+        if (s->o.no_inline) {
+            ret = srv_error(conn, 403, "permission_error",
+                            "inline council definitions are disabled on "
+                            "this server (--no-inline); name a council");
+            goto out;
+        }
+        if (inline_reads_env(v, which, sizeof(which))) {
+            ret = srv_error(conn, 400, "invalid_request_error",
+                            "council.providers.%s.api_key_env: an inline "
+                            "council may not read the server's environment; "
+                            "put it in the --councils directory",
+                            which);
+            goto out;
+        }
+        text = json_dumps(v, JSON_COMPACT);
+        memset(&diag, 0, sizeof(diag));
+        e = text == NULL
+                ? COUNCIL_ENOMEM
+                : council_def_load_string(text, strlen(text), "<inline>",
+                                          &inline_def, &diag);
+        if (e != COUNCIL_OK) {
+            ret = srv_error(conn, 400, "invalid_request_error",
+                            "council (inline): %s",
+                            diag.msg[0] ? diag.msg : council_strerror(e));
+            goto out;
+        }
+        rq.def = inline_def;
+        rq.council_name = council_def_name(inline_def);
+    } else {
+        ret = srv_error(conn, 400, "invalid_request_error",
+                        "'council' must be a council name (string) or an "
+                        "inline definition (object)");
+        goto out;
+    }
+    rq.question = q;
+    rq.msgs = msgs;
+    rq.n_msgs = n_msgs;
+    rq.deadline_ms = deadline_ms;
+    rq.seed = seed;
+
+    key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+    if (key != NULL) {
+        ikey **slot;
+
+        if (!idem_key_ok(key)) {
+            ret = srv_error(conn, 400, "invalid_request_error",
+                            "Idempotency-Key must be 1 to %d printable "
+                            "ASCII characters",
+                            IDEM_KEY_MAX);
+            goto out;
+        }
+        canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+        if (canon == NULL) {
+            ret = srv_error(conn, 503, "server_error", "out of memory");
+            goto out;
+        }
+        h1 = hash64(canon, strlen(canon), 1);
+        h2 = hash64(canon, strlen(canon), 0x9e3779b97f4a7c15ULL);
+        pthread_mutex_lock(&s->mu);
+        if (s->idem == NULL)
+            s->idem = calloc(1, sizeof(*s->idem));
+        if (s->idem == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            ret = srv_error(conn, 503, "server_error", "out of memory");
+            goto out;
+        }
+        idem_expire(s->idem, mono_ns());
+        slot = idem_slot(s->idem, key);
+        if (*slot != NULL) {
+            ikey *old = *slot;
+
+            if (old->h1 != h1 || old->h2 != h2) {
+                pthread_mutex_unlock(&s->mu);
+                ret = srv_error(conn, 422, "idempotency_error",
+                                "this Idempotency-Key was used with a "
+                                "different request body");
+                goto out;
+            }
+            if (!old->done) {
+                pthread_mutex_unlock(&s->mu);
+                ret = srv_error(conn, 409, "idempotency_error",
+                                "a request with this Idempotency-Key is "
+                                "still starting its run; retry");
+                goto out;
+            }
+            text = strdup(old->reply);
+            pthread_mutex_unlock(&s->mu);
+            if (text == NULL) {
+                ret = srv_error(conn, 503, "server_error", "out of memory");
+                goto out;
+            }
+            {
+                const char *hdrs[] = {"Idempotent-Replayed", "true", NULL};
+                char *t = text;
+
+                text = NULL;
+                ret = srv_reply(conn, 200, "application/json", t, strlen(t),
+                                hdrs);
+            }
+            goto out;
+        }
+        ik = calloc(1, sizeof(*ik));
+        if (ik != NULL)
+            ik->key = strdup(key);
+        if (ik == NULL || ik->key == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            free(ik);
+            ik = NULL;
+            ret = srv_error(conn, 503, "server_error", "out of memory");
+            goto out;
+        }
+        ik->h1 = h1;
+        ik->h2 = h2;
+        ik->at_ns = mono_ns();
+        *slot = ik;
+        ik->prev = s->idem->last;
+        if (s->idem->last != NULL)
+            s->idem->last->next = ik;
+        else
+            s->idem->first = ik;
+        s->idem->last = ik;
+        s->idem->n++;
+        pthread_mutex_unlock(&s->mu);
+    }
+
+    status = srv_start_run(s, &rq, &r, &type, msg, sizeof(msg));
+    if (status != 0) {
+        if (ik != NULL) {
+            pthread_mutex_lock(&s->mu);
+            idem_unlink(s->idem, ik);
+            pthread_mutex_unlock(&s->mu);
+        }
+        ret = srv_error(conn, status, type, "%s", msg);
+        goto out;
+    }
+    reply = srun_summary(s, r);
+    if (reply != NULL) {
+        char events[120];
+
+        snprintf(events, sizeof(events), "/v1/runs/%s/events", r->id);
+        json_object_set_new(reply, "events_url", json_string(events));
+    }
+    free(text);
+    text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
+    if (ik != NULL) {
+        pthread_mutex_lock(&s->mu);
+        if (text != NULL) {
+            ik->reply = strdup(text);
+            ik->done = ik->reply != NULL;
+        }
+        if (!ik->done)
+            idem_unlink(s->idem, ik);
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (text == NULL) {
+        ret = srv_error(conn, 503, "server_error", "out of memory");
+        goto out;
+    }
+    snprintf(location, sizeof(location), "/v1/runs/%s", r->id);
+    {
+        const char *hdrs[] = {"Location", location, NULL};
+        char *t = text;
+
+        text = NULL;
+        ret = srv_reply(conn, 201, "application/json", t, strlen(t), hdrs);
+    }
+out:
+    srun_release(s, r);
+    json_decref(reply);
+    json_decref(root);
+    free(msgs);
+    free(text);
+    free(canon);
+    council_def_free(inline_def);
+    if (cs != NULL) {
+        int last;
+
+        pthread_mutex_lock(&s->mu);
+        last = --cs->refs == 0;
+        pthread_mutex_unlock(&s->mu);
+        if (last)
+            cset_free(cs);
+    }
+    return ret;
+}
+
+/* ---- GET /v1/runs, GET and DELETE /v1/runs/{id}
+ * ------------------------------- */
+
+typedef struct list_ctx {
+    srv *s;
+    json_t *data;
+} list_ctx;
+
+static int
+list_row(const council_run_row *row, void *ud)
+{
+    list_ctx *c = ud;
+    char started[40], ended[40];
+    const char *status = row->outcome;
+    json_t *o;
+
+    if (status == NULL) {
+        srun *r, *dead = NULL;
+
+        pthread_mutex_lock(&c->s->mu);
+        r = srun_find(c->s, row->run_id);
+        status = r != NULL && !r->ended ? "running" : "incomplete";
+        if (r != NULL)
+            srun_unref_locked(c->s, r, &dead);
+        pthread_mutex_unlock(&c->s->mu);
+        srun_free(dead);
+    }
+    fmt_time(row->started_us, started, sizeof(started));
+    o = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:I}", "id", row->run_id,
+                  "council", row->council, "question", row->question, "status",
+                  status, "started", started, "events",
+                  (json_int_t)row->events);
+    if (o == NULL)
+        return 1;
+    if (row->ended_us != 0) {
+        fmt_time(row->ended_us, ended, sizeof(ended));
+        json_object_set_new(o, "ended", json_string(ended));
+    }
+    json_array_append_new(c->data, o);
+    return 0;
+}
+
+enum MHD_Result
+runs_list(srv *s, struct MHD_Connection *conn)
+{
+    const char *lim =
+        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
+    unsigned long limit = 50;
+    council_diag diag;
+    council_err rc;
+    list_ctx c;
+    json_t *o;
+
+    if (lim != NULL) {
+        char *end;
+
+        errno = 0;
+        limit = strtoul(lim, &end, 10);
+        if (lim[0] < '0' || lim[0] > '9' || *end != '\0' || errno != 0 ||
+            limit == 0 || limit > 1000)
+            return srv_error(conn, 400, "invalid_request_error",
+                             "'limit' must be an integer from 1 to 1000");
+    }
+    c.s = s;
+    c.data = json_array();
+    if (c.data == NULL)
+        return srv_error(conn, 503, "server_error", "out of memory");
+    memset(&diag, 0, sizeof(diag));
+    rc = council_store_list(s->o.db, limit, list_row, &c, &diag);
+    if (rc != COUNCIL_OK && rc != COUNCIL_ENOTFOUND) {
+        json_decref(c.data);
+        return srv_error(conn, 500, "server_error", "the run store: %s",
+                         diag.msg[0] ? diag.msg : council_strerror(rc));
+    }
+    o = json_pack("{s:s, s:o}", "object", "list", "data", c.data);
+    return srv_reply_json(conn, 200, o, NULL);
+}
+
+enum MHD_Result
+runs_get(srv *s, struct MHD_Connection *conn, const char *id)
+{
+    srun *r;
+    json_t *o;
+
+    pthread_mutex_lock(&s->mu);
+    r = srun_find(s, id);
+    pthread_mutex_unlock(&s->mu);
+    if (r == NULL)
+        return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
+    o = srun_summary(s, r);
+    srun_release(s, r);
+    return srv_reply_json(conn, 200, o, NULL);
+}
+
+enum MHD_Result
+runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
+{
+    srun *r;
+    json_t *o;
+    int ended;
+
+    pthread_mutex_lock(&s->mu);
+    r = srun_find(s, id);
+    ended = r != NULL && r->ended;
+    pthread_mutex_unlock(&s->mu);
+    if (r == NULL)
+        return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
+    if (!ended && council_engine_cancel(s->eng, id) == COUNCIL_OK) {
+        o = srun_summary(s, r);
+        srun_release(s, r);
+        if (o != NULL && strcmp(json_string_value(json_object_get(o, "status")),
+                                "running") != 0)
+            return srv_reply_json(conn, 200, o, NULL);
+        if (o != NULL)
+            json_object_set_new(o, "status", json_string("cancelling"));
+        return srv_reply_json(conn, 202, o, NULL);
+    }
+    /* It had ended: nothing to cancel; say how it ended. */
+    o = srun_summary(s, r);
+    srun_release(s, r);
+    return srv_reply_json(conn, 200, o, NULL);
+}
