@@ -26,6 +26,7 @@
  * are kept, each for IDEM_TTL_S seconds; past that the oldest go first.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,6 +165,7 @@ srun_free(srun *r)
         free(r->council);
         free(r->question);
         free(r->outcome_json);
+        free(r->summary);
         free(r);
         r = next;
     }
@@ -541,7 +543,7 @@ status_of(const srun *r)
 }
 
 json_t *
-srun_summary(srv *s, srun *r)
+srun_summary(srv *s, srun *r, int *ended_out)
 {
     char started[40], ended[40] = "";
     json_t *o, *outcome = NULL;
@@ -551,6 +553,8 @@ srun_summary(srv *s, srun *r)
     pthread_mutex_lock(&s->mu);
     status = status_of(r);
     n = r->n_ev;
+    if (ended_out != NULL)
+        *ended_out = r->ended;
     if (r->ended) {
         fmt_time(r->ended_us, ended, sizeof(ended));
         if (r->outcome_json != NULL)
@@ -790,275 +794,307 @@ parse_deadline(json_t *v, uint64_t *ms)
     return -1;
 }
 
-enum MHD_Result
-runs_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len)
-{
-    json_error_t je;
-    json_t *root = NULL, *v, *reply = NULL;
-    const char *key, *q = NULL, *type = NULL, *k;
-    council_message *msgs = NULL;
-    size_t n_msgs = 0;
-    council_def *inline_def = NULL;
-    cset *cs = NULL;
-    const centry *ce = NULL;
-    run_req rq;
-    uint64_t deadline_ms = 0, seed = 0, h1 = 0, h2 = 0;
-    ikey *ik = NULL;
-    srun *r = NULL;
-    char msg[512], location[160];
+/* Why a request is refused: status, type, message. */
+typedef struct refusal {
     unsigned status;
-    enum MHD_Result ret;
-    char *text = NULL, *canon = NULL;
+    const char *type;
+    char msg[600];
+} refusal;
 
-    memset(&rq, 0, sizeof(rq));
-    root =
-        json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
-    if (root == NULL) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "malformed JSON in the request body at line %d, "
-                        "column %d: %s",
-                        je.line, je.column, je.text);
-        goto out;
-    }
-    if (!json_is_object(root)) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "the request body must be a JSON object");
-        goto out;
-    }
-    json_object_foreach (root, k, v) {
-        if (!known_field(k, run_fields)) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "unknown field '%.100s' (known: council, input, "
-                            "deadline, seed)",
-                            k);
-            goto out;
-        }
-    }
-    if (parse_input(json_object_get(root, "input"), &msgs, &n_msgs, &q, msg,
-                    sizeof(msg)) != 0) {
-        ret = srv_error(conn, 400, "invalid_request_error", "%s", msg);
-        goto out;
-    }
-    if (parse_deadline(json_object_get(root, "deadline"), &deadline_ms) != 0) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "'deadline' must be a duration such as \"90s\" or "
-                        "\"5m\", or a positive number of milliseconds");
-        goto out;
-    }
-    v = json_object_get(root, "seed");
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "'seed' must be a positive integer");
-            goto out;
-        }
-        seed = (uint64_t)json_integer_value(v);
-    }
+static int refuse(refusal *f, unsigned status, const char *type,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-    v = json_object_get(root, "council");
-    if (json_is_string(v)) {
-        pthread_mutex_lock(&s->mu);
-        cs = s->councils;
-        cs->refs++;
-        pthread_mutex_unlock(&s->mu);
-        ce = cset_find(cs, json_string_value(v));
-        if (ce == NULL) {
-            ret = srv_error(conn, 404, "not_found_error",
-                            "no council named \"%.100s\" (GET /v1/models "
-                            "lists them)",
-                            json_string_value(v));
-            goto out;
-        }
-        rq.def = ce->def;
-        rq.council_name = ce->name;
-    } else if (json_is_object(v)) {
-        council_diag diag;
-        char which[128];
-        council_err e;
+static int
+refuse(refusal *f, unsigned status, const char *type, const char *fmt, ...)
+{
+    va_list ap;
 
-        if (s->o.no_inline) {
-            ret = srv_error(conn, 403, "permission_error",
-                            "inline council definitions are disabled on "
-                            "this server (--no-inline); name a council");
-            goto out;
-        }
-        if (inline_reads_env(v, which, sizeof(which))) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "council.providers.%s.api_key_env: an inline "
-                            "council may not read the server's environment; "
-                            "put it in the --councils directory",
-                            which);
-            goto out;
-        }
-        text = json_dumps(v, JSON_COMPACT);
-        memset(&diag, 0, sizeof(diag));
-        e = text == NULL
-                ? COUNCIL_ENOMEM
-                : council_def_load_string(text, strlen(text), "<inline>",
-                                          &inline_def, &diag);
-        if (e != COUNCIL_OK) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "council (inline): %s",
-                            diag.msg[0] ? diag.msg : council_strerror(e));
-            goto out;
-        }
-        rq.def = inline_def;
-        rq.council_name = council_def_name(inline_def);
-    } else {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "'council' must be a council name (string) or an "
-                        "inline definition (object)");
-        goto out;
-    }
-    rq.question = q;
-    rq.msgs = msgs;
-    rq.n_msgs = n_msgs;
-    rq.deadline_ms = deadline_ms;
-    rq.seed = seed;
+    f->status = status;
+    f->type = type;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
 
-    key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
-    if (key != NULL) {
-        ikey **slot;
+/* A parsed POST /v1/runs body; post_free releases it. */
+typedef struct post_req {
+    json_t *root;
+    council_message *msgs;
+    council_def *inline_def;
+    cset *cs; /* a reference, when the council is named */
+    run_req rq;
+} post_req;
 
-        if (!idem_key_ok(key)) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "Idempotency-Key must be 1 to %d printable "
-                            "ASCII characters",
-                            IDEM_KEY_MAX);
-            goto out;
-        }
-        canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-        if (canon == NULL) {
-            ret = srv_error(conn, 503, "server_error", "out of memory");
-            goto out;
-        }
-        h1 = hash64(canon, strlen(canon), 1);
-        h2 = hash64(canon, strlen(canon), 0x9e3779b97f4a7c15ULL);
-        pthread_mutex_lock(&s->mu);
-        if (s->idem == NULL)
-            s->idem = calloc(1, sizeof(*s->idem));
-        if (s->idem == NULL) {
-            pthread_mutex_unlock(&s->mu);
-            ret = srv_error(conn, 503, "server_error", "out of memory");
-            goto out;
-        }
-        idem_expire(s->idem, mono_ns());
-        slot = idem_slot(s->idem, key);
-        if (*slot != NULL) {
-            ikey *old = *slot;
-
-            if (old->h1 != h1 || old->h2 != h2) {
-                pthread_mutex_unlock(&s->mu);
-                ret = srv_error(conn, 422, "idempotency_error",
-                                "this Idempotency-Key was used with a "
-                                "different request body");
-                goto out;
-            }
-            if (!old->done) {
-                pthread_mutex_unlock(&s->mu);
-                ret = srv_error(conn, 409, "idempotency_error",
-                                "a request with this Idempotency-Key is "
-                                "still starting its run; retry");
-                goto out;
-            }
-            text = strdup(old->reply);
-            pthread_mutex_unlock(&s->mu);
-            if (text == NULL) {
-                ret = srv_error(conn, 503, "server_error", "out of memory");
-                goto out;
-            }
-            {
-                const char *hdrs[] = {"Idempotent-Replayed", "true", NULL};
-                char *t = text;
-
-                text = NULL;
-                ret = srv_reply(conn, 200, "application/json", t, strlen(t),
-                                hdrs);
-            }
-            goto out;
-        }
-        ik = calloc(1, sizeof(*ik));
-        if (ik != NULL)
-            ik->key = strdup(key);
-        if (ik == NULL || ik->key == NULL) {
-            pthread_mutex_unlock(&s->mu);
-            free(ik);
-            ik = NULL;
-            ret = srv_error(conn, 503, "server_error", "out of memory");
-            goto out;
-        }
-        ik->h1 = h1;
-        ik->h2 = h2;
-        ik->at_ns = mono_ns();
-        *slot = ik;
-        ik->prev = s->idem->last;
-        if (s->idem->last != NULL)
-            s->idem->last->next = ik;
-        else
-            s->idem->first = ik;
-        s->idem->last = ik;
-        s->idem->n++;
-        pthread_mutex_unlock(&s->mu);
-    }
-
-    status = srv_start_run(s, &rq, &r, &type, msg, sizeof(msg));
-    if (status != 0) {
-        if (ik != NULL) {
-            pthread_mutex_lock(&s->mu);
-            idem_unlink(s->idem, ik);
-            pthread_mutex_unlock(&s->mu);
-        }
-        ret = srv_error(conn, status, type, "%s", msg);
-        goto out;
-    }
-    reply = srun_summary(s, r);
-    if (reply != NULL) {
-        char events[120];
-
-        snprintf(events, sizeof(events), "/v1/runs/%s/events", r->id);
-        json_object_set_new(reply, "events_url", json_string(events));
-    }
-    free(text);
-    text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
-    if (ik != NULL) {
-        pthread_mutex_lock(&s->mu);
-        if (text != NULL) {
-            ik->reply = strdup(text);
-            ik->done = ik->reply != NULL;
-        }
-        if (!ik->done)
-            idem_unlink(s->idem, ik);
-        pthread_mutex_unlock(&s->mu);
-    }
-    if (text == NULL) {
-        ret = srv_error(conn, 503, "server_error", "out of memory");
-        goto out;
-    }
-    snprintf(location, sizeof(location), "/v1/runs/%s", r->id);
-    {
-        const char *hdrs[] = {"Location", location, NULL};
-        char *t = text;
-
-        text = NULL;
-        ret = srv_reply(conn, 201, "application/json", t, strlen(t), hdrs);
-    }
-out:
-    srun_release(s, r);
-    json_decref(reply);
-    json_decref(root);
-    free(msgs);
-    free(text);
-    free(canon);
-    council_def_free(inline_def);
-    if (cs != NULL) {
+static void
+post_free(srv *s, post_req *p)
+{
+    json_decref(p->root);
+    free(p->msgs);
+    council_def_free(p->inline_def);
+    if (p->cs != NULL) {
         int last;
 
         pthread_mutex_lock(&s->mu);
-        last = --cs->refs == 0;
+        last = --p->cs->refs == 0;
         pthread_mutex_unlock(&s->mu);
         if (last)
-            cset_free(cs);
+            cset_free(p->cs);
     }
+}
+
+/* The "council" member: a name in the loaded set, or an inline
+ * definition. */
+static int
+resolve_council(srv *s, json_t *v, post_req *p, refusal *f)
+{
+    council_diag diag;
+    char which[128];
+    council_err e;
+    char *text;
+    const centry *ce;
+
+    if (json_is_string(v)) {
+        pthread_mutex_lock(&s->mu);
+        p->cs = s->councils;
+        p->cs->refs++;
+        pthread_mutex_unlock(&s->mu);
+        ce = cset_find(p->cs, json_string_value(v));
+        if (ce == NULL)
+            return refuse(f, 404, "not_found_error",
+                          "no council named \"%.100s\" (GET /v1/models "
+                          "lists them)",
+                          json_string_value(v));
+        p->rq.def = ce->def;
+        p->rq.council_name = ce->name;
+        return 0;
+    }
+    if (!json_is_object(v))
+        return refuse(f, 400, "invalid_request_error",
+                      "'council' must be a council name (string) or an "
+                      "inline definition (object)");
+    if (s->o.no_inline)
+        return refuse(f, 403, "permission_error",
+                      "inline council definitions are disabled on this "
+                      "server (--no-inline); name a council");
+    if (inline_reads_env(v, which, sizeof(which)))
+        return refuse(f, 400, "invalid_request_error",
+                      "council.providers.%s.api_key_env: an inline council "
+                      "may not read the server's environment; put it in "
+                      "the --councils directory",
+                      which);
+    text = json_dumps(v, JSON_COMPACT);
+    memset(&diag, 0, sizeof(diag));
+    e = text == NULL ? COUNCIL_ENOMEM
+                     : council_def_load_string(text, strlen(text), "<inline>",
+                                               &p->inline_def, &diag);
+    free(text);
+    if (e != COUNCIL_OK)
+        return refuse(f, 400, "invalid_request_error", "council (inline): %s",
+                      diag.msg[0] ? diag.msg : council_strerror(e));
+    p->rq.def = p->inline_def;
+    p->rq.council_name = council_def_name(p->inline_def);
+    return 0;
+}
+
+static int
+parse_post(srv *s, const char *body, size_t len, post_req *p, refusal *f)
+{
+    json_error_t je;
+    json_t *v;
+    const char *k;
+    char msg[512];
+
+    p->root =
+        json_loadb(body != NULL ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (p->root == NULL)
+        return refuse(f, 400, "invalid_request_error",
+                      "malformed JSON in the request body at line %d, "
+                      "column %d: %s",
+                      je.line, je.column, je.text);
+    if (!json_is_object(p->root))
+        return refuse(f, 400, "invalid_request_error",
+                      "the request body must be a JSON object");
+    json_object_foreach (p->root, k, v) {
+        if (!known_field(k, run_fields))
+            return refuse(f, 400, "invalid_request_error",
+                          "unknown field '%.100s' (known: council, input, "
+                          "deadline, seed)",
+                          k);
+    }
+    if (parse_input(json_object_get(p->root, "input"), &p->msgs, &p->rq.n_msgs,
+                    &p->rq.question, msg, sizeof(msg)) != 0)
+        return refuse(f, 400, "invalid_request_error", "%s", msg);
+    p->rq.msgs = p->msgs;
+    if (parse_deadline(json_object_get(p->root, "deadline"),
+                       &p->rq.deadline_ms) != 0)
+        return refuse(f, 400, "invalid_request_error",
+                      "'deadline' must be a duration such as \"90s\" or "
+                      "\"5m\", or a positive number of milliseconds");
+    v = json_object_get(p->root, "seed");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) <= 0)
+            return refuse(f, 400, "invalid_request_error",
+                          "'seed' must be a positive integer");
+        p->rq.seed = (uint64_t)json_integer_value(v);
+    }
+    return resolve_council(s, json_object_get(p->root, "council"), p, f);
+}
+
+/*
+ * Look the Idempotency-Key up.  Returns 0 to go on (*ik is the new key
+ * entry, or NULL without a key), 1 when *replay holds the earlier reply,
+ * -1 when refused.
+ */
+static int
+idem_begin(srv *s, const char *key, json_t *root, ikey **ik, char **replay,
+           refusal *f)
+{
+    char *canon;
+    uint64_t h1, h2;
+    ikey **slot, *k;
+
+    *ik = NULL;
+    *replay = NULL;
+    if (key == NULL)
+        return 0;
+    if (!idem_key_ok(key))
+        return refuse(f, 400, "invalid_request_error",
+                      "Idempotency-Key must be 1 to %d printable ASCII "
+                      "characters",
+                      IDEM_KEY_MAX);
+    canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    if (canon == NULL)
+        return refuse(f, 503, "server_error", "out of memory");
+    h1 = hash64(canon, strlen(canon), 1);
+    h2 = hash64(canon, strlen(canon), 0x9e3779b97f4a7c15ULL);
+    free(canon);
+    pthread_mutex_lock(&s->mu);
+    if (s->idem == NULL)
+        s->idem = calloc(1, sizeof(*s->idem));
+    if (s->idem == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        return refuse(f, 503, "server_error", "out of memory");
+    }
+    idem_expire(s->idem, mono_ns());
+    slot = idem_slot(s->idem, key);
+    if (*slot != NULL) {
+        k = *slot;
+        if (k->h1 != h1 || k->h2 != h2) {
+            pthread_mutex_unlock(&s->mu);
+            return refuse(f, 422, "idempotency_error",
+                          "this Idempotency-Key was used with a different "
+                          "request body");
+        }
+        if (!k->done) {
+            pthread_mutex_unlock(&s->mu);
+            return refuse(f, 409, "idempotency_error",
+                          "a request with this Idempotency-Key is still "
+                          "starting its run; retry");
+        }
+        *replay = strdup(k->reply);
+        pthread_mutex_unlock(&s->mu);
+        if (*replay == NULL)
+            return refuse(f, 503, "server_error", "out of memory");
+        return 1;
+    }
+    k = calloc(1, sizeof(*k));
+    if (k != NULL)
+        k->key = strdup(key);
+    if (k == NULL || k->key == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        free(k);
+        return refuse(f, 503, "server_error", "out of memory");
+    }
+    k->h1 = h1;
+    k->h2 = h2;
+    k->at_ns = mono_ns();
+    *slot = k;
+    k->prev = s->idem->last;
+    if (s->idem->last != NULL)
+        s->idem->last->next = k;
+    else
+        s->idem->first = k;
+    s->idem->last = k;
+    s->idem->n++;
+    pthread_mutex_unlock(&s->mu);
+    *ik = k;
+    return 0;
+}
+
+/* The run started (reply holds the answer) or not (reply NULL): keep the
+ * key with its reply, or forget it so a retry can start the run. */
+static void
+idem_end(srv *s, ikey *k, const char *reply)
+{
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (reply != NULL) {
+        k->reply = strdup(reply);
+        k->done = k->reply != NULL;
+    }
+    if (!k->done)
+        idem_unlink(s->idem, k);
+    pthread_mutex_unlock(&s->mu);
+}
+
+enum MHD_Result
+runs_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len)
+{
+    post_req p;
+    refusal f;
+    ikey *ik = NULL;
+    srun *r = NULL;
+    json_t *reply = NULL;
+    char *text = NULL, location[160], events[160];
+    const char *type = "server_error";
+    const char *replayed[] = {"Idempotent-Replayed", "true", NULL};
+    const char *loc[] = {"Location", location, NULL};
+    enum MHD_Result ret;
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    memset(&f, 0, sizeof(f));
+    if (parse_post(s, body, len, &p, &f) != 0)
+        goto refused;
+    rc = idem_begin(
+        s,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"),
+        p.root, &ik, &text, &f);
+    if (rc < 0)
+        goto refused;
+    if (rc > 0) {
+        ret = srv_reply(conn, 200, "application/json", text, strlen(text),
+                        replayed);
+        goto out;
+    }
+    f.status = srv_start_run(s, &p.rq, &r, &type, f.msg, sizeof(f.msg));
+    if (f.status != 0) {
+        f.type = type;
+        idem_end(s, ik, NULL);
+        goto refused;
+    }
+    reply = srun_summary(s, r, NULL);
+    snprintf(events, sizeof(events), "/v1/runs/%s/events", r->id);
+    if (reply != NULL)
+        json_object_set_new(reply, "events_url", json_string(events));
+    text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
+    idem_end(s, ik, text);
+    if (text == NULL) {
+        refuse(&f, 503, "server_error", "out of memory");
+        goto refused;
+    }
+    snprintf(location, sizeof(location), "/v1/runs/%s", r->id);
+    ret = srv_reply(conn, 201, "application/json", text, strlen(text), loc);
+    goto out;
+refused:
+    free(text);
+    ret = srv_error(conn, f.status, f.type, "%s", f.msg);
+out:
+    srun_release(s, r);
+    json_decref(reply);
+    post_free(s, &p);
     return ret;
 }
 
@@ -1145,15 +1181,51 @@ runs_get(srv *s, struct MHD_Connection *conn, const char *id)
 {
     srun *r;
     json_t *o;
+    char *text = NULL;
+    size_t len = 0;
+    int ended;
 
     pthread_mutex_lock(&s->mu);
     r = srun_find(s, id);
+    /* An ended run's summary never changes: it is rendered once. */
+    if (r != NULL && r->summary != NULL) {
+        len = strlen(r->summary);
+        text = malloc(len + 1);
+        if (text != NULL)
+            memcpy(text, r->summary, len + 1);
+    }
     pthread_mutex_unlock(&s->mu);
     if (r == NULL)
         return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
-    o = srun_summary(s, r);
+    if (text == NULL) {
+        o = srun_summary(s, r, &ended);
+        text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (text != NULL) {
+            char *t;
+
+            len = strlen(text);
+            t = realloc(text, len + 2);
+            if (t == NULL) {
+                free(text);
+                text = NULL;
+            } else {
+                text = t;
+                text[len++] = '\n';
+                text[len] = '\0';
+            }
+        }
+        if (text != NULL && ended) {
+            pthread_mutex_lock(&s->mu);
+            if (r->summary == NULL)
+                r->summary = strdup(text);
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
     srun_release(s, r);
-    return srv_reply_json(conn, 200, o, NULL);
+    if (text == NULL)
+        return srv_error(conn, 503, "server_error", "out of memory");
+    return srv_reply(conn, 200, "application/json", text, len, NULL);
 }
 
 enum MHD_Result
@@ -1170,7 +1242,7 @@ runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
     if (r == NULL)
         return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
     if (!ended && council_engine_cancel(s->eng, id) == COUNCIL_OK) {
-        o = srun_summary(s, r);
+        o = srun_summary(s, r, NULL);
         srun_release(s, r);
         if (o != NULL && strcmp(json_string_value(json_object_get(o, "status")),
                                 "running") != 0)
@@ -1180,7 +1252,7 @@ runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
         return srv_reply_json(conn, 202, o, NULL);
     }
     /* It had ended: nothing to cancel; say how it ended. */
-    o = srun_summary(s, r);
+    o = srun_summary(s, r, NULL);
     srun_release(s, r);
     return srv_reply_json(conn, 200, o, NULL);
 }

@@ -26,6 +26,12 @@
 #include "serve.h"
 
 #define CONN_TIMEOUT_S 120u /* an idle (not suspended) connection */
+/* libmicrohttpd's memory pool per connection (its default is 32 KiB):
+ * request headers and the reply's I/O buffer live in it, and the library
+ * clears it between requests, so it costs its whole size in resident
+ * memory for every connection.  16 KiB holds headers of up to about 8 KiB
+ * (more: 431) and keeps a follower of a run's events near 20 KiB. */
+#define CONN_POOL_SIZE ((size_t)16384)
 
 typedef enum route {
     RT_HEALTH,
@@ -644,6 +650,7 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
         MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(o->max_streams + o->max_runs + 1024),
         MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_POOL_SIZE,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_END);
     if (s->d == NULL) {
         snprintf(err, errsz, "cannot listen on %s: %s", o->listen,

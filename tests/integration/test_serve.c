@@ -1541,6 +1541,23 @@ TEST_T(limits_body_runs_streams, 60)
         ASSERT_STR_CONTAINS(buf, "request_too_large");
         close(fd);
     }
+    {
+        /* Headers: 6 KB fit the connection's memory; 20 KB get 431. */
+        static char pad[20100];
+        const char *h[] = {pad, NULL};
+
+        memcpy(pad, "X-Pad: ", 7);
+        memset(pad + 7, 'a', 6000);
+        pad[6007] = '\0';
+        r = http_req("GET", "/healthz", NULL, 0, h);
+        ASSERT_EQ_INT(r.status, 200);
+        hresp_free(&r);
+        memset(pad + 7, 'a', 20000);
+        pad[20007] = '\0';
+        r = http_req("GET", "/healthz", NULL, 0, h);
+        ASSERT_EQ_INT(r.status, 431);
+        hresp_free(&r);
+    }
     id = start_run("{\"council\":\"trio\",\"input\":\"the only one\"}");
     r = http("POST", "/v1/runs", "{\"council\":\"trio\",\"input\":\"two\"}");
     assert_error(&r, 429, "rate_limit_error");
