@@ -515,10 +515,7 @@ chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
     snprintf(c->model, sizeof(c->model), "council/%s", ce->name);
     if (streamed) {
         if (stream_admit(s) != 0) {
-            ret = srv_error(conn, 429, "rate_limit_error",
-                            "%zu streams are open, the most this server "
-                            "serves at once (--max-streams); try again later",
-                            s->o.max_streams);
+            ret = srv_refuse_stream(s, conn);
             goto out;
         }
         admitted = 1;

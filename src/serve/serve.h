@@ -284,6 +284,9 @@ void srv_log(srv *s, const char *fmt, ...)
 enum MHD_Result srv_error(struct MHD_Connection *conn, unsigned status,
                           const char *type, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* 429 for a stream past --max-streams; the connection is closed after it
+ * (a client that opens many should not keep them all). */
+enum MHD_Result srv_refuse_stream(srv *s, struct MHD_Connection *conn);
 /* A reply with a malloc'd body (taken over). */
 enum MHD_Result srv_reply(struct MHD_Connection *conn, unsigned status,
                           const char *ctype, char *body, size_t len,

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -197,6 +198,17 @@ error_h(struct MHD_Connection *conn, unsigned status, const char *type,
     return ret;
 }
 
+enum MHD_Result
+srv_refuse_stream(srv *s, struct MHD_Connection *conn)
+{
+    const char *hdrs[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
+
+    return error_h(conn, 429, "rate_limit_error", hdrs,
+                   "%zu streams are open, the most this server serves at "
+                   "once (--max-streams); try again later",
+                   s->o.max_streams);
+}
+
 /* ---- routing ---------------------------------------------------------- */
 
 static route
@@ -341,10 +353,13 @@ first_checks(srv *s, struct MHD_Connection *conn, req *r, const char *method,
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (r->post && cl != NULL && strtoull(cl, NULL, 10) > s->o.max_body) {
-        *ret = srv_error(conn, 413, "request_too_large",
-                         "the request body is larger than %zu bytes "
-                         "(--max-body)",
-                         s->o.max_body);
+        const char *hdrs[] = {MHD_HTTP_HEADER_CONNECTION, "close", NULL};
+
+        /* The body is not read: the connection cannot be reused. */
+        *ret = error_h(conn, 413, "request_too_large", hdrs,
+                       "the request body is larger than %zu bytes "
+                       "(--max-body)",
+                       s->o.max_body);
         return 1;
     }
     return 0;
@@ -528,6 +543,26 @@ engine_log(const char *line, void *ud)
     srv_log(ud, "%s", line);
 }
 
+/*
+ * How many connections libmicrohttpd may hold: the descriptor limit less
+ * a reserve for the runs' own sockets (provider calls, the store), so a
+ * client past --max-streams still gets its 429 instead of a connection
+ * that is never accepted.
+ */
+static unsigned
+conn_limit(const srv_opts *o)
+{
+    struct rlimit rl;
+    rlim_t reserve = (rlim_t)o->max_runs * 16 + 256;
+    rlim_t n = 1024;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        n = rl.rlim_cur;
+    if (n > 1000000)
+        n = 1000000;
+    return n > reserve + 64 ? (unsigned)(n - reserve) : 64u;
+}
+
 static int
 noop_row(const council_run_row *row, void *ud)
 {
@@ -647,8 +682,7 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(o->threads > 1 ? o->threads : 1),
-        MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(o->max_streams + o->max_runs + 1024),
+        MHD_OPTION_CONNECTION_LIMIT, conn_limit(o),
         MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_POOL_SIZE,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_END);

@@ -489,10 +489,7 @@ events_get(srv *s, struct MHD_Connection *conn, const char *id, stream **out)
         return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
     if (stream_admit(s) != 0) {
         srun_release(s, r);
-        return srv_error(conn, 429, "rate_limit_error",
-                         "%zu event streams are open, the most this server "
-                         "serves at once (--max-streams); try again later",
-                         s->o.max_streams);
+        return srv_refuse_stream(s, conn);
     }
     st = stream_new(s, SK_SSE, conn, r, (size_t)seq);
     if (st == NULL) {
