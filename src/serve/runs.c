@@ -534,45 +534,92 @@ srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
 /* ---- JSON of a run
  * -------------------------------------------------------------- */
 
-static const char *
-status_of(const srun *r)
+static const char *const run_fields[] = {"council", "input", "deadline", "seed",
+                                         NULL};
+
+static int
+known_field(const char *k, const char *const *list)
 {
-    if (!r->ended)
-        return "running";
-    return council_outcome_kind_name(r->kind);
+    for (; *list != NULL; list++)
+        if (strcmp(k, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* Copy the fields of a JSON object text into o, except those listed. */
+static void
+merge_fields(json_t *o, const char *text, const char *const *skip)
+{
+    json_t *j = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    const char *k;
+    json_t *v;
+
+    json_object_foreach (j, k, v) {
+        if (!known_field(k, skip))
+            json_object_set(o, k, v);
+    }
+    json_decref(j);
 }
 
 json_t *
-srun_summary(srv *s, srun *r, int *ended_out)
+srun_record(srv *s, srun *r, int *ended_out)
 {
-    char started[40], ended[40] = "";
-    json_t *o, *outcome = NULL;
-    const char *status;
+    static const char *const event_common[] = {"type", "run_id", "seq", "ts",
+                                               NULL};
+    static const char *const outcome_own[] = {"outcome", NULL};
+    council_event *first = NULL;
+    char *outcome = NULL, when[40];
+    council_outcome_kind kind;
+    int64_t ended_us;
     size_t n;
+    int ended;
+    json_t *o;
 
     pthread_mutex_lock(&s->mu);
-    status = status_of(r);
     n = r->n_ev;
-    if (ended_out != NULL)
-        *ended_out = r->ended;
-    if (r->ended) {
-        fmt_time(r->ended_us, ended, sizeof(ended));
-        if (r->outcome_json != NULL)
-            outcome = json_loads(r->outcome_json, 0, NULL);
-    }
+    if (n > 0 && council_event_type_of(r->ev[0]) == COUNCIL_EV_RUN_STARTED)
+        first = council_event_ref(r->ev[0]);
+    ended = r->ended;
+    kind = r->kind;
+    ended_us = r->ended_us;
+    if (ended && r->outcome_json != NULL)
+        outcome = strdup(r->outcome_json);
     pthread_mutex_unlock(&s->mu);
-    fmt_time(r->started_us, started, sizeof(started));
-    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", r->id, "council",
-                  r->council, "question", r->question, "status", status,
-                  "started", started, "events", (json_int_t)n);
-    if (o == NULL) {
-        json_decref(outcome);
-        return NULL;
+    if (ended_out != NULL)
+        *ended_out = ended;
+
+    o = json_pack("{s:s, s:s}", "id", r->id, "run_id", r->id);
+    if (o == NULL)
+        goto out;
+    if (first != NULL) {
+        merge_fields(o, council_event_json(first), event_common);
+    } else {
+        /* Not started yet: what the server knows. */
+        json_object_set_new(o, "council", json_string(r->council));
+        json_object_set_new(o, "question", json_string(r->question));
     }
-    if (ended[0] != '\0')
-        json_object_set_new(o, "ended", json_string(ended));
-    if (outcome != NULL)
-        json_object_set_new(o, "outcome", outcome);
+    fmt_time(r->started_us, when, sizeof(when));
+    json_object_set_new(o, "started_us", json_integer(r->started_us));
+    json_object_set_new(o, "started", json_string(when));
+    if (ended) {
+        fmt_time(ended_us, when, sizeof(when));
+        json_object_set_new(o, "ended_us", json_integer(ended_us));
+        json_object_set_new(o, "ended", json_string(when));
+        json_object_set_new(o, "duration_ms",
+                            json_integer((ended_us - r->started_us) / 1000));
+        json_object_set_new(o, "outcome",
+                            json_string(council_outcome_kind_name(kind)));
+        merge_fields(o, outcome, outcome_own);
+    } else {
+        json_object_set_new(o, "ended_us", json_null());
+        json_object_set_new(o, "ended", json_null());
+        json_object_set_new(o, "duration_ms", json_null());
+        json_object_set_new(o, "outcome", json_string("running"));
+    }
+    json_object_set_new(o, "events", json_integer((json_int_t)n));
+out:
+    council_event_unref(first);
+    free(outcome);
     return o;
 }
 
@@ -668,18 +715,6 @@ idem_key_ok(const char *k)
 
 /* ---- POST /v1/runs
  * ------------------------------------------------------------ */
-
-static const char *const run_fields[] = {"council", "input", "deadline", "seed",
-                                         NULL};
-
-static int
-known_field(const char *k, const char *const *list)
-{
-    for (; *list != NULL; list++)
-        if (strcmp(k, *list) == 0)
-            return 1;
-    return 0;
-}
 
 /* Inline councils may not read the server's environment: an inline
  * provider could otherwise send the server's API keys anywhere. */
@@ -1075,7 +1110,7 @@ runs_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len)
         idem_end(s, ik, NULL);
         goto refused;
     }
-    reply = srun_summary(s, r, NULL);
+    reply = srun_record(s, r, NULL);
     snprintf(events, sizeof(events), "/v1/runs/%s/events", r->id);
     if (reply != NULL)
         json_object_set_new(reply, "events_url", json_string(events));
@@ -1110,31 +1145,38 @@ static int
 list_row(const council_run_row *row, void *ud)
 {
     list_ctx *c = ud;
-    char started[40], ended[40];
-    const char *status = row->outcome;
+    char when[40];
+    const char *outcome = row->outcome;
     json_t *o;
 
-    if (status == NULL) {
+    if (outcome == NULL) {
         srun *r, *dead = NULL;
 
+        /* No outcome stored: in flight here, or left unfinished by a
+         * process that ended (a killed server). */
         pthread_mutex_lock(&c->s->mu);
         r = srun_find(c->s, row->run_id);
-        status = r != NULL && !r->ended ? "running" : "incomplete";
+        outcome = r != NULL && !r->ended ? "running" : "incomplete";
         if (r != NULL)
             srun_unref_locked(c->s, r, &dead);
         pthread_mutex_unlock(&c->s->mu);
         srun_free(dead);
     }
-    fmt_time(row->started_us, started, sizeof(started));
-    o = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:I}", "id", row->run_id,
-                  "council", row->council, "question", row->question, "status",
-                  status, "started", started, "events",
-                  (json_int_t)row->events);
+    fmt_time(row->started_us, when, sizeof(when));
+    o = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:s, s:I}", "id",
+                  row->run_id, "run_id", row->run_id, "council", row->council,
+                  "question", row->question, "started_us",
+                  (json_int_t)row->started_us, "started", when, "outcome",
+                  outcome, "events", (json_int_t)row->events);
     if (o == NULL)
         return 1;
     if (row->ended_us != 0) {
-        fmt_time(row->ended_us, ended, sizeof(ended));
-        json_object_set_new(o, "ended", json_string(ended));
+        fmt_time(row->ended_us, when, sizeof(when));
+        json_object_set_new(o, "ended_us", json_integer(row->ended_us));
+        json_object_set_new(o, "ended", json_string(when));
+    } else {
+        json_object_set_new(o, "ended_us", json_null());
+        json_object_set_new(o, "ended", json_null());
     }
     json_array_append_new(c->data, o);
     return 0;
@@ -1198,7 +1240,7 @@ runs_get(srv *s, struct MHD_Connection *conn, const char *id)
     if (r == NULL)
         return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
     if (text == NULL) {
-        o = srun_summary(s, r, &ended);
+        o = srun_record(s, r, &ended);
         text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (text != NULL) {
@@ -1242,17 +1284,16 @@ runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
     if (r == NULL)
         return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
     if (!ended && council_engine_cancel(s->eng, id) == COUNCIL_OK) {
-        o = srun_summary(s, r, NULL);
+        o = srun_record(s, r, &ended);
         srun_release(s, r);
-        if (o != NULL && strcmp(json_string_value(json_object_get(o, "status")),
-                                "running") != 0)
+        if (ended)
             return srv_reply_json(conn, 200, o, NULL);
         if (o != NULL)
-            json_object_set_new(o, "status", json_string("cancelling"));
+            json_object_set_new(o, "cancelling", json_true());
         return srv_reply_json(conn, 202, o, NULL);
     }
     /* It had ended: nothing to cancel; say how it ended. */
-    o = srun_summary(s, r, NULL);
+    o = srun_record(s, r, NULL);
     srun_release(s, r);
     return srv_reply_json(conn, 200, o, NULL);
 }

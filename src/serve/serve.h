@@ -158,7 +158,7 @@ struct srun {
     int inited; /* the recorder's init ran */
     council_outcome_kind kind;
     char *outcome_json;
-    char *summary; /* GET /v1/runs/{id} of an ended run, rendered once */
+    char *summary; /* the record of an ended run, rendered once */
     int64_t ended_us;
     stream *waiters;   /* suspended followers (circular list) */
     srun *hnext;       /* hash chain */
@@ -339,9 +339,10 @@ enum MHD_Result runs_list(srv *s, struct MHD_Connection *conn);
 enum MHD_Result runs_get(srv *s, struct MHD_Connection *conn, const char *id);
 enum MHD_Result runs_delete(srv *s, struct MHD_Connection *conn,
                             const char *id);
-/* The JSON summary of a run in memory (status, times, outcome);
- * *ended (may be NULL) says whether it had ended. */
-json_t *srun_summary(srv *s, srun *r, int *ended);
+/* The record of a run in memory, in the shape of the store's run record
+ * (docs/storage.md) plus "id"; *ended (may be NULL) says whether it had
+ * ended. */
+json_t *srun_record(srv *s, srun *r, int *ended);
 
 /* Idempotency keys. */
 void idem_free(idem *t);

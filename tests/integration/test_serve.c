@@ -381,8 +381,10 @@ start_run(const char *body)
     if (r.status != 201)
         FAIL("POST /v1/runs: %ld %s", r.status, r.body);
     id = strdup(json_string_value(json_object_get(r.json, "id")));
-    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "status")),
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
                   "running");
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "run_id")),
+                  json_string_value(json_object_get(r.json, "id")));
     hresp_free(&r);
     return id;
 }
@@ -397,7 +399,7 @@ wait_status(const char *id, const char *want, double secs)
     snprintf(path, sizeof(path), "/v1/runs/%s", id);
     for (;;) {
         hresp r = http("GET", path, NULL);
-        const char *st = json_string_value(json_object_get(r.json, "status"));
+        const char *st = json_string_value(json_object_get(r.json, "outcome"));
 
         ASSERT_EQ_INT(r.status, 200);
         if (st != NULL && strcmp(st, want) == 0) {
@@ -738,9 +740,18 @@ TEST_T(post_run_and_follow_to_the_end, 60)
     r = http("GET", path, NULL);
     ASSERT_EQ_INT(r.status, 200);
     ASSERT_EQ_U64(json_integer_value(json_object_get(r.json, "events")), last);
-    ASSERT_STR_EQ(json_string_value(json_object_get(
-                      json_object_get(r.json, "outcome"), "outcome")),
-                  "ok");
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")), "ok");
+    /* The record's fields (docs/storage.md), from run_started and the
+     * outcome. */
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "strategy")),
+                  "rank");
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "members")), 3);
+    ASSERT_EQ_U64(json_integer_value(json_object_get(r.json, "seed")), 5);
+    ASSERT(json_is_string(
+        json_object_get(json_object_get(r.json, "result"), "answer")));
+    ASSERT(json_is_integer(json_object_get(r.json, "duration_ms")));
+    ASSERT_NULL(json_object_get(r.json, "type"));
+    ASSERT_NULL(json_object_get(r.json, "seq"));
     hresp_free(&r);
     wait_stored(id, (long)last);
     r = http("GET", "/v1/runs", NULL);
@@ -1011,8 +1022,9 @@ TEST_T(delete_cancels_with_the_partial_result, 60)
     sse_get(epath, NULL, NULL, 8, &a);
     r = http("DELETE", path, NULL);
     ASSERT_EQ_INT(r.status, 202);
-    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "status")),
-                  "cancelling");
+    ASSERT(json_is_true(json_object_get(r.json, "cancelling")));
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
+                  "running");
     hresp_free(&r);
     sse_get(epath, NULL, NULL, 0, &b);
     check_events(&b, 1, id);
@@ -1023,14 +1035,17 @@ TEST_T(delete_cancels_with_the_partial_result, 60)
             "kind")),
         "cancelled");
     j = wait_status(id, "cancelled", 10);
-    res = json_object_get(json_object_get(j, "outcome"), "result");
+    res = json_object_get(j, "result");
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_array_get(json_object_get(j, "errors"), 0), "kind")),
+                  "cancelled");
     ASSERT(json_is_object(res));
     ASSERT_STR_EQ(json_string_value(json_object_get(res, "council")), "trio");
     json_decref(j);
     /* Again: nothing to cancel, it says how the run ended. */
     r = http("DELETE", path, NULL);
     ASSERT_EQ_INT(r.status, 200);
-    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "status")),
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
                   "cancelled");
     hresp_free(&r);
     r = http("DELETE", "/v1/runs/no-such-run", NULL);
@@ -1072,8 +1087,7 @@ static json_t *
 run_result(const char *run_id)
 {
     json_t *j = wait_status(run_id, "ok", 20);
-    json_t *res =
-        json_incref(json_object_get(json_object_get(j, "outcome"), "result"));
+    json_t *res = json_incref(json_object_get(j, "result"));
 
     json_decref(j);
     return res;
@@ -1374,7 +1388,7 @@ TEST_T(chat_client_disconnect_cancels_the_run, 60)
             json_array_foreach (json_object_get(l.json, "data"), i, row)
                 if (strcmp(json_string_value(json_object_get(row, "id")),
                            rid) != 0 &&
-                    strcmp(json_string_value(json_object_get(row, "status")),
+                    strcmp(json_string_value(json_object_get(row, "outcome")),
                            "cancelled") == 0)
                     found = 1;
             hresp_free(&l);
