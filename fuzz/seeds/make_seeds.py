@@ -228,6 +228,50 @@ def event_json():
         ev(2, 0x21, b"answer", b"", "", b"", ts=(1 << 64) - 1))
     put("event_json", "nul-data",
         ev(3, 0x08, b"", b"", '{"a\\u0000b":"c\\u0000d"}', b""))
+    # Whole lines for the parser (the raw input is parsed too): events as
+    # a demo run records them, and lines in other forms.
+    rid = "01a22b7f-fb82-7000-a2e3-563a50456545"
+
+    def line(typ, seq, **kw):
+        o = {"type": typ, "run_id": rid, "seq": seq,
+             "ts": "2026-11-30T08:08:57.479950Z"}
+        o.update(kw)
+        return json.dumps(o, separators=(",", ":"))
+    put("event_json", "line-run-started",
+        line("run_started", 1, council="demo", strategy="rank",
+             question="Why?", messages=[{"role": "user", "content": "Why?"}],
+             members=[{"name": "alpha", "provider": "mock",
+                       "model": "mock-a"}],
+             chairman={"provider": "mock", "model": "mock-chair"},
+             seed=5699018434400331747))
+    put("event_json", "line-delta",
+        line("member_delta", 7, stage="answer", member="alpha",
+             delta="Model \u00e9 \u0000"))
+    put("event_json", "line-review",
+        line("review_completed", 347, stage="review", member="alpha",
+             text="FINAL RANKING:\n1. Response C", model="mock-a",
+             labels={"A": "delta"}, seed=-7285384283182525089,
+             ranking=["beta"], parse="strict", parse_ok=True))
+    put("event_json", "line-aggregate",
+        line("rankings_aggregated", 354, stage="review",
+             aggregate=[{"member": "beta", "borda": 6.0,
+                         "mean_rank": 1.6666666666666667, "votes": 3}],
+             ballots=4))
+    put("event_json", "line-debate-round",
+        line("stage_completed", 9, stage="debate", round=2,
+             similarity={"a": 0.5}, converged=False))
+    put("event_json", "line-failed",
+        line("run_failed", 20, errors=[{"kind": "cancelled",
+                                         "message": "the run was cancelled"}],
+             result={}))
+    put("event_json", "line-sorted",
+        json.dumps({"type": "member_delta", "run_id": "r", "seq": 2,
+                    "ts": "2026-11-24T01:02:03Z", "stage": "answer",
+                    "member": "a", "delta": "x"}, sort_keys=True))
+    put("event_json", "line-odd-forms",
+        '{"type":"member_started","run_id":"r","seq":3,'
+        '"ts":"-1-12-31T23:59:59.9Z","model":"x","stage":"late",'
+        '"round":0,"member":5}')
 
 
 # ---- jsonl_read: stop byte + file -----------------------------------------

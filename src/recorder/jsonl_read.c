@@ -159,6 +159,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
             rep->has_outcome = 0;
             rep->outcome[0] = '\0';
             rc = COUNCIL_EPARSE;
+            rep->bad_line = line;
             council__recorder_diag(diag, path, line,
                                    "a line follows the outcome line");
             goto out;
@@ -174,6 +175,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
         if (o == NULL || !json_is_object(o)) {
             json_decref(o);
             rc = COUNCIL_EPARSE;
+            rep->bad_line = line;
             council__recorder_diag(diag, path, line, "not a JSON object: %s",
                                    o == NULL ? jerr.text : "other value");
             goto out;
@@ -200,6 +202,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
         json_decref(o);
         if (bad != NULL) {
             rc = COUNCIL_EPARSE;
+            rep->bad_line = line;
             council__recorder_diag(diag, path, line, "%s", bad);
             goto out;
         }
