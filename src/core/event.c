@@ -519,25 +519,60 @@ has_cancelled(json_t *errors)
     return 0;
 }
 
+/* A copy of v that shares nothing with it (NULL stays NULL); *oom is set
+ * when memory ran out. */
+static json_t *
+private_copy(json_t *v, int *oom)
+{
+    json_t *c;
+
+    if (v == NULL)
+        return NULL;
+    c = json_deep_copy(v);
+    if (c == NULL)
+        *oom = 1;
+    return c;
+}
+
+/*
+ * The outcome takes copies of the terminal event's result and errors, not
+ * references: jansson's reference counts order a decrement only with
+ * release, so an object whose last two references are dropped on two
+ * threads (the event's on a subscriber's thread, the outcome's on the
+ * recorder pool) would be freed racing the other thread's read of its
+ * count.  Events and outcomes share no JSON tree.
+ */
 council_outcome *
 council__outcome_from_terminal(const council_event *ev)
 {
-    json_t *result = json_object_get(ev->data, "result");
+    int oom = 0;
+    json_t *result = private_copy(json_object_get(ev->data, "result"), &oom);
     json_t *errors = json_object_get(ev->data, "errors");
 
-    if (ev->type == COUNCIL_EV_RUN_COMPLETED)
-        return council__outcome_new(COUNCIL_OUTCOME_OK, json_incref(result),
-                                    NULL, NULL);
-    if (!json_is_array(errors))
+    if (ev->type == COUNCIL_EV_RUN_COMPLETED) {
+        if (oom)
+            return NULL;
+        return council__outcome_new(COUNCIL_OUTCOME_OK, result, NULL, NULL);
+    }
+    if (!json_is_array(errors)) {
+        if (oom)
+            return NULL;
         return council__outcome_new(
-            COUNCIL_OUTCOME_ERROR, json_incref(result),
+            COUNCIL_OUTCOME_ERROR, result,
             json_pack("[{s:s,s:s}]", "kind", "internal", "message",
                       "run_failed without an error list"),
             NULL);
+    }
+    errors = private_copy(errors, &oom);
+    if (oom) {
+        json_decref(result);
+        json_decref(errors);
+        return NULL;
+    }
     return council__outcome_new(has_cancelled(errors)
                                     ? COUNCIL_OUTCOME_CANCELLED
                                     : COUNCIL_OUTCOME_ERROR,
-                                json_incref(result), json_incref(errors), NULL);
+                                result, errors, NULL);
 }
 
 void

@@ -32,8 +32,9 @@
 
 #include "serve.h"
 
-/* Ended runs kept in memory after the store holds them whole. */
-#define RETAIN_ENDED 64
+/* Ended runs kept in memory after the store holds them whole (older ones
+ * are read from the store). */
+#define RETAIN_ENDED 16
 #define IDEM_MAX 10000
 #define IDEM_TTL_S (24 * 3600)
 #define IDEM_BUCKETS 4096
@@ -1136,88 +1137,6 @@ out:
 /* ---- GET /v1/runs, GET and DELETE /v1/runs/{id}
  * ------------------------------- */
 
-typedef struct list_ctx {
-    srv *s;
-    json_t *data;
-} list_ctx;
-
-static int
-list_row(const council_run_row *row, void *ud)
-{
-    list_ctx *c = ud;
-    char when[40];
-    const char *outcome = row->outcome;
-    json_t *o;
-
-    if (outcome == NULL) {
-        srun *r, *dead = NULL;
-
-        /* No outcome stored: in flight here, or left unfinished by a
-         * process that ended (a killed server). */
-        pthread_mutex_lock(&c->s->mu);
-        r = srun_find(c->s, row->run_id);
-        outcome = r != NULL && !r->ended ? "running" : "incomplete";
-        if (r != NULL)
-            srun_unref_locked(c->s, r, &dead);
-        pthread_mutex_unlock(&c->s->mu);
-        srun_free(dead);
-    }
-    fmt_time(row->started_us, when, sizeof(when));
-    o = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:s, s:I}", "id",
-                  row->run_id, "run_id", row->run_id, "council", row->council,
-                  "question", row->question, "started_us",
-                  (json_int_t)row->started_us, "started", when, "outcome",
-                  outcome, "events", (json_int_t)row->events);
-    if (o == NULL)
-        return 1;
-    if (row->ended_us != 0) {
-        fmt_time(row->ended_us, when, sizeof(when));
-        json_object_set_new(o, "ended_us", json_integer(row->ended_us));
-        json_object_set_new(o, "ended", json_string(when));
-    } else {
-        json_object_set_new(o, "ended_us", json_null());
-        json_object_set_new(o, "ended", json_null());
-    }
-    json_array_append_new(c->data, o);
-    return 0;
-}
-
-enum MHD_Result
-runs_list(srv *s, struct MHD_Connection *conn)
-{
-    const char *lim =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
-    unsigned long limit = 50;
-    council_diag diag;
-    council_err rc;
-    list_ctx c;
-    json_t *o;
-
-    if (lim != NULL) {
-        char *end;
-
-        errno = 0;
-        limit = strtoul(lim, &end, 10);
-        if (lim[0] < '0' || lim[0] > '9' || *end != '\0' || errno != 0 ||
-            limit == 0 || limit > 1000)
-            return srv_error(conn, 400, "invalid_request_error",
-                             "'limit' must be an integer from 1 to 1000");
-    }
-    c.s = s;
-    c.data = json_array();
-    if (c.data == NULL)
-        return srv_error(conn, 503, "server_error", "out of memory");
-    memset(&diag, 0, sizeof(diag));
-    rc = council_store_list(s->o.db, limit, list_row, &c, &diag);
-    if (rc != COUNCIL_OK && rc != COUNCIL_ENOTFOUND) {
-        json_decref(c.data);
-        return srv_error(conn, 500, "server_error", "the run store: %s",
-                         diag.msg[0] ? diag.msg : council_strerror(rc));
-    }
-    o = json_pack("{s:s, s:o}", "object", "list", "data", c.data);
-    return srv_reply_json(conn, 200, o, NULL);
-}
-
 enum MHD_Result
 runs_get(srv *s, struct MHD_Connection *conn, const char *id)
 {
@@ -1238,7 +1157,7 @@ runs_get(srv *s, struct MHD_Connection *conn, const char *id)
     }
     pthread_mutex_unlock(&s->mu);
     if (r == NULL)
-        return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
+        return store_run_get(s, conn, id);
     if (text == NULL) {
         o = srun_record(s, r, &ended);
         text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -1273,16 +1192,27 @@ runs_get(srv *s, struct MHD_Connection *conn, const char *id)
 enum MHD_Result
 runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
 {
+    const char *purge =
+        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "purge");
     srun *r;
     json_t *o;
     int ended;
 
+    if (purge != NULL) {
+        if (strcmp(purge, "true") == 0 || strcmp(purge, "1") == 0)
+            return store_run_purge(s, conn, id);
+        if (strcmp(purge, "false") != 0 && strcmp(purge, "0") != 0)
+            return srv_error(conn, 400, "invalid_request_error",
+                             "'purge' must be true or false");
+    }
     pthread_mutex_lock(&s->mu);
     r = srun_find(s, id);
     ended = r != NULL && r->ended;
     pthread_mutex_unlock(&s->mu);
-    if (r == NULL)
-        return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
+    if (r == NULL) {
+        /* Not in memory: a stored run has ended; say how. */
+        return store_run_get(s, conn, id);
+    }
     if (!ended && council_engine_cancel(s->eng, id) == COUNCIL_OK) {
         o = srun_record(s, r, &ended);
         srun_release(s, r);

@@ -121,6 +121,7 @@ typedef struct srv_opts {
 typedef struct srv srv;
 typedef struct srun srun;
 typedef struct stream stream;
+typedef struct store_replay store_replay;
 
 /* Kinds of followers of a run's events. */
 typedef enum skind {
@@ -207,7 +208,7 @@ struct stream {
     int counted; /* counts against max_streams */
 
     chat_state *chat;
-    struct store_replay *replay; /* SK_STORE */
+    store_replay *replay; /* SK_STORE */
 };
 
 /* Counters for /metrics, under mu. */
@@ -249,6 +250,8 @@ struct srv {
     int closing;     /* no new suspensions; streams end */
     srv_counters c;
     idem *idem;
+    council_store *pool[16]; /* idle read-only store handles (store.c) */
+    size_t n_pool;
 
     /* The reaper: waits for every recorder of ended runs. */
     pthread_t reaper;
@@ -376,6 +379,20 @@ void chat_event(stream *st, council_event *ev);
 void chat_end(stream *st);
 void chat_state_free(chat_state *c);
 enum MHD_Result models_get(srv *s, struct MHD_Connection *conn);
+
+/* store.c: runs read from the store (--db). */
+enum MHD_Result store_run_get(srv *s, struct MHD_Connection *conn,
+                              const char *id);
+enum MHD_Result store_run_purge(srv *s, struct MHD_Connection *conn,
+                                const char *id);
+enum MHD_Result store_events_get(srv *s, struct MHD_Connection *conn,
+                                 const char *id, uint64_t after, stream **out);
+/* SK_STORE: the next stored event (a reference): 1, 0 at the end, -1 if
+ * the store failed. */
+int store_replay_next(stream *st, council_event **ev);
+void store_replay_free(store_replay *rp);
+/* Close the idle handles (srv_close, no thread uses the store). */
+void store_pool_close(srv *s);
 
 /* metrics.c */
 enum MHD_Result metrics_get(srv *s, struct MHD_Connection *conn);

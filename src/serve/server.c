@@ -853,6 +853,7 @@ srv_close(srv *s)
         pthread_mutex_unlock(&s->mu);
     }
     srun_free(dead);
+    store_pool_close(s);
     free(s->buckets);
     if (s->councils != NULL && --s->councils->refs == 0)
         cset_free(s->councils);

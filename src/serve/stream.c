@@ -106,6 +106,7 @@ stream_free(stream *st, enum MHD_RequestTerminationCode toe)
         council_engine_cancel(s->eng, st->run->id);
     }
     srun_release(s, st->run);
+    store_replay_free(st->replay);
     clear_segments(st);
     sbuf_free(&st->out);
     chat_state_free(st->chat);
@@ -228,6 +229,18 @@ reader(void *cls, uint64_t pos, char *buf, size_t max)
             if (n > 0)
                 break;
             return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (st->kind == SK_STORE) {
+            /* A stored run: batches from the store, never waits. */
+            int got = store_replay_next(st, &ev);
+
+            if (got > 0)
+                sse_event(st, ev);
+            else if (got == 0)
+                st->finished = 1;
+            else
+                st->failed = 1;
+            continue;
         }
         pthread_mutex_lock(&s->mu);
         if (st->peer_gone) {
@@ -486,7 +499,7 @@ events_get(srv *s, struct MHD_Connection *conn, const char *id, stream **out)
     r = srun_find(s, id);
     pthread_mutex_unlock(&s->mu);
     if (r == NULL)
-        return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
+        return store_events_get(s, conn, id, seq, out);
     if (stream_admit(s) != 0) {
         srun_release(s, r);
         return srv_refuse_stream(s, conn);

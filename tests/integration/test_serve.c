@@ -2000,3 +2000,258 @@ TEST_T(curl_command_follows_events, 60)
     serve_stop();
     finish();
 }
+
+/* ---- runs from the store ---------------------------------------------------
+ */
+
+/* Runs recorded by an earlier server are read from the store: the list
+ * with its filters, the record, the events (whole, resumed, past the
+ * end). */
+TEST_T(runs_from_the_store_after_a_restart, 90)
+{
+    char path[300], hdr[64], *a, *b;
+    const char *hdrs[2] = {hdr, NULL};
+    json_t *ra;
+    hresp r;
+    sse s, t, u;
+    long n;
+
+    mock_start(0, NULL);
+    write_council("a.yaml", "trio", NULL);
+    write_council("b.yaml", "other", NULL);
+    serve_start(NULL);
+    a = start_run("{\"council\":\"trio\",\"input\":\"first\"}");
+    ra = run_result(a);
+    usleep(5000); /* distinct start times */
+    b = start_run("{\"council\":\"other\",\"input\":\"second\"}");
+    json_decref(wait_status(b, "ok", 20));
+    serve_stop();
+
+    serve_start(NULL);
+    r = http("GET", "/v1/runs", NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 2);
+    /* Newest first. */
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(r.json, "data"), 0), "id")),
+        b);
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?council=trio&outcome=ok", NULL);
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 1);
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(r.json, "data"), 0), "id")),
+        a);
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(r.json, "data"), 0), "strategy")),
+        "rank");
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?outcome=cancelled", NULL);
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 0);
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?limit=1", NULL);
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 1);
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?since=2999-01-01T00:00:00Z", NULL);
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 0);
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?since=2000-01-01T00:00:00.5Z", NULL);
+    ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 2);
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?outcome=maybe", NULL);
+    assert_error(&r, 400, "invalid_request_error");
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?since=yesterday", NULL);
+    assert_error(&r, 400, "invalid_request_error");
+    hresp_free(&r);
+
+    /* The record. */
+    snprintf(path, sizeof(path), "/v1/runs/%s", a);
+    r = http("GET", path, NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "id")), a);
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "run_id")), a);
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")), "ok");
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_object_get(r.json, "result"), "answer")),
+                  json_string_value(json_object_get(ra, "answer")));
+    n = (long)json_integer_value(json_object_get(r.json, "events"));
+    ASSERT(n > 10);
+    hresp_free(&r);
+
+    /* The events, from the store. */
+    snprintf(path, sizeof(path), "/v1/runs/%s/events", a);
+    sse_get(path, NULL, NULL, 0, &s);
+    ASSERT_EQ_INT(s.status, 200);
+    ASSERT_EQ_U64(s.n, (uint64_t)n);
+    check_events(&s, 1, a);
+    ASSERT_STR_EQ(last_type(&s), "run_completed");
+    snprintf(hdr, sizeof(hdr), "Last-Event-ID: %ld", n - 70);
+    sse_get(path, NULL, hdrs, 0, &t);
+    ASSERT_EQ_U64(t.n, 70);
+    check_events(&t, (uint64_t)n - 69, a);
+    /* The same bytes as the live stream sent. */
+    ASSERT_STR_EQ(t.ev[t.n - 1].raw, s.ev[s.n - 1].raw);
+    snprintf(path, sizeof(path), "/v1/runs/%s/events?after=%ld", a, n);
+    sse_get(path, NULL, NULL, 0, &u);
+    ASSERT_EQ_INT(u.status, 200);
+    ASSERT_EQ_U64(u.n, 0);
+    r = http("GET", "/v1/runs/not-a-run/events", NULL);
+    assert_error(&r, 404, "not_found_error");
+    hresp_free(&r);
+    r = http("GET", "/v1/runs/not-a-run", NULL);
+    assert_error(&r, 404, "not_found_error");
+    hresp_free(&r);
+    sse_free(&s);
+    sse_free(&t);
+    sse_free(&u);
+    json_decref(ra);
+    free(a);
+    free(b);
+    serve_stop();
+    finish();
+}
+
+/* Runs that ended leave memory (the server keeps 16); they are then read
+ * from the store, record and events alike. */
+TEST_T(ended_runs_leave_memory_for_the_store, 120)
+{
+    char *ids[20], path[300];
+    json_t *j;
+    hresp r;
+    sse s;
+    int i;
+
+    mock_start(0, NULL);
+    write_council("a.yaml", "trio", NULL);
+    serve_start(NULL);
+    for (i = 0; i < 20; i++) {
+        ids[i] = start_run("{\"council\":\"trio\",\"input\":\"many\"}");
+        json_decref(wait_status(ids[i], "ok", 20));
+    }
+    {
+        double end = now_s() + 10 * time_mult();
+
+        for (;;) {
+            r = http("GET", "/metrics", NULL);
+            if (strstr(r.body, "council_runs_in_memory 16\n") != NULL)
+                break;
+            hresp_free(&r);
+            if (now_s() > end)
+                FAIL("runs were not let go of");
+            usleep(20000);
+        }
+        hresp_free(&r);
+    }
+    snprintf(path, sizeof(path), "/v1/runs/%s", ids[0]);
+    j = wait_status(ids[0], "ok", 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "id")), ids[0]);
+    snprintf(path, sizeof(path), "/v1/runs/%s/events", ids[0]);
+    sse_get(path, NULL, NULL, 0, &s);
+    ASSERT_EQ_U64(s.n, json_integer_value(json_object_get(j, "events")));
+    check_events(&s, 1, ids[0]);
+    sse_free(&s);
+    json_decref(j);
+    for (i = 0; i < 20; i++)
+        free(ids[i]);
+    serve_stop();
+    finish();
+}
+
+TEST_T(purge_deletes_an_ended_run, 60)
+{
+    char path[300], *id, *live;
+    hresp r;
+
+    mock_start(10, NULL);
+    write_council("a.yaml", "trio", NULL);
+    serve_start(NULL);
+    live = start_run("{\"council\":\"trio\",\"input\":\"slow\"}");
+    snprintf(path, sizeof(path), "/v1/runs/%s?purge=true", live);
+    r = http("DELETE", path, NULL);
+    assert_error(&r, 409, "conflict");
+    ASSERT_STR_CONTAINS(r.body, "in flight");
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s", live);
+    r = http("DELETE", path, NULL);
+    hresp_free(&r);
+    json_decref(wait_status(live, "cancelled", 10));
+    id = live;
+    /* Cancelled and stored: it may go. */
+    {
+        double end = now_s() + 10 * time_mult();
+
+        snprintf(path, sizeof(path), "/v1/runs/%s?purge=true", id);
+        for (;;) {
+            r = http("DELETE", path, NULL);
+            if (r.status == 200)
+                break;
+            assert_error(&r, 409, "conflict"); /* still being recorded */
+            hresp_free(&r);
+            if (now_s() > end)
+                FAIL("purge refused");
+            usleep(20000);
+        }
+    }
+    ASSERT(json_is_true(json_object_get(r.json, "deleted")));
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s", id);
+    r = http("GET", path, NULL);
+    assert_error(&r, 404, "not_found_error");
+    hresp_free(&r);
+    ASSERT_EQ_INT(stored_events(id), 0);
+    snprintf(path, sizeof(path), "/v1/runs/%s?purge=true", id);
+    r = http("DELETE", path, NULL);
+    assert_error(&r, 404, "not_found_error");
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s?purge=maybe", id);
+    r = http("DELETE", path, NULL);
+    assert_error(&r, 400, "invalid_request_error");
+    hresp_free(&r);
+    free(id);
+    serve_stop();
+    finish();
+}
+
+/* A server killed mid-run: what it recorded is still served, the run
+ * shows no outcome ("running", as the store says), and its stored events
+ * replay without a gap. */
+TEST_T(a_killed_server_loses_nothing_recorded, 60)
+{
+    char path[300], *id;
+    int status;
+    long n;
+    hresp r;
+    sse s, a;
+
+    mock_start(30, NULL);
+    write_council("a.yaml", "trio", NULL);
+    serve_start(NULL);
+    id = start_run("{\"council\":\"trio\",\"input\":\"interrupted\"}");
+    snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
+    sse_get(path, NULL, NULL, 20, &a);
+    kill(sv.pid, SIGKILL);
+    ASSERT_EQ_INT(waitpid(sv.pid, &status, 0), sv.pid);
+    sv.pid = 0;
+    n = stored_events(id);
+    serve_start(NULL);
+    snprintf(path, sizeof(path), "/v1/runs/%s", id);
+    r = http("GET", path, NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
+                  "running");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(r.json, "events")), n);
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
+    sse_get(path, NULL, NULL, 0, &s);
+    ASSERT_EQ_U64(s.n, (uint64_t)n);
+    if (n > 0)
+        check_events(&s, 1, id);
+    sse_free(&s);
+    sse_free(&a);
+    free(id);
+    serve_stop();
+    finish();
+}
