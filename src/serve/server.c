@@ -30,9 +30,10 @@
 /* libmicrohttpd's memory pool per connection (its default is 32 KiB):
  * request headers and the reply's I/O buffer live in it, and the library
  * clears it between requests, so it costs its whole size in resident
- * memory for every connection.  16 KiB holds headers of up to about 8 KiB
- * (more: 431) and keeps a follower of a run's events near 20 KiB. */
-#define CONN_POOL_SIZE ((size_t)16384)
+ * memory for every connection.  12 KiB holds header blocks of up to about
+ * 11 KB (more: 431) and keeps a follower of a run's events under 20 KiB
+ * (stream.c). */
+#define CONN_POOL_SIZE ((size_t)12288)
 
 typedef enum route {
     RT_HEALTH,

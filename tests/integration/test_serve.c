@@ -2255,3 +2255,92 @@ TEST_T(a_killed_server_loses_nothing_recorded, 60)
     serve_stop();
     finish();
 }
+
+/* ---- start-up errors and --record
+ * -------------------------------------------- */
+
+TEST_T(bad_councils_or_store_stop_the_start, 30)
+{
+    char dir[800], db[800], bad[900];
+    cli_result r;
+
+    mock_start(0, NULL);
+    write_council("a.yaml", "trio", NULL);
+    snprintf(dir, sizeof(dir), "%s/councils", runner_tmpdir());
+    snprintf(db, sizeof(db), "%s/not-a-store.db", runner_tmpdir());
+    write_file(db, "this is not a database, just some text that is long "
+                   "enough to look like a file header................\n");
+    {
+        const char *args[] = {"serve",      "--listen", "127.0.0.1:0",
+                              "--councils", dir,        "--db",
+                              db,           NULL};
+
+        r = cli_run(args);
+        ASSERT_EQ_INT(r.code, 1);
+        ASSERT_STR_CONTAINS(r.err, "--db");
+        ASSERT_STR_CONTAINS(r.err, "not-a-store.db");
+        cli_result_free(&r);
+    }
+    snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
+    snprintf(bad, sizeof(bad), "%s/z.yaml", dir);
+    write_file(bad, "name: z\nstrategy: rank\nproviders: {}\nmembers: 7\n");
+    {
+        const char *args[] = {"serve",      "--listen", "127.0.0.1:0",
+                              "--councils", dir,        "--db",
+                              db,           NULL};
+
+        r = cli_run(args);
+        ASSERT_EQ_INT(r.code, 2);
+        ASSERT_STR_CONTAINS(r.err, "z.yaml:");
+        cli_result_free(&r);
+    }
+    {
+        const char *args[] = {"serve", "--max-runs", "0", NULL};
+
+        r = cli_run(args);
+        ASSERT_EQ_INT(r.code, 2);
+        ASSERT_STR_CONTAINS(r.err, "--max-runs 0");
+        cli_result_free(&r);
+    }
+    {
+        const char *args[] = {"serve", "--help", NULL};
+
+        r = cli_run(args);
+        ASSERT_EQ_INT(r.code, 0);
+        ASSERT_STR_CONTAINS(r.out, "--max-streams N");
+        ASSERT_STR_CONTAINS(r.out, "--heartbeat DURATION");
+        cli_result_free(&r);
+    }
+    finish();
+}
+
+TEST_T(record_specs_record_too, 60)
+{
+    char dir[800], arg[900], file[1000], *id, *text;
+    const char *args[] = {"--record", arg, NULL};
+    json_t *j;
+    long lines = 0;
+    char *p;
+
+    mock_start(0, NULL);
+    write_council("a.yaml", "trio", NULL);
+    snprintf(dir, sizeof(dir), "%s/jsonl", runner_tmpdir());
+    mkdir(dir, 0700);
+    snprintf(arg, sizeof(arg), "jsonl:%s", dir);
+    serve_start(args);
+    id = start_run("{\"council\":\"trio\",\"input\":\"twice recorded\"}");
+    j = wait_status(id, "ok", 20);
+    wait_stored(id, (long)json_integer_value(json_object_get(j, "events")));
+    serve_stop(); /* every recorder is finalized by then */
+    snprintf(file, sizeof(file), "%s/%s.jsonl", dir, id);
+    text = cli_slurp(file);
+    for (p = text; *p != '\0'; p++)
+        lines += *p == '\n';
+    /* Every event, then the outcome line. */
+    ASSERT_EQ_INT(lines, json_integer_value(json_object_get(j, "events")) + 1);
+    ASSERT_STR_CONTAINS(text, "{\"outcome\":\"ok\"");
+    free(text);
+    json_decref(j);
+    free(id);
+    finish();
+}
