@@ -44,7 +44,7 @@ chat_state_free(chat_state *c)
     free(c);
 }
 
-/* ---- chunks ------------------------------------------------------------- */
+/* ---- chunks -------------------------------------------------------------- */
 
 static void
 chunk_open(stream *st)
@@ -236,8 +236,7 @@ chat_end(stream *st)
     json_decref(o);
 }
 
-/* ---- requests -------------------------------------------------------------
- */
+/* ---- requests ------------------------------------------------------------ */
 
 /* The text of a message's content: a string, null, or text parts. */
 static int

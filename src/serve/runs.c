@@ -135,12 +135,6 @@ srun_find(srv *s, const char *id)
     return NULL;
 }
 
-void
-srun_ref(srun *r)
-{
-    r->refs++;
-}
-
 /* Drop a reference (mu held); a run to free is pushed on *to_free. */
 void
 srun_unref_locked(srv *s, srun *r, srun **to_free)
@@ -252,8 +246,7 @@ reg_trim(srv *s, srun **to_free)
     }
 }
 
-/* ---- the reaper ------------------------------------------------------------
- */
+/* ---- the reaper ---------------------------------------------------------- */
 
 /* mu held. */
 static void
@@ -314,8 +307,7 @@ srv_reaper_main(void *arg)
     return NULL;
 }
 
-/* ---- the server's recorder ------------------------------------------------
- */
+/* ---- the server's recorder ----------------------------------------------- */
 
 static int
 rec_init(const char *run_id, void *args, void **state, char *why, size_t n)
@@ -409,8 +401,7 @@ rec_final(void *state, const council_outcome *o)
 const council_recorder_ops srv_rec_ops = {COUNCIL_RECORDER_OPS_VERSION,
                                           rec_init, rec_event, rec_final, NULL};
 
-/* ---- starting runs
- * ------------------------------------------------------------ */
+/* ---- starting runs ------------------------------------------------------- */
 
 unsigned
 srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
@@ -532,8 +523,7 @@ srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
     return 0;
 }
 
-/* ---- JSON of a run
- * -------------------------------------------------------------- */
+/* ---- JSON of a run ------------------------------------------------------- */
 
 static const char *const run_fields[] = {"council", "input", "deadline", "seed",
                                          NULL};
@@ -624,8 +614,7 @@ out:
     return o;
 }
 
-/* ---- idempotency keys -------------------------------------------------------
- */
+/* ---- idempotency keys ---------------------------------------------------- */
 
 typedef struct ikey {
     char *key;
@@ -714,8 +703,7 @@ idem_key_ok(const char *k)
     return i > 0;
 }
 
-/* ---- POST /v1/runs
- * ------------------------------------------------------------ */
+/* ---- POST /v1/runs ------------------------------------------------------- */
 
 /* Inline councils may not read the server's environment: an inline
  * provider could otherwise send the server's API keys anywhere. */
@@ -1134,8 +1122,7 @@ out:
     return ret;
 }
 
-/* ---- GET /v1/runs, GET and DELETE /v1/runs/{id}
- * ------------------------------- */
+/* ---- GET /v1/runs, GET and DELETE /v1/runs/{id} -------------------------- */
 
 enum MHD_Result
 runs_get(srv *s, struct MHD_Connection *conn, const char *id)

@@ -308,7 +308,6 @@ srun *srun_find(srv *s, const char *id); /* new reference or NULL; mu held */
 int reg_grow(srv *s);
 /* Unlink r from the registry; the caller drops its reference.  mu held. */
 void reg_remove(srv *s, srun *r);
-void srun_ref(srun *r); /* mu held */
 void srun_unref_locked(srv *s, srun *r, srun **to_free);
 void srun_release(srv *s, srun *r); /* takes mu */
 void srun_free(srun *r);

@@ -76,7 +76,7 @@ srv_count_status(unsigned status)
     atomic_fetch_add(&http_by_class[c >= 1 && c <= 5 ? c : 0], 1);
 }
 
-/* ---- logging and replies ------------------------------------------------ */
+/* ---- logging and replies ------------------------------------------------- */
 
 void
 srv_log(srv *s, const char *fmt, ...)
@@ -210,7 +210,7 @@ srv_refuse_stream(srv *s, struct MHD_Connection *conn)
                    s->o.max_streams);
 }
 
-/* ---- routing ---------------------------------------------------------- */
+/* ---- routing ------------------------------------------------------------- */
 
 static route
 route_of(const char *url, req *r)
@@ -519,8 +519,7 @@ bad:
     return -1;
 }
 
-/* ---- life cycle -----------------------------------------------------------
- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 static const char demo_yaml[] =
     "name: demo\n"

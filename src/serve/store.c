@@ -77,8 +77,7 @@ diag_or(const council_diag *d, council_err rc)
     return d->msg[0] != '\0' ? d->msg : council_strerror(rc);
 }
 
-/* ---- GET /v1/runs ----------------------------------------------------------
- */
+/* ---- GET /v1/runs -------------------------------------------------------- */
 
 typedef struct list_ctx {
     srv *s;
@@ -208,8 +207,7 @@ runs_list(srv *s, struct MHD_Connection *conn)
         NULL);
 }
 
-/* ---- GET /v1/runs/{id} from the store
- * ---------------------------------------- */
+/* ---- GET /v1/runs/{id} from the store ------------------------------------ */
 
 enum MHD_Result
 store_run_get(srv *s, struct MHD_Connection *conn, const char *id)
@@ -244,8 +242,7 @@ store_run_get(srv *s, struct MHD_Connection *conn, const char *id)
     return srv_reply(conn, 200, "application/json", text, strlen(text), NULL);
 }
 
-/* ---- DELETE /v1/runs/{id}?purge=true
- * ------------------------------------------- */
+/* ---- DELETE /v1/runs/{id}?purge=true ------------------------------------- */
 
 enum MHD_Result
 store_run_purge(srv *s, struct MHD_Connection *conn, const char *id)
@@ -304,8 +301,7 @@ store_run_purge(srv *s, struct MHD_Connection *conn, const char *id)
     }
 }
 
-/* ---- SSE of a stored run
- * ------------------------------------------------------- */
+/* ---- SSE of a stored run ------------------------------------------------- */
 
 struct store_replay {
     char id[80];

@@ -358,8 +358,7 @@ streams_resume_all(srv *s)
             resume(r->waiters);
 }
 
-/* ---- the ticker -------------------------------------------------------------
- */
+/* ---- the ticker ---------------------------------------------------------- */
 
 static void *
 ticker_main(void *arg)
@@ -458,8 +457,7 @@ ticker_stop(srv *s)
     s->ticker_started = 0;
 }
 
-/* ---- GET /v1/runs/{id}/events
- * ------------------------------------------------ */
+/* ---- GET /v1/runs/{id}/events -------------------------------------------- */
 
 /* A seq from Last-Event-ID or ?after=: digits only. */
 static int
