@@ -537,6 +537,19 @@ static const char demo_yaml[] =
     "limits: { member_timeout: 30s, deadline: 120s, quorum: 3, "
     "max_tokens: 512 }\n";
 
+/* libmicrohttpd's fatal errors: say so in the server's log, then abort as
+ * its default handler does (it would print to stderr without our
+ * prefix). */
+static void
+mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    (void)cls;
+    fprintf(stderr, "council serve: libmicrohttpd: fatal error at %s:%u: %s\n",
+            file != NULL ? file : "?", line, reason != NULL ? reason : "?");
+    fflush(stderr);
+    abort();
+}
+
 static void
 engine_log(const char *line, void *ud)
 {
@@ -674,6 +687,7 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
         goto out;
     }
 
+    MHD_set_panic_func(mhd_panic, NULL);
     flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;

@@ -219,8 +219,10 @@ serve_stop_sig(int sig)
     if (strstr(err, "Sanitizer") != NULL ||
         strstr(err, "runtime error") != NULL)
         FAIL("sanitizer report from council serve:\n%s", err);
+    if (!WIFEXITED(status))
+        FAIL("council serve was killed by signal %d:\n%s", WTERMSIG(status),
+             err);
     free(err);
-    ASSERT(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
 
@@ -1490,11 +1492,13 @@ TEST_T(token_required, 30)
 
 TEST_T(non_loopback_needs_a_token_or_insecure, 30)
 {
-    const char *args[] = {"serve", "--listen", "0.0.0.0:0", NULL};
+    char db[800];
+    const char *args[] = {"serve", "--listen", "0.0.0.0:0", "--db", db, NULL};
     const char *ins[] = {"--listen", "0.0.0.0:0", "--insecure", NULL};
     cli_result r;
     hresp h;
 
+    snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
     mock_start(0, NULL);
     write_council("a.yaml", "trio", NULL);
     r = cli_run(args);
@@ -1503,7 +1507,8 @@ TEST_T(non_loopback_needs_a_token_or_insecure, 30)
     ASSERT_STR_CONTAINS(r.err, "--token");
     cli_result_free(&r);
     {
-        const char *bad[] = {"serve", "--listen", "localhost:80", NULL};
+        const char *bad[] = {"serve", "--listen", "localhost:80",
+                             "--db",  db,         NULL};
 
         r = cli_run(bad);
         ASSERT_EQ_INT(r.code, 2);
@@ -2342,5 +2347,43 @@ TEST_T(record_specs_record_too, 60)
     free(text);
     json_decref(j);
     free(id);
+    finish();
+}
+
+TEST_T(no_inline_and_a_taken_port, 30)
+{
+    const char *args[] = {"--no-inline", NULL};
+    char listen[64], body[2048], db[800];
+    cli_result c;
+    hresp r;
+
+    mock_start(0, NULL);
+    write_council("a.yaml", "trio", NULL);
+    serve_start(args);
+    snprintf(body, sizeof(body),
+             "{\"council\":{\"name\":\"x\",\"strategy\":\"rank\","
+             "\"providers\":{\"m\":{\"kind\":\"openai\",\"base_url\":\"%s\"}},"
+             "\"members\":[{\"name\":\"a\",\"provider\":\"m\",\"model\":\"x\"},"
+             "{\"name\":\"b\",\"provider\":\"m\",\"model\":\"y\"}],"
+             "\"chairman\":{\"provider\":\"m\",\"model\":\"w\"}},"
+             "\"input\":\"q\"}",
+             council_mockllm_base_url(mock));
+    r = http("POST", "/v1/runs", body);
+    assert_error(&r, 403, "permission_error");
+    ASSERT_STR_CONTAINS(r.body, "--no-inline");
+    hresp_free(&r);
+    /* A second server on the same port cannot start: exit 1. */
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", sv.port);
+    {
+        const char *a2[] = {"serve", "--listen", listen, "--db", db, NULL};
+
+        snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
+
+        c = cli_run(a2);
+        ASSERT_EQ_INT(c.code, 1);
+        ASSERT_STR_CONTAINS(c.err, listen);
+        cli_result_free(&c);
+    }
+    serve_stop();
     finish();
 }
