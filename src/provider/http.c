@@ -34,6 +34,7 @@
 #include "core/alloc.h"
 #include "provider/anthropic.h"
 #include "provider/call.h"
+#include "provider/json.h"
 
 typedef struct sock {
     uv_poll_t poll;
@@ -103,36 +104,6 @@ council__bytes_add(council__bytes *b, const char *s, size_t n, size_t max)
     return COUNCIL_OK;
 }
 
-/* The length of the well-formed UTF-8 sequence at s (n bytes left), 0 if
- * the bytes there are not one, -1 if they are its beginning cut short by
- * the end of s. */
-static int
-utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned cp, min;
-    int k, j;
-
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        k = 1, cp = s[0] & 0x1Fu, min = 0x80;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        k = 2, cp = s[0] & 0x0Fu, min = 0x800;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        k = 3, cp = s[0] & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (j = 1; j <= k; j++) {
-        if ((size_t)j >= n)
-            return -1;
-        if ((s[j] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[j] & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return k + 1;
-}
-
 /* Method: ASCII control bytes become spaces; a well-formed UTF-8 sequence
  * is copied whole or, when it does not fit, not at all; a sequence cut by
  * the end of src is dropped; any other byte >= 0x80 becomes '?'.  So dst is
@@ -154,7 +125,7 @@ council__sanitize(char *dst, size_t dst_size, const char *src, size_t n)
             i++;
             continue;
         }
-        k = utf8_seq(s + i, n - i);
+        k = council__utf8_seq(s + i, n - i);
         if (k < 0)
             break;
         if (k == 0) {
