@@ -1409,9 +1409,11 @@ council__chat_launch(council__chat *c)
     cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Stream chunks are small: a 4 KiB receive buffer instead of libcurl's
-     * 16 KiB keeps a call in flight ~12 KiB smaller. */
-    cc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    /* Stream chunks are small (a token or a few per event): libcurl's
+     * smallest receive buffer, 1 KiB instead of its 16 KiB default, keeps
+     * a call in flight 15 KiB smaller; a burst larger than that is read
+     * in more recv calls. */
+    cc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
     if (c->connect_timeout_ms > 0)
         cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                                (long)c->connect_timeout_ms);
