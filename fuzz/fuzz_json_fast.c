@@ -57,7 +57,8 @@ scanner(const char *data, size_t len)
     u = json_object_get(root, "usage");
     FUZZ_CHECK(k.usage == json_is_object(u));
     if (k.usage) {
-        FUZZ_CHECK(k.prompt_tokens == count(json_object_get(u, "prompt_tokens")));
+        FUZZ_CHECK(k.prompt_tokens ==
+                   count(json_object_get(u, "prompt_tokens")));
         FUZZ_CHECK(k.completion_tokens ==
                    count(json_object_get(u, "completion_tokens")));
         cost = json_object_get(u, "cost");

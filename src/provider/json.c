@@ -91,13 +91,27 @@ council__json_put_str(council__bytes *b, const char *s, size_t n, size_t max)
         }
         esc[0] = '\\';
         switch (u[i]) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             esc[1] = 'u', esc[2] = '0', esc[3] = '0';
             esc[4] = hex[u[i] >> 4], esc[5] = hex[u[i] & 15];
@@ -127,8 +141,8 @@ typedef struct scan {
 static void
 ws(scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
-                             *s->p == '\n' || *s->p == '\r'))
+    while (s->p < s->end &&
+           (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
         s->p++;
 }
 
@@ -186,8 +200,14 @@ str(scan *s, council__jstr *out)
             if (++q >= s->end)
                 return 0;
             switch (*q) {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
-            case 'r': case 't':
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't':
                 q++;
                 break;
             case 'u':
@@ -370,13 +390,20 @@ value(scan *s)
     int is_int;
 
     switch (*s->p) {
-    case '{': return object(s, skip_key, NULL);
-    case '[': return array(s, skip_elem, NULL);
-    case '"': return str(s, NULL);
-    case 't': return lit(s, "true", 4);
-    case 'f': return lit(s, "false", 5);
-    case 'n': return lit(s, "null", 4);
-    default: return num(s, &is_int, &b);
+    case '{':
+        return object(s, skip_key, NULL);
+    case '[':
+        return array(s, skip_elem, NULL);
+    case '"':
+        return str(s, NULL);
+    case 't':
+        return lit(s, "true", 4);
+    case 'f':
+        return lit(s, "false", 5);
+    case 'n':
+        return lit(s, "null", 4);
+    default:
+        return num(s, &is_int, &b);
     }
 }
 
@@ -601,11 +628,21 @@ council__jstr_decode(const council__jstr *s, char *dst)
             continue;
         }
         switch (p[1]) {
-        case 'b': *d++ = '\b'; break;
-        case 'f': *d++ = '\f'; break;
-        case 'n': *d++ = '\n'; break;
-        case 'r': *d++ = '\r'; break;
-        case 't': *d++ = '\t'; break;
+        case 'b':
+            *d++ = '\b';
+            break;
+        case 'f':
+            *d++ = '\f';
+            break;
+        case 'n':
+            *d++ = '\n';
+            break;
+        case 'r':
+            *d++ = '\r';
+            break;
+        case 't':
+            *d++ = '\t';
+            break;
         case 'u':
             hex4(p + 2, end, &cp);
             if (cp >= 0xD800 && cp <= 0xDBFF) {
@@ -616,7 +653,9 @@ council__jstr_decode(const council__jstr *s, char *dst)
             put_utf8(&d, cp);
             p += 6;
             continue;
-        default: *d++ = (char)p[1]; break; /* " \ / */
+        default:
+            *d++ = (char)p[1];
+            break; /* " \ / */
         }
         p += 2;
     }

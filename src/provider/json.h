@@ -46,15 +46,15 @@ typedef struct council__jstr {
 /* What take_chunk reads from a streamed chunk (the last occurrence of a
  * duplicated key, as jansson keeps it). */
 typedef struct council__oai_chunk {
-    int usage;                 /* "usage" is an object */
-    long long prompt_tokens;   /* -1: absent or not a count */
+    int usage;               /* "usage" is an object */
+    long long prompt_tokens; /* -1: absent or not a count */
     long long completion_tokens;
-    int cost_known;            /* "usage.cost" is a number >= 0 */
+    int cost_known; /* "usage.cost" is a number >= 0 */
     double cost;
-    int choice;                /* choices[0] is an object */
-    int content;               /* choices[0].delta.content is a string */
+    int choice;  /* choices[0] is an object */
+    int content; /* choices[0].delta.content is a string */
     council__jstr content_str;
-    int finish;                /* choices[0].finish_reason is a string */
+    int finish; /* choices[0].finish_reason is a string */
     council__jstr finish_str;
 } council__oai_chunk;
 

@@ -78,8 +78,9 @@ TEST(decodes_escapes)
     council__oai_chunk k = scan_ok(
         "{\"choices\":[{\"delta\":{\"content\":\"a\\\"b\\\\c\\/d\\n\\t\\r\\b\\f"
         "\\u00e9\\u4e2d\\ud83d\\ude00\xc3\xa9\"}}]}");
-    const char want[] = "a\"b\\c/d\n\t\r\b\f\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80"
-                        "\xc3\xa9";
+    const char want[] =
+        "a\"b\\c/d\n\t\r\b\f\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80"
+        "\xc3\xa9";
 
     expect_str(&k.content_str, want, sizeof(want) - 1);
 }
@@ -102,25 +103,26 @@ TEST(last_duplicate_wins_as_in_jansson)
 TEST(gives_up_where_jansson_must_decide)
 {
     static const char *const hard[] = {
-        "{\"error\":{\"message\":\"overloaded\"}}",      /* provider error */
-        "{\"error\":null,\"choices\":[]}",               /* even null */
+        "{\"error\":{\"message\":\"overloaded\"}}", /* provider error */
+        "{\"error\":null,\"choices\":[]}",          /* even null */
         "{\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\"}}]}",
         "{\"choices\":[{\"delta\":{\"tool_calls\":[]}}]}",
         "{\"choices\":[{\"message\":{\"content\":\"x\"}}]}",
-        "{\"choices\":[]} x",                            /* trailing garbage */
-        "{\"choices\":[],}",                             /* trailing comma */
+        "{\"choices\":[]} x", /* trailing garbage */
+        "{\"choices\":[],}",  /* trailing comma */
         "{\"choices\":[{\"delta\":{\"content\":\"\\u0000\"}}]}",
         "{\"choices\":[{\"delta\":{\"content\":\"\\ud800\"}}]}",
         "{\"choices\":[{\"delta\":{\"content\":\"\\udc00\"}}]}",
         "{\"choices\":[{\"delta\":{\"content\":\"\xc3\x28\"}}]}",
         "{\"choices\":[{\"delta\":{\"content\":\"tab\there\"}}]}",
-        "{\"usage\":{\"prompt_tokens\":1e3}}",           /* exponent */
+        "{\"usage\":{\"prompt_tokens\":1e3}}", /* exponent */
         "{\"usage\":{\"prompt_tokens\":1234567890123456789}}",
-        "{\"ch\\u006fices\":[]}",                        /* escaped key */
+        "{\"ch\\u006fices\":[]}", /* escaped key */
         "{\"a\":01}",
         "[1]",
         "",
-        "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+        "]]]]}",
         "{\"a\":tru}",
         "{\"a\":\"unterminated",
     };
