@@ -121,17 +121,31 @@ TEST(gives_up_where_jansson_must_decide)
         "{\"a\":01}",
         "[1]",
         "",
-        "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
-        "]]]]}",
         "{\"a\":tru}",
         "{\"a\":\"unterminated",
     };
     council__oai_chunk k;
 
+    char deep[128];
+    json_t *j;
+    int n = 0;
+
     for (size_t i = 0; i < sizeof(hard) / sizeof(hard[0]); i++)
         if (council__oai_chunk_scan(hard[i], strlen(hard[i]), &k))
             FAIL("the fast path took what it must leave to jansson:\n%s",
                  hard[i]);
+    /* Valid JSON nested deeper than the scanner's limit (32). */
+    n += snprintf(deep + n, sizeof(deep) - (size_t)n, "{\"a\":");
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    deep[n] = '\0';
+    j = json_loads(deep, 0, NULL);
+    ASSERT_NOT_NULL(j);
+    json_decref(j);
+    ASSERT(!council__oai_chunk_scan(deep, strlen(deep), &k));
 }
 
 /* The writer's output is byte for byte jansson's. */
