@@ -41,6 +41,14 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
+/* A time as the API gives it (RFC 3339 text, or micro/milliseconds) in ms. */
+function toMs(v) {
+  if (v === undefined || v === null || v === '' || v === 0) return null;
+  if (typeof v === 'number') return v > 1e14 ? v / 1000 : v;
+  const t = Date.parse(v);
+  return isNaN(t) ? null : t;
+}
+
 function fmtTime(v) {
   if (v === undefined || v === null || v === '') return '–';
   const d = typeof v === 'number' ? new Date(v > 1e14 ? v / 1000 : v) : new Date(v);
@@ -75,10 +83,10 @@ async function showHome() {
       const started = r.started_at || r.started_us || r.started;
       const ended = r.ended_at || r.ended_us || r.ended;
       let dur = '–';
+      const t0 = toMs(started), t1 = toMs(ended);
       if (r.duration_ms !== undefined) dur = (r.duration_ms / 1000).toFixed(1) + ' s';
-      else if (typeof started === 'number' && typeof ended === 'number' && ended > 0)
-        dur = ((ended - started) / (started > 1e14 ? 1e6 : 1e3)).toFixed(1) + ' s';
-      const outcome = r.outcome || r.status || 'running';
+      else if (t0 !== null && t1 !== null && t1 >= t0) dur = ((t1 - t0) / 1000).toFixed(1) + ' s';
+      const outcome = r.status || r.outcome || 'running';
       const tr = el('tr', { class: 'link', 'data-run': id },
         el('td', {}, fmtTime(started)), el('td', {}, r.council || '–'),
         el('td', { title: r.question || '' }, r.question || ''),
