@@ -277,8 +277,9 @@ text_header(report *r)
 
     local_time(json_object_get(rec, "started_us"), when, sizeof(when));
     fprintf(f, "run       %s\n", str(rec, "run_id"));
-    fprintf(f, "council   %s (strategy %s, %d members", str(rec, "council"),
-            str(rec, "strategy") ? str(rec, "strategy") : "?", r->n_members);
+    fprintf(f, "council   %s (strategy %s, %d member%s", str(rec, "council"),
+            str(rec, "strategy") ? str(rec, "strategy") : "?", r->n_members,
+            r->n_members == 1 ? "" : "s");
     if (json_is_integer(json_object_get(rec, "seed")))
         fprintf(f, ", seed %lld",
                 (long long)json_integer_value(json_object_get(rec, "seed")));
