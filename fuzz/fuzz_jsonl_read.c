@@ -7,7 +7,8 @@
  * never a crash; the report describes a valid prefix (the lines handed to
  * on_line are objects; event lines carry one run_id and seq 1..n, and n is
  * rep->events); OK means a complete record (no torn line, the outcome line
- * last, a newline at the end); EPARSE comes with a message.
+ * last, a newline at the end); EPARSE comes with a message; a damaged line
+ * (rep.bad_line) is the diag's line and not a torn end.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -100,6 +101,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rc == COUNCIL_EPARSE && len > 0 && text[len - 1] != '\n');
     if (rep.has_outcome)
         FUZZ_CHECK(rc == COUNCIL_OK || rc == COUNCIL_ECANCELED);
+    /* A damaged line is named, and is neither a torn end nor a missing
+     * outcome. */
+    if (rep.bad_line != 0)
+        FUZZ_CHECK(rc == COUNCIL_EPARSE && !rep.torn &&
+                   diag.line == rep.bad_line);
     if (rc == COUNCIL_OK) {
         size_t lines = 0, i;
 

@@ -55,20 +55,21 @@ COUNCIL_API const char *council_version(void);
 /* Append-only; values are never renumbered. */
 typedef enum council_err {
     COUNCIL_OK = 0,
-    COUNCIL_ENOMEM = 1,    /* an allocation failed; objects stay valid */
-    COUNCIL_EINVAL = 2,    /* a bad argument */
-    COUNCIL_EPARSE = 3,    /* malformed input; see the council_diag */
-    COUNCIL_ENOTFOUND = 4, /* no such run, file, council, member */
-    COUNCIL_EEXIST = 5,    /* e.g. a caller-chosen run id already in use */
-    COUNCIL_EREFUSED = 6,  /* a recorder's init refused; see the diag */
-    COUNCIL_ECANCELED = 7, /* cancelled, or the engine shut down */
-    COUNCIL_ETIMEDOUT = 8, /* a wait or deadline expired */
-    COUNCIL_ECLOSED = 9,   /* the engine is closing or closed */
-    COUNCIL_EIO = 10,      /* an operating-system or I/O error */
-    COUNCIL_EDEADLK = 11,  /* the call would wait on itself */
-    COUNCIL_ESTART = 12,   /* the run host could not be started */
-    COUNCIL_EHTTP = 13,    /* an HTTP-level failure */
-    COUNCIL_EINTERNAL = 14 /* a broken invariant; please report it */
+    COUNCIL_ENOMEM = 1,     /* an allocation failed; objects stay valid */
+    COUNCIL_EINVAL = 2,     /* a bad argument */
+    COUNCIL_EPARSE = 3,     /* malformed input; see the council_diag */
+    COUNCIL_ENOTFOUND = 4,  /* no such run, file, council, member */
+    COUNCIL_EEXIST = 5,     /* e.g. a caller-chosen run id already in use */
+    COUNCIL_EREFUSED = 6,   /* a recorder's init refused; see the diag */
+    COUNCIL_ECANCELED = 7,  /* cancelled, or the engine shut down */
+    COUNCIL_ETIMEDOUT = 8,  /* a wait or deadline expired */
+    COUNCIL_ECLOSED = 9,    /* the engine is closing or closed */
+    COUNCIL_EIO = 10,       /* an operating-system or I/O error */
+    COUNCIL_EDEADLK = 11,   /* the call would wait on itself */
+    COUNCIL_ESTART = 12,    /* the run host could not be started */
+    COUNCIL_EHTTP = 13,     /* an HTTP-level failure */
+    COUNCIL_EINTERNAL = 14, /* a broken invariant; please report it */
+    COUNCIL_EBUSY = 15      /* in use: e.g. deleting a run still in flight */
 } council_err;
 
 /* A short English description of err.  Static storage.  Any thread. */
@@ -164,6 +165,34 @@ COUNCIL_API int council_event_round(const council_event *ev);
  * if memory ran out.
  */
 COUNCIL_API const char *council_event_json(council_event *ev);
+
+/*
+ * An event from its JSON form: the inverse of council_event_json.  json is
+ * one JSON object (len bytes, need not be NUL-terminated; whitespace around
+ * it is fine).  For any event e, parsing council_event_json(e) gives an
+ * event with the same type, run id, seq, time, stage, member, round and
+ * text (byte for byte when e's text is valid UTF-8; see docs/events.md)
+ * whose JSON is the same text, byte for byte.
+ *
+ * Required: "type" (a known type name), "run_id" (a string), "seq" (an
+ * integer >= 0) and "ts" (the RFC 3339 form of docs/events.md, e.g.
+ * "2026-11-24T01:02:03.456789Z").  "stage", "member", "round" and the
+ * text field ("delta" for the *_delta types, else "text") fill the
+ * accessors when they have the accessor's form (a string without NUL; an
+ * integer >= 1 for round); otherwise they stay, as every other field does,
+ * among the type's own fields.  council_event_json of the result is the
+ * given text without the whitespace around it when that text is one line,
+ * else a fresh rendering.
+ *
+ * On COUNCIL_OK *out is a new reference (release with council_event_unref).
+ * COUNCIL_EPARSE: not JSON, not an object, a key given twice, or a required
+ * field missing or malformed; diag (may be NULL) says which (for a JSON
+ * syntax error, line and col say where).  COUNCIL_EINVAL for NULL
+ * json or out; COUNCIL_ENOMEM.  Borrows json for the call.  Any thread.
+ */
+COUNCIL_API council_err council_event_parse(const char *json, size_t len,
+                                            council_event **out,
+                                            council_diag *diag);
 
 /* ------------------------------------------------------------------------
  * Outcomes
@@ -457,6 +486,63 @@ COUNCIL_API council_err council_run_wait(council_run *run, uint64_t timeout_ms,
 /* Drop a reference to a run (the run goes on).  NULL is fine. */
 COUNCIL_API void council_run_release(council_run *run);
 
+/* council_run_replay flags. */
+#define COUNCIL_REPLAY_PACED 0x1u /* wait between events as recorded */
+
+/*
+ * Run a recorded run again: a run whose host emits the given events, so
+ * that recorders (and subscribers) see them through the run contract, as
+ * they saw the original.  events[0..n-1] is the record of one run in seq
+ * order (council_store_events gives it): events[i] has seq i + 1, all have
+ * one run id, and a terminal event (run_completed, run_failed) may only be
+ * the last.  The array is borrowed for the call; the run takes its own
+ * reference to each event.
+ *
+ * The replayed run's id is opts->run_id if given, else the events' run id.
+ * Each event it emits has the recorded type, fields, seq and time, so its
+ * council_event_json is the recorded JSON (with the run id replaced when
+ * opts->run_id differs): a replay recorded by the jsonl recorder is a file
+ * whose event lines equal the original record's.
+ *
+ * Recorders get init, every event in order and handle_finalize exactly
+ * once, as for council_run_start (see council_recorder_ops), with the
+ * outcome the events imply: the terminal event's (ok, error or cancelled,
+ * classified as for a live run), or, when the record has none (the
+ * original crashed, or the record was cut short), crashed with the reason
+ * "the record ends without a terminal event (last seq N)".
+ *
+ * flags: 0 replays as fast as the engine goes; COUNCIL_REPLAY_PACED waits
+ * before each event as long as it came after the one before it when
+ * recorded (by their times; a negative difference counts as 0), with
+ * timers on the engine's loop (no thread sleeps).
+ *
+ * If memory runs out while an event is emitted, it is tried again; if
+ * memory does not come back within a second, the replay ends there as
+ * crashed ("out of memory replaying seq N"): it never skips an event.
+ *
+ * opts: recorders, run_id and deadline_ms as for council_run_start (no
+ * deadline when 0); seed is ignored.  council_run_cancel (or the deadline)
+ * stops the replay: the run ends with one more event, run_failed holding
+ * an error of kind "cancelled" (or "deadline"), seq after the last one
+ * replayed.  council_run_wait waits for it as for any run.
+ *
+ * On COUNCIL_OK *out (if not NULL) is a new reference to the run (release
+ * with council_run_release).  Errors: COUNCIL_EINVAL (no events, a NULL
+ * event, a seq out of order, two run ids, a terminal event before the
+ * last, unknown flags; diag names the event's index), COUNCIL_EEXIST (the
+ * run id is in flight in this engine, or a built-in recorder of opts holds
+ * it already: a sqlite store with a run of that id (e.g. the store the
+ * record was read from) or a jsonl directory with ID.jsonl; replay under
+ * another id with opts->run_id; diag names the store), and those of
+ * council_run_start.  diag may be NULL.  Any thread, callbacks included.
+ */
+COUNCIL_API council_err council_run_replay(council_engine *engine,
+                                           const council_run_opts *opts,
+                                           council_event *const *events,
+                                           size_t n, unsigned flags,
+                                           council_run **out,
+                                           council_diag *diag);
+
 /* ------------------------------------------------------------------------
  * Subscriptions
  * ------------------------------------------------------------------------ */
@@ -486,17 +572,20 @@ council_run_subscribe(council_engine *engine, const char *run_id,
 COUNCIL_API void council_unsubscribe(council_sub *sub);
 
 /* ------------------------------------------------------------------------
- * Run store (the sqlite recorder's database), read side
+ * Run store: recorded runs, read back, replayed, deleted
  * ------------------------------------------------------------------------ */
 
+/* One run as council_store_list and council_store_runs give it.  Borrowed
+ * for the callback; fields may be added at the end. */
 typedef struct council_run_row {
     const char *run_id;
-    const char *council;  /* council name */
-    const char *question; /* the user's (last) question */
+    const char *council;  /* council name, or NULL if not recorded */
+    const char *question; /* the user's (last) question, or NULL */
     int64_t started_us;   /* wall clock, microseconds since the epoch */
     int64_t ended_us;     /* 0 if the run has no outcome recorded */
     const char *outcome;  /* "ok", "cancelled", "error", "crashed" or NULL */
     uint64_t events;      /* events stored */
+    const char *strategy; /* "rank", "debate", "vote", or NULL */
 } council_run_row;
 
 /*
@@ -504,12 +593,147 @@ typedef struct council_run_row {
  * most limit (0 = all).  cb is called on this thread for each row; the row
  * is borrowed for the call; return non-zero from cb to stop.  Errors:
  * COUNCIL_ENOTFOUND (no file), COUNCIL_EIO (not a council store; diag says
- * why).  Any thread.
+ * why).  The same as council_store_runs on a handle opened for the call.
+ * Any thread.
  */
 COUNCIL_API council_err council_store_list(const char *path, size_t limit,
                                            int (*cb)(const council_run_row *row,
                                                      void *ud),
                                            void *ud, council_diag *diag);
+
+/*
+ * A handle on a run store.  It holds one SQLite connection and its
+ * prepared statements (or, for a jsonl record, the record read into
+ * memory), so each call costs no open and no prepare.
+ *
+ * Threads: a handle is used by one thread at a time.  Any thread may use
+ * it, but never two at once, and never from two threads without the
+ * caller's own lock; a program that reads a store from many threads opens
+ * one handle per thread.  Handles are independent: many handles, in one
+ * process or many, may read one store while recorders write to it (WAL
+ * mode: readers never block the writer, nor it them).
+ */
+typedef struct council_store council_store;
+
+/* council_store_open flags.  READONLY: never write (council_store_delete
+ * fails).  DELETE_UNFINISHED: council_store_delete may delete a run that
+ * has no outcome (see there). */
+#define COUNCIL_STORE_READONLY 0x1u
+#define COUNCIL_STORE_DELETE_UNFINISHED 0x2u
+
+/*
+ * Open the run store at path: a SQLite database written by the sqlite
+ * recorder, or a jsonl record (DIR/<run_id>.jsonl, one run) written by the
+ * jsonl recorder, told apart by the file's first bytes.  The file is
+ * never created.  A SQLite store is checked (application id, schema
+ * version, our tables and columns); it is opened read-write unless flags
+ * hold COUNCIL_STORE_READONLY (deleting needs write access).  A jsonl
+ * record is read whole, and checked as the jsonl recorder's checker does:
+ * a record cut short (no outcome line, or a torn last line, as a crash
+ * leaves it) opens as a run without an outcome; a damaged line opens the
+ * valid lines before it, and council_store_events reports the damage.
+ *
+ * On COUNCIL_OK *out is the handle; close it with council_store_close.
+ * Errors: COUNCIL_ENOTFOUND (no such file), COUNCIL_EIO (cannot be read,
+ * not a council store, an unknown schema version, or not a council jsonl
+ * record; diag says why with SQLite's or the reader's words), COUNCIL_EINVAL
+ * (NULL path or out, unknown flags), COUNCIL_ENOMEM.  diag may be NULL.
+ * Any thread.
+ */
+COUNCIL_API council_err council_store_open(const char *path, unsigned flags,
+                                           council_store **out,
+                                           council_diag *diag);
+
+/* Close the handle: finalize its statements, close its connection, free
+ * it.  NULL is fine.  The thread that uses it, once. */
+COUNCIL_API void council_store_close(council_store *s);
+
+/*
+ * A filter for council_store_runs; a zeroed struct matches every run.  A
+ * plain filter: later versions add fields through a new function.
+ */
+typedef struct council_store_query {
+    const char *council; /* only runs of this council; NULL = any */
+    /* only runs with this outcome: "ok", "error", "cancelled", "crashed",
+     * or "running" (no outcome recorded: in flight, or its process ended
+     * before the recorder finalized); NULL = any */
+    const char *outcome;
+    int64_t since_us; /* only runs started at or after this time
+                         (microseconds since the epoch); 0 = any */
+    size_t limit;     /* at most this many runs; 0 = all */
+} council_store_query;
+
+/*
+ * The runs that match q (NULL = all), newest first (by start time).  cb is
+ * called on this thread for each; the row is borrowed for the call; return
+ * non-zero from cb to stop (the call then returns COUNCIL_OK).  cb may
+ * call the handle's other functions except council_store_runs itself and
+ * council_store_delete (COUNCIL_EBUSY).  Errors: COUNCIL_EINVAL (NULL s or
+ * cb, an outcome not named above), COUNCIL_EIO (the store cannot be read;
+ * diag says why).  If it returns an error after some rows, cb was called
+ * for those rows.  The handle's thread.
+ */
+COUNCIL_API council_err council_store_runs(council_store *s,
+                                           const council_store_query *q,
+                                           int (*cb)(const council_run_row *row,
+                                                     void *ud),
+                                           void *ud, council_diag *diag);
+
+/*
+ * The record of one run as one JSON object (docs/storage.md, "The run
+ * record"): run_id, council, strategy, question, the whole input
+ * (messages), members, chairman and the other fields of its run_started
+ * event, started_us/started and ended_us/ended (null while there is no
+ * outcome), duration_ms, outcome ("ok", "error", "cancelled", "crashed",
+ * or "running" when none is recorded) with reason, errors and result as
+ * council_outcome_json gives them, and events (the number stored).
+ *
+ * On COUNCIL_OK *json_out is a NUL-terminated string, the caller's: free
+ * it with council_free.  Errors: COUNCIL_ENOTFOUND (no run run_id; diag:
+ * "no run ID in PATH"), COUNCIL_EIO (the store cannot be read, or the
+ * run's run_started event or outcome is damaged; diag says which),
+ * COUNCIL_EINVAL, COUNCIL_ENOMEM.  The handle's thread.
+ */
+COUNCIL_API council_err council_store_run(council_store *s, const char *run_id,
+                                          char **json_out, council_diag *diag);
+
+/*
+ * The recorded events of run run_id with seq > after_seq, in seq order,
+ * as events (council_event_parse of each stored line).  cb gets each event
+ * borrowed for the call (council_event_ref to keep it); return non-zero
+ * from cb to stop (the call then returns COUNCIL_OK).  after_seq 0 gives
+ * the whole record; an after_seq at or past the last gives none (that is
+ * how a reader resumes a finished run after the last event it saw).  cb
+ * may call the handle's other functions except council_store_events
+ * itself and council_store_delete (COUNCIL_EBUSY).
+ *
+ * Errors: COUNCIL_ENOTFOUND (no run run_id), COUNCIL_EIO (the store cannot
+ * be read, or an event is damaged: not an event, another seq than its
+ * place, another run's id, a gap; diag names its seq); COUNCIL_EINVAL,
+ * COUNCIL_ENOMEM.  On an error cb may have been called for the events
+ * before the problem, a contiguous run of seqs.  The handle's thread.
+ */
+COUNCIL_API council_err council_store_events(
+    council_store *s, const char *run_id, uint64_t after_seq,
+    int (*cb)(council_event *ev, void *ud), void *ud, council_diag *diag);
+
+/*
+ * Delete run run_id: its row and its events, in one transaction (all or
+ * nothing).  A run without an outcome may still be in flight: its
+ * recorder would go on writing events for a run that no longer exists.
+ * It is refused with COUNCIL_EBUSY ("run ID has no outcome: it may still
+ * be running"), unless the handle was opened with
+ * COUNCIL_STORE_DELETE_UNFINISHED, for runs whose process is known to have
+ * ended before its recorder finalized.
+ *
+ * Errors: COUNCIL_ENOTFOUND (no run run_id), COUNCIL_EBUSY (above),
+ * COUNCIL_EINVAL (a read-only handle, a jsonl record (remove its file
+ * instead), NULL arguments), COUNCIL_EIO (the store stayed locked past
+ * 10 s, the disk failed; nothing was deleted).  The handle's thread.
+ */
+COUNCIL_API council_err council_store_delete(council_store *s,
+                                             const char *run_id,
+                                             council_diag *diag);
 
 /*
  * The conversation to continue a stored run with: the messages of its

@@ -228,6 +228,50 @@ def event_json():
         ev(2, 0x21, b"answer", b"", "", b"", ts=(1 << 64) - 1))
     put("event_json", "nul-data",
         ev(3, 0x08, b"", b"", '{"a\\u0000b":"c\\u0000d"}', b""))
+    # Whole lines for the parser (the raw input is parsed too): events as
+    # a demo run records them, and lines in other forms.
+    rid = "01a22b7f-fb82-7000-a2e3-563a50456545"
+
+    def line(typ, seq, **kw):
+        o = {"type": typ, "run_id": rid, "seq": seq,
+             "ts": "2026-11-30T08:08:57.479950Z"}
+        o.update(kw)
+        return json.dumps(o, separators=(",", ":"))
+    put("event_json", "line-run-started",
+        line("run_started", 1, council="demo", strategy="rank",
+             question="Why?", messages=[{"role": "user", "content": "Why?"}],
+             members=[{"name": "alpha", "provider": "mock",
+                       "model": "mock-a"}],
+             chairman={"provider": "mock", "model": "mock-chair"},
+             seed=5699018434400331747))
+    put("event_json", "line-delta",
+        line("member_delta", 7, stage="answer", member="alpha",
+             delta="Model \u00e9 \u0000"))
+    put("event_json", "line-review",
+        line("review_completed", 347, stage="review", member="alpha",
+             text="FINAL RANKING:\n1. Response C", model="mock-a",
+             labels={"A": "delta"}, seed=-7285384283182525089,
+             ranking=["beta"], parse="strict", parse_ok=True))
+    put("event_json", "line-aggregate",
+        line("rankings_aggregated", 354, stage="review",
+             aggregate=[{"member": "beta", "borda": 6.0,
+                         "mean_rank": 1.6666666666666667, "votes": 3}],
+             ballots=4))
+    put("event_json", "line-debate-round",
+        line("stage_completed", 9, stage="debate", round=2,
+             similarity={"a": 0.5}, converged=False))
+    put("event_json", "line-failed",
+        line("run_failed", 20, errors=[{"kind": "cancelled",
+                                         "message": "the run was cancelled"}],
+             result={}))
+    put("event_json", "line-sorted",
+        json.dumps({"type": "member_delta", "run_id": "r", "seq": 2,
+                    "ts": "2026-11-24T01:02:03Z", "stage": "answer",
+                    "member": "a", "delta": "x"}, sort_keys=True))
+    put("event_json", "line-odd-forms",
+        '{"type":"member_started","run_id":"r","seq":3,'
+        '"ts":"-1-12-31T23:59:59.9Z","model":"x","stage":"late",'
+        '"round":0,"member":5}')
 
 
 # ---- jsonl_read: stop byte + file -----------------------------------------
@@ -269,8 +313,67 @@ def jsonl_read():
     put("jsonl_read", "complete-stop4", b"\x04" + ok.encode())
 
 
+# ---- run_reader: a whole file, a jsonl record or a SQLite store ----------
+def run_reader():
+    import sqlite3
+    import tempfile
+    rid = "0193-fuzz"
+
+    def e(seq, typ, **kw):
+        o = {"type": typ, "run_id": rid, "seq": seq,
+             "ts": "2026-11-30T08:00:00.%06dZ" % seq}
+        o.update(kw)
+        return json.dumps(o, separators=(",", ":"))
+    events = [
+        e(1, "run_started", council="demo", strategy="rank", question="Why?",
+          messages=[{"role": "user", "content": "Why?"}],
+          members=[{"name": "a", "provider": "p", "model": "m"}],
+          chairman={"provider": "p", "model": "c"}, seed=7),
+        e(2, "stage_started", stage="answer"),
+        e(3, "member_delta", stage="answer", member="a", delta="Blue"),
+        e(4, "member_completed", stage="answer", member="a", text="Blue",
+          model="m", usage={"prompt_tokens": 1, "completion_tokens": 1,
+                            "total_tokens": 2}, latency_ms=5),
+        e(5, "run_completed", result={"answer": "Blue", "answers": []}),
+    ]
+    outcome = '{"outcome":"ok","result":{"answer":"Blue","answers":[]}}'
+    put("run_reader", "jsonl-complete", "\n".join(events + [outcome]) + "\n")
+    put("run_reader", "jsonl-cut", "\n".join(events[:3]) + "\n" +
+        events[3][:20])
+    # The sqlite recorder's schema (src/recorder/sqlite.c), in rollback
+    # journal mode (a memfd cannot have a -wal and -shm beside it).
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "runs.db")
+        db = sqlite3.connect(path)
+        db.executescript(
+            "PRAGMA page_size=512;"
+            "CREATE TABLE runs(run_id TEXT PRIMARY KEY, council TEXT,"
+            " question TEXT, strategy TEXT, started_us INTEGER NOT NULL,"
+            " ended_us INTEGER, outcome TEXT, reason TEXT, outcome_json TEXT,"
+            " events INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE events(run_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " type TEXT NOT NULL, ts_us INTEGER NOT NULL, json TEXT NOT NULL,"
+            " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
+            "CREATE INDEX runs_started ON runs(started_us);"
+            "PRAGMA application_id=1131307884; PRAGMA user_version=1;")
+        db.execute("INSERT INTO runs VALUES(?,?,?,?,?,?,?,?,?,?)",
+                   (rid, "demo", "Why?", "rank", 1796025600000000,
+                    1796025600000005, "ok", None, outcome, len(events)))
+        db.execute("INSERT INTO runs(run_id, started_us, events)"
+                   " VALUES('0193-running', 1796025600000010, 0)")
+        for i, ev in enumerate(events):
+            db.execute("INSERT INTO events VALUES(?,?,?,?,?)",
+                       (rid, i + 1, json.loads(ev)["type"],
+                        1796025600000000 + i + 1, ev))
+        db.commit()
+        db.execute("VACUUM")
+        db.close()
+        with open(path, "rb") as f:
+            put("run_reader", "sqlite-store", f.read())
+
+
 if __name__ == "__main__":
     for fn in (council_yaml, sse, openai_chunk, ranking, event_json,
-               jsonl_read):
+               jsonl_read, run_reader):
         fn()
     sys.exit(0)

@@ -698,7 +698,8 @@ council__run_emit(council_run *run, council__event_init *init)
     init->data = NULL; /* stolen either way */
     if (ev == NULL)
         return COUNCIL_ENOMEM;
-    council__event_stamp(ev, ++run->seq, event_time(run->lp));
+    council__event_stamp(ev, ++run->seq,
+                         init->keep_ts ? init->ts_us : event_time(run->lp));
     run->outbox[run->ob_len++] = ev; /* the outbox's reference */
     mark_dirty(run);
     stat_add(&eng->st_published, 1);

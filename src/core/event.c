@@ -309,9 +309,8 @@ council_event_round(const council_event *ev)
     return ev->round;
 }
 
-/* RFC 3339 UTC with microseconds: 2026-11-24T01:02:03.456789Z */
-static void
-format_ts(int64_t us, char *out, size_t size)
+void
+council__format_ts(int64_t us, char *out, size_t size)
 {
     time_t secs = (time_t)(us / 1000000);
     long frac = (long)(us % 1000000);
@@ -327,9 +326,8 @@ format_ts(int64_t us, char *out, size_t size)
     snprintf(out, size, "%s.%06ldZ", head, frac);
 }
 
-/* The name of the field holding ev->text, by type. */
-static const char *
-text_field(council_event_type type)
+const char *
+council__event_text_field(council_event_type type)
 {
     switch (type) {
     case COUNCIL_EV_MEMBER_DELTA:
@@ -364,7 +362,7 @@ render(const council_event *ev)
 
     if (o == NULL)
         return NULL;
-    format_ts(ev->ts_us, ts, sizeof(ts));
+    council__format_ts(ev->ts_us, ts, sizeof(ts));
     /* Every string is rendered even if it is not UTF-8 (a member name from
      * a caller, model text), so the rendering fails only for memory. */
     bad |= json_object_set_new(o, "type",
@@ -382,7 +380,7 @@ render(const council_event *ev)
         bad |= json_object_set_new(
             o, "member", string_or_fffd(ev->member, strlen(ev->member)));
     if (ev->text != NULL)
-        bad |= json_object_set_new(o, text_field(ev->type),
+        bad |= json_object_set_new(o, council__event_text_field(ev->type),
                                    string_or_fffd(ev->text, ev->text_len));
     /* The extra fields never replace a common one: the line must say what
      * the accessors say. */
@@ -392,6 +390,18 @@ render(const council_event *ev)
         out = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return out;
+}
+
+char *
+council__event_render(const council_event *ev)
+{
+    return render(ev);
+}
+
+void
+council__event_set_json(council_event *ev, char *json)
+{
+    atomic_store_explicit(&ev->json, json, memory_order_release);
 }
 
 const char *

@@ -49,9 +49,10 @@ council_err council__run_start_host(council_engine *eng,
                                     council_run **out, council_diag *diag);
 
 /* Loop thread.  Builds the event from init (run_id is filled in; data is
- * stolen).  COUNCIL_ECLOSED when the run already has its terminal event
- * (the event is dropped and counted), ENOMEM when it could not be
- * queued to every subscriber (then it was queued to none, no seq used). */
+ * stolen; seq is the run's next; the time is now unless init->keep_ts).
+ * COUNCIL_ECLOSED when the run already has its terminal event (the event is
+ * dropped and counted), ENOMEM when it could not be queued to every subscriber
+ * (then it was queued to none, no seq used). */
 council_err council__run_emit(council_run *run, council__event_init *init);
 
 /* Loop thread.  The host has ended.  reason: why, if no terminal event

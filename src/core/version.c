@@ -42,6 +42,8 @@ council_strerror(council_err err)
         return "HTTP error";
     case COUNCIL_EINTERNAL:
         return "internal error";
+    case COUNCIL_EBUSY:
+        return "in use";
     }
     return "unknown error";
 }

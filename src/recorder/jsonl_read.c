@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/event.h"
+#include "core/json_scan.h"
 #include "os/os.h"
 #include "recorder/recorder.h"
 
@@ -150,6 +151,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
         const char *nl = memchr(start, '\n', len - pos);
         size_t n = nl != NULL ? (size_t)(nl - start) : len - pos;
         const char *bad = NULL;
+        unsigned long failures;
         json_error_t jerr;
         json_t *o;
 
@@ -159,6 +161,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
             rep->has_outcome = 0;
             rep->outcome[0] = '\0';
             rc = COUNCIL_EPARSE;
+            rep->bad_line = line;
             council__recorder_diag(diag, path, line,
                                    "a line follows the outcome line");
             goto out;
@@ -170,10 +173,21 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
                                    "torn last line (%zu bytes, no newline)", n);
             goto out;
         }
-        o = json_loadb(start, n, 0, &jerr);
+        /* Text may hold NUL bytes: events render them as \u0000. */
+        failures = council__json_alloc_failures();
+        o = json_loadb(start, n, JSON_ALLOW_NUL, &jerr);
+        if (council__json_alloc_failures() != failures ||
+            (o == NULL && council__json_oom(start, n, &jerr))) {
+            json_decref(o);
+            /* Not the file's fault: say so, not "bad JSON". */
+            rc = COUNCIL_ENOMEM;
+            council__recorder_diag(diag, path, line, "out of memory");
+            goto out;
+        }
         if (o == NULL || !json_is_object(o)) {
             json_decref(o);
             rc = COUNCIL_EPARSE;
+            rep->bad_line = line;
             council__recorder_diag(diag, path, line, "not a JSON object: %s",
                                    o == NULL ? jerr.text : "other value");
             goto out;
@@ -200,6 +214,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
         json_decref(o);
         if (bad != NULL) {
             rc = COUNCIL_EPARSE;
+            rep->bad_line = line;
             council__recorder_diag(diag, path, line, "%s", bad);
             goto out;
         }

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internals shared by the built-in recorders and their readers: the jsonl
- * run-file checker (used by tests, and later by `council runs show` and
- * replay) and the sqlite store's schema version.  The recorders themselves
- * are reached through council_recorder_jsonl() and council_recorder_sqlite()
- * in council.h.
+ * run-file checker (used by the run store, src/recorder/store*.c, and by
+ * tests), the sqlite store's schema version, and the check replay makes
+ * before it records a run again.  The recorders themselves are reached
+ * through council_recorder_jsonl() and council_recorder_sqlite() in
+ * council.h.
  */
 #ifndef COUNCIL_RECORDER_H
 #define COUNCIL_RECORDER_H
@@ -26,6 +27,11 @@ typedef struct council__jsonl_report {
     int torn;         /* the last line has no newline (a cut write) */
     char outcome[16]; /* the outcome's kind ("ok", ...), or "" */
     char run_id[72];  /* the run id of the first event, or "" */
+    /* The line of a problem other than a torn last line or a missing
+     * outcome line (bad JSON, not an event, a seq gap, another run's
+     * event, a line after the outcome), or 0: the record is damaged there,
+     * not merely cut short. */
+    int bad_line;
 } council__jsonl_report;
 
 /*
@@ -36,7 +42,8 @@ typedef struct council__jsonl_report {
  * non-zero from it stops the read with COUNCIL_ECANCELED.
  *
  * Returns COUNCIL_OK for a complete, valid file; COUNCIL_ENOTFOUND if there
- * is no such file; COUNCIL_EIO if it cannot be read; COUNCIL_EPARSE for
+ * is no such file; COUNCIL_EIO if it cannot be read; COUNCIL_ENOMEM if
+ * memory ran out (rep holds what was read before); COUNCIL_EPARSE for
  * anything else, with diag (may be NULL) naming the line and the problem:
  * a torn last line, bad JSON, a seq gap, a line after the outcome, or a
  * missing outcome (an incomplete record).  rep (may be NULL) is filled in
@@ -45,6 +52,17 @@ typedef struct council__jsonl_report {
 council_err council__jsonl_read(const char *path, council__jsonl_report *rep,
                                 int (*on_line)(json_t *obj, int line, void *ud),
                                 void *ud, council_diag *diag);
+
+/*
+ * Whether the built-in recorder ops (sqlite or jsonl, with its args: a
+ * path) already holds a run run_id: the sqlite store has its row, or the
+ * jsonl directory has ID.jsonl.  1 with where (size bytes) naming the
+ * store or file; 0 otherwise, also when it cannot tell (a missing or
+ * unreadable store: the recorder's init says what is wrong with it) and
+ * for any other ops.  Any thread.
+ */
+int council__recorder_has_run(const council_recorder_ops *ops, void *args,
+                              const char *run_id, char *where, size_t size);
 
 /* Fill diag (may be NULL) with file and a formatted message; never
  * allocates. */
