@@ -623,6 +623,8 @@ typedef struct sampler {
     long lib_at_peak;    /* of which the library's (--count-alloc), KiB */
     double t_peak;       /* when peak_in was first reached */
     double t0;
+    council_engine *eng;
+    long pending_at_peak; /* events published, not yet delivered, then */
 } sampler;
 
 static void *
@@ -642,8 +644,12 @@ sampler_main(void *arg)
             break;
         rss = status_kib("VmRSS");
         if (in > sp->peak_in || (in == sp->peak_in && rss > sp->rss_at_peak)) {
+            council_engine_stats st;
+
             sp->heap_at_peak = heap_kib();
             sp->lib_at_peak = atomic_load(&lib_bytes) / 1024;
+            council_engine_stats_get(sp->eng, &st);
+            sp->pending_at_peak = (long)(st.events_published - st.deliveries);
         }
         if (in > sp->peak_in) {
             sp->peak_in = in;
@@ -686,6 +692,7 @@ hold(council_engine *eng, const council_def *def, const opts *o)
     started_total = 0;
     pthread_mutex_unlock(&mu);
     sp.t0 = now_s();
+    sp.eng = eng;
     pthread_create(&sp.th, NULL, sampler_main, &sp);
     for (i = 0; i < c; i++) {
         if (start_one(&w) == NULL)
@@ -728,6 +735,7 @@ hold(council_engine *eng, const council_def *def, const opts *o)
            hwm, (double)(hwm - rss_before) / (double)c, t1 - sp.t0,
            w.t.lat[w.t.n_lat / 2] * 1e3, w.t.ok, w.t.bad,
            (double)w.t.events / (double)c, sp.peak_in == c ? "true" : "false");
+    printf(",\"pending_events_at_peak\":%ld", sp.pending_at_peak);
     if (w.t.bad > 0) {
         printf(",\"first_bad\":");
         json_str(stdout, w.t.first_bad);

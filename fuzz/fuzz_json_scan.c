@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes the validating JSON scanner (src/recorder/json_scan.c) against
+ * Fuzzes the validating JSON scanner (src/core/json_scan.c) against
  * jansson.  Differential: the scanner accepts exactly what jansson accepts
  * as one JSON value (JSON_DECODE_ANY | JSON_ALLOW_NUL), except numbers out
  * of range (jansson refuses them; they are still JSON) and nesting deeper
@@ -13,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "recorder/json_scan.h"
+#include "core/json_scan.h"
 #include "fuzz.h"
 
 typedef struct walk {

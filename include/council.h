@@ -516,6 +516,10 @@ COUNCIL_API void council_run_release(council_run *run);
  * recorded (by their times; a negative difference counts as 0), with
  * timers on the engine's loop (no thread sleeps).
  *
+ * If memory runs out while an event is emitted, it is tried again; if
+ * memory does not come back within a second, the replay ends there as
+ * crashed ("out of memory replaying seq N"): it never skips an event.
+ *
  * opts: recorders, run_id and deadline_ms as for council_run_start (no
  * deadline when 0); seed is ignored.  council_run_cancel (or the deadline)
  * stops the replay: the run ends with one more event, run_failed holding

@@ -313,8 +313,67 @@ def jsonl_read():
     put("jsonl_read", "complete-stop4", b"\x04" + ok.encode())
 
 
+# ---- run_reader: a whole file, a jsonl record or a SQLite store ----------
+def run_reader():
+    import sqlite3
+    import tempfile
+    rid = "0193-fuzz"
+
+    def e(seq, typ, **kw):
+        o = {"type": typ, "run_id": rid, "seq": seq,
+             "ts": "2026-11-30T08:00:00.%06dZ" % seq}
+        o.update(kw)
+        return json.dumps(o, separators=(",", ":"))
+    events = [
+        e(1, "run_started", council="demo", strategy="rank", question="Why?",
+          messages=[{"role": "user", "content": "Why?"}],
+          members=[{"name": "a", "provider": "p", "model": "m"}],
+          chairman={"provider": "p", "model": "c"}, seed=7),
+        e(2, "stage_started", stage="answer"),
+        e(3, "member_delta", stage="answer", member="a", delta="Blue"),
+        e(4, "member_completed", stage="answer", member="a", text="Blue",
+          model="m", usage={"prompt_tokens": 1, "completion_tokens": 1,
+                            "total_tokens": 2}, latency_ms=5),
+        e(5, "run_completed", result={"answer": "Blue", "answers": []}),
+    ]
+    outcome = '{"outcome":"ok","result":{"answer":"Blue","answers":[]}}'
+    put("run_reader", "jsonl-complete", "\n".join(events + [outcome]) + "\n")
+    put("run_reader", "jsonl-cut", "\n".join(events[:3]) + "\n" +
+        events[3][:20])
+    # The sqlite recorder's schema (src/recorder/sqlite.c), in rollback
+    # journal mode (a memfd cannot have a -wal and -shm beside it).
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "runs.db")
+        db = sqlite3.connect(path)
+        db.executescript(
+            "PRAGMA page_size=512;"
+            "CREATE TABLE runs(run_id TEXT PRIMARY KEY, council TEXT,"
+            " question TEXT, strategy TEXT, started_us INTEGER NOT NULL,"
+            " ended_us INTEGER, outcome TEXT, reason TEXT, outcome_json TEXT,"
+            " events INTEGER NOT NULL DEFAULT 0);"
+            "CREATE TABLE events(run_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " type TEXT NOT NULL, ts_us INTEGER NOT NULL, json TEXT NOT NULL,"
+            " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
+            "CREATE INDEX runs_started ON runs(started_us);"
+            "PRAGMA application_id=1131307884; PRAGMA user_version=1;")
+        db.execute("INSERT INTO runs VALUES(?,?,?,?,?,?,?,?,?,?)",
+                   (rid, "demo", "Why?", "rank", 1796025600000000,
+                    1796025600000005, "ok", None, outcome, len(events)))
+        db.execute("INSERT INTO runs(run_id, started_us, events)"
+                   " VALUES('0193-running', 1796025600000010, 0)")
+        for i, ev in enumerate(events):
+            db.execute("INSERT INTO events VALUES(?,?,?,?,?)",
+                       (rid, i + 1, json.loads(ev)["type"],
+                        1796025600000000 + i + 1, ev))
+        db.commit()
+        db.execute("VACUUM")
+        db.close()
+        with open(path, "rb") as f:
+            put("run_reader", "sqlite-store", f.read())
+
+
 if __name__ == "__main__":
     for fn in (council_yaml, sse, openai_chunk, ranking, event_json,
-               jsonl_read):
+               jsonl_read, run_reader):
         fn()
     sys.exit(0)

@@ -27,6 +27,10 @@ int council_cmd_mockllm(int argc, char **argv);
 int council_cmd_validate(int argc, char **argv);
 int council_cmd_serve(int argc, char **argv);
 
+/* council runs show / export: the run as text or Markdown (report.c). */
+int cli_report_run(FILE *f, const char *record_json, council_event **events,
+                   size_t n_events, int markdown);
+
 /* The default store: $COUNCIL_DB, else $XDG_DATA_HOME/council/runs.db,
  * else ~/.local/share/council/runs.db.  Creates the directory when
  * create is set.  Returns 0, or -1 with a message on stderr. */
@@ -34,5 +38,38 @@ int cli_default_db(char *out, size_t size, int create);
 
 /* "council: " + message on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- display.c: what a run shows while it goes (run and runs replay) ---- */
+
+/* The display recorder's views: a live view on stderr (a terminal), plain
+ * progress lines on stderr, every event as a JSON line on stdout, or
+ * nothing. */
+enum cli_view { CLI_VIEW_LIVE, CLI_VIEW_PLAIN, CLI_VIEW_JSON, CLI_VIEW_QUIET };
+
+typedef struct cli_display cli_display;
+
+/* JSON, else quiet, else live when stderr is a terminal, else plain. */
+enum cli_view cli_view_choose(int json, int quiet);
+/* NULL when memory ran out.  Free with cli_display_free after the run. */
+cli_display *cli_display_new(enum cli_view view);
+void cli_display_free(cli_display *d);
+/* The recorder table; its args is the cli_display. */
+const council_recorder_ops *cli_display_ops(void);
+
+/* A --record SPEC: sqlite:PATH or jsonl:DIR.  0, or -1 with a message. */
+#define CLI_MAX_RECORD 16
+typedef struct cli_record {
+    const council_recorder_ops *ops;
+    const char *path;
+} cli_record;
+int cli_parse_record(const char *spec, cli_record *out);
+
+/* SIGINT and SIGTERM make cli_wait cancel the run (once). */
+void cli_catch_interrupts(void);
+/* Wait for the run's end; borrowed outcome. */
+const council_outcome *cli_wait(council_run *run, cli_display *d);
+/* Print the final answer (on stdout, unless JSON) or why the run did not
+ * complete (stderr); the exit code for the outcome. */
+int cli_report(cli_display *d, const char *run_id, const council_outcome *o);
 
 #endif

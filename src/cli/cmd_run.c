@@ -1,24 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * council run: load a council (or the built-in demo against an in-process
- * mock LLM), start a run with the chosen recorders plus a display
- * recorder, wait for it (Ctrl-C cancels), print the final answer on
- * stdout and exit with the outcome's code.
- *
- * The display is itself a recorder, so it sees every event from
- * run_started on, in order.  On a terminal it keeps a live view on stderr
- * (one line per member, redrawn at most every 50 ms); otherwise it prints
- * plain progress lines; with --json every event goes to stdout as a line.
- * With --continue, the input is the conversation of a recorded run (read
- * from the SQLite store) followed by the new question.
+ * mock LLM), start a run with the chosen recorders plus the display
+ * recorder (display.c: a live view, plain lines or --json), wait for it
+ * (Ctrl-C cancels), print the final answer on stdout and exit with the
+ * outcome's code.  With --continue, the input is the conversation of a
+ * recorded run (read from the SQLite store) followed by the new question.
  */
-#include <jansson.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -76,336 +66,7 @@ static const char demo_yaml[] =
     "limits: { member_timeout: 30s, deadline: 120s, quorum: 3, "
     "max_tokens: 512 }\n";
 
-/* ---- the display recorder --------------------------------------------- */
-
-enum mode { MODE_LIVE, MODE_PLAIN, MODE_JSON, MODE_QUIET };
-enum row_state { ROW_IDLE, ROW_WAITING, ROW_STREAMING, ROW_DONE, ROW_FAILED };
-
-#define MAX_ROWS 27
-
-typedef struct row {
-    char name[72];
-    enum row_state state;
-    long tokens;
-    double seconds;
-    char note[160];
-} row;
-
-typedef struct display {
-    enum mode mode;
-    int color;
-    char council[72];
-    char stage[32];
-    row rows[MAX_ROWS]; /* members, then the chairman */
-    int n_rows;
-    int drawn; /* lines drawn last time (live mode) */
-    struct timespec last_draw;
-    char *answer; /* the synthesis text */
-    size_t answer_len;
-} display;
-
-static const char *
-paint(const display *d, const char *code)
-{
-    return d->color ? code : "";
-}
-
-static int
-row_of(display *d, const char *member)
-{
-    int i;
-
-    if (member == NULL)
-        return d->n_rows - 1; /* run-level synthesis events: chairman */
-    for (i = 0; i < d->n_rows; i++)
-        if (strcmp(d->rows[i].name, member) == 0)
-            return i;
-    return -1;
-}
-
-static double
-elapsed_since(const struct timespec *t)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t->tv_sec) +
-           (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
-
-static void
-draw(display *d, int force)
-{
-    int i;
-
-    if (d->mode != MODE_LIVE)
-        return;
-    if (!force && d->drawn > 0 && elapsed_since(&d->last_draw) < 0.05)
-        return;
-    clock_gettime(CLOCK_MONOTONIC, &d->last_draw);
-    if (d->drawn > 0)
-        fprintf(stderr, "\033[%dA", d->drawn);
-    fprintf(stderr, "\r\033[2K%scouncil %s%s  stage: %s\n", paint(d, "\033[1m"),
-            d->council, paint(d, "\033[0m"), d->stage);
-    for (i = 0; i < d->n_rows; i++) {
-        row *r = &d->rows[i];
-        const char *what = "", *col = "";
-        char detail[200] = "";
-        switch (r->state) {
-        case ROW_IDLE:
-            what = "-";
-            break;
-        case ROW_WAITING:
-            what = "waiting";
-            col = "\033[2m";
-            break;
-        case ROW_STREAMING:
-            what = "streaming";
-            col = "\033[33m";
-            snprintf(detail, sizeof(detail), "%ld tokens", r->tokens);
-            break;
-        case ROW_DONE:
-            what = "done";
-            col = "\033[32m";
-            snprintf(detail, sizeof(detail), "%ld tokens  %.1f s  %s",
-                     r->tokens, r->seconds, r->note);
-            break;
-        case ROW_FAILED:
-            what = "failed";
-            col = "\033[31m";
-            snprintf(detail, sizeof(detail), "%s", r->note);
-            break;
-        }
-        fprintf(stderr, "\r\033[2K  %-10s %s%-9s%s %.100s\n", r->name,
-                paint(d, col), what, paint(d, "\033[0m"), detail);
-    }
-    d->drawn = d->n_rows + 1;
-    fflush(stderr);
-}
-
-static void plain(display *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-plain(display *d, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (d->mode != MODE_PLAIN)
-        return;
-    fprintf(stderr, "[%s] ", d->stage[0] != '\0' ? d->stage : "run");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static void
-error_text(json_t *ev, char *out, size_t size)
-{
-    json_t *e = json_object_get(ev, "error");
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    const char *kind = json_string_value(json_object_get(e, "kind"));
-
-    snprintf(out, size, "%s: %s", kind != NULL ? kind : "error",
-             msg != NULL ? msg : "(no message)");
-}
-
-static int
-d_init(const char *run_id, void *args, void **state, char *why, size_t n)
-{
-    (void)run_id;
-    (void)why;
-    (void)n;
-    *state = args;
-    return 0;
-}
-
-static int
-d_event(void *state, council_event *ev)
-{
-    display *d = state;
-    council_event_type t = council_event_type_of(ev);
-    const char *member = council_event_member(ev);
-    json_t *j = NULL;
-    int r;
-
-    if (d->mode == MODE_JSON) {
-        const char *line = council_event_json(ev);
-        if (line != NULL) {
-            fputs(line, stdout);
-            fputc('\n', stdout);
-            fflush(stdout);
-        }
-        return 0;
-    }
-    if (t != COUNCIL_EV_MEMBER_DELTA && t != COUNCIL_EV_SYNTHESIS_DELTA) {
-        const char *text = council_event_json(ev);
-        j = text != NULL ? json_loads(text, 0, NULL) : NULL;
-    }
-    r = row_of(d, member);
-    switch (t) {
-    case COUNCIL_EV_RUN_STARTED:
-        break;
-    case COUNCIL_EV_STAGE_STARTED: {
-        int i;
-        snprintf(d->stage, sizeof(d->stage), "%s",
-                 council_event_stage(ev) != NULL ? council_event_stage(ev)
-                                                 : "?");
-        /* Rows restart for the stages members take part in; during the
-         * synthesis the members keep showing how their review went. */
-        for (i = 0; i < d->n_rows - 1; i++) {
-            if (strcmp(d->stage, "synthesis") == 0)
-                break;
-            d->rows[i].state = ROW_IDLE;
-            d->rows[i].tokens = 0;
-            d->rows[i].note[0] = '\0';
-        }
-        plain(d, "stage started");
-        break;
-    }
-    case COUNCIL_EV_MEMBER_STARTED:
-    case COUNCIL_EV_SYNTHESIS_STARTED:
-        if (r >= 0)
-            d->rows[r].state = ROW_WAITING;
-        plain(d, "%s: started (%s)", r >= 0 ? d->rows[r].name : "?",
-              json_string_value(json_object_get(j, "model")));
-        break;
-    case COUNCIL_EV_MEMBER_DELTA:
-    case COUNCIL_EV_SYNTHESIS_DELTA:
-        if (r >= 0) {
-            d->rows[r].state = ROW_STREAMING;
-            d->rows[r].tokens++;
-        }
-        break;
-    case COUNCIL_EV_MEMBER_COMPLETED:
-    case COUNCIL_EV_REVIEW_COMPLETED:
-    case COUNCIL_EV_SYNTHESIS_COMPLETED:
-        if (r >= 0) {
-            row *w = &d->rows[r];
-            json_t *u = json_object_get(j, "usage");
-            json_t *ct = json_object_get(u, "completion_tokens");
-            w->state = ROW_DONE;
-            if (json_is_integer(ct))
-                w->tokens = (long)json_integer_value(ct);
-            w->seconds =
-                (double)json_integer_value(json_object_get(j, "latency_ms")) /
-                1000.0;
-            w->note[0] = '\0';
-            if (t == COUNCIL_EV_REVIEW_COMPLETED) {
-                json_t *rk = json_object_get(j, "ranking");
-                size_t i, used = 0;
-                json_t *v;
-                if (json_is_array(rk)) {
-                    json_array_foreach (rk, i, v) {
-                        int k = snprintf(w->note + used, sizeof(w->note) - used,
-                                         "%s%s", i > 0 ? " > " : "",
-                                         json_string_value(v));
-                        if (k < 0 || (size_t)k >= sizeof(w->note) - used)
-                            break;
-                        used += (size_t)k;
-                    }
-                } else {
-                    snprintf(w->note, sizeof(w->note), "(ranking unparsed)");
-                }
-            }
-            plain(d, "%s: done, %ld tokens, %.2f s%s%s", w->name, w->tokens,
-                  w->seconds, w->note[0] != '\0' ? ", ranked " : "", w->note);
-        }
-        if (t == COUNCIL_EV_SYNTHESIS_COMPLETED) {
-            free(d->answer);
-            d->answer = malloc(council_event_text_len(ev) + 1);
-            if (d->answer != NULL) {
-                memcpy(d->answer, council_event_text(ev),
-                       council_event_text_len(ev));
-                d->answer[council_event_text_len(ev)] = '\0';
-                d->answer_len = council_event_text_len(ev);
-            }
-        }
-        break;
-    case COUNCIL_EV_MEMBER_FAILED:
-        if (r >= 0) {
-            d->rows[r].state = ROW_FAILED;
-            error_text(j, d->rows[r].note, sizeof(d->rows[r].note));
-            plain(d, "%s: FAILED: %s", d->rows[r].name, d->rows[r].note);
-        }
-        break;
-    case COUNCIL_EV_RANKINGS_AGGREGATED: {
-        json_t *agg = json_object_get(j, "aggregate"), *v;
-        char line[400];
-        size_t i, used = 0;
-        line[0] = '\0';
-        json_array_foreach (agg, i, v) {
-            int k =
-                snprintf(line + used, sizeof(line) - used,
-                         "%s%s (mean rank %.2f)", i > 0 ? ", " : "",
-                         json_string_value(json_object_get(v, "member")),
-                         json_number_value(json_object_get(v, "mean_rank")));
-            if (k < 0 || (size_t)k >= sizeof(line) - used)
-                break;
-            used += (size_t)k;
-        }
-        plain(d, "aggregate: %s", line);
-        break;
-    }
-    case COUNCIL_EV_STAGE_COMPLETED:
-        plain(d, "stage completed");
-        break;
-    case COUNCIL_EV_RUN_COMPLETED:
-    case COUNCIL_EV_RUN_FAILED:
-        break;
-    }
-    draw(d, t != COUNCIL_EV_MEMBER_DELTA && t != COUNCIL_EV_SYNTHESIS_DELTA);
-    json_decref(j);
-    return 0;
-}
-
-static void
-d_final(void *state, const council_outcome *o)
-{
-    display *d = state;
-
-    (void)o;
-    draw(d, 1);
-}
-
-static const council_recorder_ops display_ops = {
-    COUNCIL_RECORDER_OPS_VERSION, d_init, d_event, d_final, NULL};
-
 /* ---- the command --------------------------------------------------------- */
-
-static volatile sig_atomic_t interrupted;
-
-static void
-on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-#define MAX_RECORD 16
-
-typedef struct record_spec {
-    const council_recorder_ops *ops;
-    const char *path;
-} record_spec;
-
-static int
-parse_record(const char *spec, record_spec *out)
-{
-    if (strncmp(spec, "sqlite:", 7) == 0 && spec[7] != '\0') {
-        out->ops = council_recorder_sqlite();
-        out->path = spec + 7;
-        return 0;
-    }
-    if (strncmp(spec, "jsonl:", 6) == 0 && spec[6] != '\0') {
-        out->ops = council_recorder_jsonl();
-        out->path = spec + 6;
-        return 0;
-    }
-    cli_error("--record %s: expected sqlite:PATH or jsonl:DIR", spec);
-    return -1;
-}
 
 static void
 log_line(const char *line, void *ud)
@@ -421,7 +82,7 @@ council_cmd_run(int argc, char **argv)
     const char *continue_id = NULL, *store = NULL;
     council_message *conv = NULL, *msgs = NULL;
     size_t n_conv = 0;
-    record_spec rec[MAX_RECORD];
+    cli_record rec[CLI_MAX_RECORD];
     int n_rec = 0, no_record = 0, json = 0, quiet = 0, i, code;
     uint64_t deadline_ms = 0, seed = 0;
     char db[4096];
@@ -430,12 +91,11 @@ council_cmd_run(int argc, char **argv)
     council_engine *eng = NULL;
     council_run *run = NULL;
     council_diag diag;
-    display *d = NULL;
-    council_recorder_spec specs[MAX_RECORD + 1];
+    cli_display *d = NULL;
+    council_recorder_spec specs[CLI_MAX_RECORD + 1];
     council_run_opts ro = {COUNCIL_RUN_OPTS_VERSION};
     council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
     const council_outcome *out = NULL;
-    struct sigaction sa;
     council_err rc;
 
     for (i = 1; i < argc; i++) {
@@ -452,11 +112,11 @@ council_cmd_run(int argc, char **argv)
         } else if (strcmp(a, "--record") == 0) {
             if (v == NULL)
                 goto missing;
-            if (n_rec == MAX_RECORD) {
-                cli_error("at most %d --record options", MAX_RECORD);
+            if (n_rec == CLI_MAX_RECORD) {
+                cli_error("at most %d --record options", CLI_MAX_RECORD);
                 return EXIT_USAGE;
             }
-            if (parse_record(v, &rec[n_rec]) != 0)
+            if (cli_parse_record(v, &rec[n_rec]) != 0)
                 return EXIT_USAGE;
             n_rec++;
             i++;
@@ -596,22 +256,12 @@ council_cmd_run(int argc, char **argv)
                     council_mockllm_base_url(mock));
     }
 
-    d = calloc(1, sizeof(*d));
+    d = cli_display_new(cli_view_choose(json, quiet));
     if (d == NULL) {
+        cli_error("out of memory");
         code = EXIT_FAILED;
         goto out;
     }
-    d->mode = json                    ? MODE_JSON
-              : quiet                 ? MODE_QUIET
-              : isatty(STDERR_FILENO) ? MODE_LIVE
-                                      : MODE_PLAIN;
-    d->color = getenv("NO_COLOR") == NULL || getenv("NO_COLOR")[0] == '\0';
-    snprintf(d->council, sizeof(d->council), "%s", council_def_name(def));
-    for (i = 0; i < (int)council_def_member_count(def) && i < MAX_ROWS - 1; i++)
-        snprintf(d->rows[i].name, sizeof(d->rows[i].name), "%s",
-                 council_def_member_name(def, (size_t)i));
-    snprintf(d->rows[i].name, sizeof(d->rows[i].name), "chairman");
-    d->n_rows = i + 1;
 
     eo.log = log_line;
     rc = council_engine_open(&eo, &eng);
@@ -624,7 +274,7 @@ council_cmd_run(int argc, char **argv)
         specs[i].ops = rec[i].ops;
         specs[i].args = (void *)rec[i].path;
     }
-    specs[n_rec].ops = &display_ops;
+    specs[n_rec].ops = cli_display_ops();
     specs[n_rec].args = d;
     ro.recorders = specs;
     ro.n_recorders = (size_t)n_rec + 1;
@@ -632,11 +282,7 @@ council_cmd_run(int argc, char **argv)
     ro.deadline_ms = deadline_ms;
     ro.seed = seed;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch_interrupts();
 
     if (msgs != NULL)
         rc = council_run_start_messages(eng, def, msgs, n_conv + 1, &ro, &run,
@@ -649,43 +295,8 @@ council_cmd_run(int argc, char **argv)
         code = rc == COUNCIL_EINVAL ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
-    for (;;) {
-        rc = council_run_wait(run, 100, &out);
-        if (rc == COUNCIL_OK)
-            break;
-        if (interrupted == 1) {
-            interrupted = 2;
-            if (d->mode == MODE_PLAIN || d->mode == MODE_LIVE)
-                fprintf(stderr, "\ncouncil: cancelling (Ctrl-C)\n");
-            council_run_cancel(run);
-        }
-    }
-    switch (council_outcome_kind_of(out)) {
-    case COUNCIL_OUTCOME_OK:
-        code = EXIT_COMPLETED;
-        if (!json && d->answer != NULL) {
-            fwrite(d->answer, 1, d->answer_len, stdout);
-            if (d->answer_len == 0 || d->answer[d->answer_len - 1] != '\n')
-                fputc('\n', stdout);
-        }
-        break;
-    case COUNCIL_OUTCOME_CANCELLED:
-        code = EXIT_CANCELLED;
-        cli_error("run %s cancelled", council_run_id(run));
-        break;
-    case COUNCIL_OUTCOME_CRASHED:
-        code = EXIT_CRASHED;
-        cli_error("run %s crashed: %s", council_run_id(run),
-                  council_outcome_reason(out));
-        break;
-    default:
-        code = EXIT_FAILED;
-        cli_error("run %s failed: %s", council_run_id(run),
-                  council_outcome_reason(out) != NULL
-                      ? council_outcome_reason(out)
-                      : "(no reason)");
-        break;
-    }
+    out = cli_wait(run, d);
+    code = cli_report(d, council_run_id(run), out);
     if (!json && !quiet && !no_record)
         for (i = 0; i < n_rec; i++)
             fprintf(stderr, "council: run %s recorded in %s\n",
@@ -697,9 +308,7 @@ out:
     council_mockllm_close(mock);
     council_store_conversation_free(conv, n_conv);
     free(msgs);
-    if (d != NULL)
-        free(d->answer);
-    free(d);
+    cli_display_free(d);
     fflush(stdout);
     return code;
 missing:

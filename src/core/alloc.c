@@ -12,9 +12,27 @@
 #include "council.h"
 
 static void *(*malloc_fn)(size_t) = malloc;
+/* jansson's allocations that failed on this thread (see alloc.h). */
+static _Thread_local unsigned long json_failures;
 static void *(*realloc_fn)(void *, size_t) = realloc;
 static void *(*calloc_fn)(size_t, size_t) = calloc;
 static void (*free_fn)(void *) = free;
+
+static void *
+json_malloc(size_t n)
+{
+    void *p = malloc_fn(n);
+
+    if (p == NULL)
+        json_failures++;
+    return p;
+}
+
+unsigned long
+council__json_alloc_failures(void)
+{
+    return json_failures;
+}
 
 council_err
 council_set_allocator(void *(*m)(size_t), void *(*r)(void *, size_t),
@@ -26,8 +44,9 @@ council_set_allocator(void *(*m)(size_t), void *(*r)(void *, size_t),
     realloc_fn = r;
     calloc_fn = c;
     free_fn = f;
-    /* jansson allocates for us too: route it through the same seam. */
-    json_set_alloc_funcs(m, f);
+    /* jansson allocates for us too: route it through the same seam,
+     * counting its failures. */
+    json_set_alloc_funcs(json_malloc, f);
     return COUNCIL_OK;
 }
 

@@ -21,6 +21,7 @@
 
 #include "core/alloc.h"
 #include "core/event.h"
+#include "core/json_scan.h"
 
 static void set_diag(council_diag *diag, int line, int col, const char *fmt,
                      ...) __attribute__((format(printf, 4, 5)));
@@ -318,6 +319,7 @@ council_event_parse(const char *json, size_t len, council_event **out,
     json_error_t je;
     json_t *o;
     council_err rc;
+    unsigned long failures;
     char *copy;
 
     if (diag != NULL)
@@ -328,9 +330,16 @@ council_event_parse(const char *json, size_t len, council_event **out,
         set_diag(diag, 0, 0, "invalid argument");
         return COUNCIL_EINVAL;
     }
+    failures = council__json_alloc_failures();
     o = json_loadb(json, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+    if (council__json_alloc_failures() != failures) {
+        /* A failed allocation may have cost a byte of a string. */
+        json_decref(o);
+        set_diag(diag, 0, 0, "out of memory");
+        return COUNCIL_ENOMEM;
+    }
     if (o == NULL) {
-        if (json_error_code(&je) == json_error_out_of_memory) {
+        if (council__json_oom(json, len, &je)) {
             set_diag(diag, 0, 0, "out of memory");
             return COUNCIL_ENOMEM;
         }

@@ -15,7 +15,8 @@
  * at once and the timer emits them in chunks, so a long record does not
  * hold the loop from other runs.  An emit that fails for memory uses no
  * seq: the same event is tried again a millisecond later, so the replay
- * never has a gap.
+ * never has a gap; if memory does not come back within a second, the
+ * replay ends there (crashed, "out of memory replaying seq N").
  *
  * Its state is freed only when both the engine has called free (after
  * exit) and the timer's close callback has run.
@@ -30,6 +31,8 @@
 
 /* Events emitted per loop turn when not paced. */
 #define CHUNK 256
+/* How long an event that cannot be emitted for memory is retried. */
+#define GIVE_UP_NS (1000ULL * 1000 * 1000)
 
 typedef struct replay {
     council_run *run;
@@ -37,8 +40,9 @@ typedef struct replay {
     size_t n;
     size_t next;
     int paced;
-    uint64_t start_ns; /* uv_hrtime at start */
-    int64_t due_us;    /* when events[next] is due, after start */
+    uint64_t start_ns;  /* uv_hrtime at start */
+    uint64_t oom_since; /* first failed emit of events[next], or 0 */
+    int64_t due_us;     /* when events[next] is due, after start */
     uv_timer_t timer;
     int timer_open;
     int freed;
@@ -104,8 +108,15 @@ emit(replay *r, council_event *ev)
     /* A copy, not a reference: the recorded event (and each replay of it)
      * may be in use on other threads, and jansson reads a reference count
      * without an atomic before it changes it. */
-    if (data != NULL && (in.data = json_deep_copy(data)) == NULL)
-        return COUNCIL_ENOMEM;
+    if (data != NULL) {
+        unsigned long failures = council__json_alloc_failures();
+
+        in.data = json_deep_copy(data);
+        if (in.data == NULL || council__json_alloc_failures() != failures) {
+            json_decref(in.data);
+            return COUNCIL_ENOMEM;
+        }
+    }
     return council__run_emit(r->run, &in);
 }
 
@@ -157,9 +168,23 @@ play(replay *r)
             return;
         }
         if (emit(r, r->events[r->next]) == COUNCIL_ENOMEM) {
-            uv_timer_start(&r->timer, on_timer, 1, 0);
+            char why[96];
+
+            if (r->oom_since == 0)
+                r->oom_since = uv_hrtime();
+            if (uv_hrtime() - r->oom_since < GIVE_UP_NS) {
+                uv_timer_start(&r->timer, on_timer, 1, 0);
+                return;
+            }
+            /* Memory is not coming back: end here rather than skip. */
+            snprintf(why, sizeof(why),
+                     "out of memory replaying seq %llu for %d s",
+                     (unsigned long long)r->next + 1,
+                     (int)(GIVE_UP_NS / 1000000000ULL));
+            do_exit(r, why);
             return;
         }
+        r->oom_since = 0;
         r->next++;
         emitted++;
         if (r->next < r->n)

@@ -34,6 +34,7 @@
 #include "core/alloc.h"
 #include "provider/anthropic.h"
 #include "provider/call.h"
+#include "provider/json.h"
 
 typedef struct sock {
     uv_poll_t poll;
@@ -52,6 +53,8 @@ typedef struct council__endpoint {
     char key[]; /* "<kind> <url>" */
 } endpoint;
 
+#define EASY_POOL_MAX 256
+
 struct council__http {
     uv_loop_t *loop;
     CURLM *multi;
@@ -66,6 +69,11 @@ struct council__http {
     const council__provider_cfg *cur_cfg; /* inside council__chat_start */
     void (*closed)(void *ud);
     void *closed_ud;
+    /* Easy handles of finished calls, for the next calls: creating and
+     * freeing one per call was ~6 % of the loop's time, and its large
+     * allocations made glibc consolidate its free lists each time. */
+    CURL *easy_pool[EASY_POOL_MAX];
+    unsigned n_easy_pool;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -103,36 +111,6 @@ council__bytes_add(council__bytes *b, const char *s, size_t n, size_t max)
     return COUNCIL_OK;
 }
 
-/* The length of the well-formed UTF-8 sequence at s (n bytes left), 0 if
- * the bytes there are not one, -1 if they are its beginning cut short by
- * the end of s. */
-static int
-utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned cp, min;
-    int k, j;
-
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        k = 1, cp = s[0] & 0x1Fu, min = 0x80;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        k = 2, cp = s[0] & 0x0Fu, min = 0x800;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        k = 3, cp = s[0] & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (j = 1; j <= k; j++) {
-        if ((size_t)j >= n)
-            return -1;
-        if ((s[j] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[j] & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return k + 1;
-}
-
 /* Method: ASCII control bytes become spaces; a well-formed UTF-8 sequence
  * is copied whole or, when it does not fit, not at all; a sequence cut by
  * the end of src is dropped; any other byte >= 0x80 becomes '?'.  So dst is
@@ -154,7 +132,7 @@ council__sanitize(char *dst, size_t dst_size, const char *src, size_t n)
             i++;
             continue;
         }
-        k = utf8_seq(s + i, n - i);
+        k = council__utf8_seq(s + i, n - i);
         if (k < 0)
             break;
         if (k == 0) {
@@ -403,6 +381,8 @@ teardown(council__http *h)
     }
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
+    while (h->n_easy_pool > 0)
+        curl_easy_cleanup(h->easy_pool[--h->n_easy_pool]);
     while (h->eps != NULL) {
         endpoint *ep = h->eps;
         h->eps = ep->next;
@@ -620,11 +600,38 @@ council__chat_cancel(council__chat *c)
         council__chat_fail(c, COUNCIL__CALL_CANCELLED, "cancelled");
 }
 
+/* An easy handle with every option at its default (curl_easy_reset keeps
+ * none of the last call's options, nor its headers). */
+static CURL *
+easy_get(council__http *h)
+{
+    CURL *e;
+
+    if (h->n_easy_pool == 0)
+        return curl_easy_init();
+    e = h->easy_pool[--h->n_easy_pool];
+    curl_easy_reset(e);
+    return e;
+}
+
+/* Called with e out of the multi handle. */
+static void
+easy_put(council__http *h, CURL *e)
+{
+    if (h->closing || h->torn || h->n_easy_pool == EASY_POOL_MAX)
+        curl_easy_cleanup(e);
+    else
+        h->easy_pool[h->n_easy_pool++] = e;
+}
+
 static void
 call_free(council__chat *c)
 {
-    if (c->easy != NULL)
-        curl_easy_cleanup(c->easy);
+    if (c->easy != NULL) {
+        if (c->in_multi && c->h->multi != NULL)
+            curl_multi_remove_handle(c->h->multi, c->easy);
+        easy_put(c->h, c->easy);
+    }
     curl_slist_free_all(c->headers);
     council__free(c->url);
     council__free(c->body);
@@ -1355,7 +1362,7 @@ council__chat_new(council__http *h, const council__chat_ops *ops,
     c->backoff_max_ms = req->backoff_max_ms;
     c->rng = req->jitter_seed != 0 ? req->jitter_seed
                                    : uv_hrtime() ^ (uint64_t)(uintptr_t)c;
-    c->easy = curl_easy_init();
+    c->easy = easy_get(h);
     if (c->easy == NULL) {
         rc = COUNCIL_ENOMEM;
         goto out;
@@ -1402,9 +1409,11 @@ council__chat_launch(council__chat *c)
     cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* Stream chunks are small: a 4 KiB receive buffer instead of libcurl's
-     * 16 KiB keeps a call in flight ~12 KiB smaller. */
-    cc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    /* Stream chunks are small (a token or a few per event): libcurl's
+     * smallest receive buffer, 1 KiB instead of its 16 KiB default, keeps
+     * a call in flight 15 KiB smaller; a burst larger than that is read
+     * in more recv calls. */
+    cc |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
     if (c->connect_timeout_ms > 0)
         cc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                                (long)c->connect_timeout_ms);

@@ -9,10 +9,13 @@
  * lifecycle, timeouts and HTTP-level checks are http.c's.
  */
 #include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "provider/call.h"
+#include "provider/json.h"
 
 /* The provider's own error object (or string) into msg and type. */
 
@@ -28,20 +31,88 @@ count(json_t *v)
 /* Usage as reported.  A negative or non-integer count is not a count: if
  * neither is one, usage stays unknown (DESIGN 4: unknown, not 0). */
 static void
-take_usage(council__chat *c, json_t *u)
+set_usage(council__chat *c, long long pt, long long ct, int cost_known,
+          double cost)
 {
-    json_int_t pt = count(json_object_get(u, "prompt_tokens"));
-    json_int_t ct = count(json_object_get(u, "completion_tokens"));
-    json_t *cost = json_object_get(u, "cost");
-
     if (pt < 0 && ct < 0)
         return;
     c->usage.known = 1;
     c->usage.prompt_tokens = pt >= 0 ? pt : 0;
     c->usage.completion_tokens = ct >= 0 ? ct : 0;
-    if (json_is_number(cost) && json_number_value(cost) >= 0) {
+    if (cost_known) {
         c->usage.cost_known = 1;
-        c->usage.cost = json_number_value(cost);
+        c->usage.cost = cost;
+    }
+}
+
+static void
+take_usage(council__chat *c, json_t *u)
+{
+    json_t *cost = json_object_get(u, "cost");
+    int cost_known = json_is_number(cost) && json_number_value(cost) >= 0;
+
+    set_usage(c, count(json_object_get(u, "prompt_tokens")),
+              count(json_object_get(u, "completion_tokens")), cost_known,
+              cost_known ? json_number_value(cost) : 0);
+}
+
+static void
+set_finish_reason(council__chat *c, const char *s, size_t n)
+{
+    char *d = council__malloc(n + 1);
+
+    if (d == NULL)
+        return;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    council__free(c->finish_reason);
+    c->finish_reason = d;
+}
+
+/* A chunk the fast path scanned (json.h): the same effects as take_chunk
+ * on the same chunk parsed by jansson, in the same order. */
+static void
+take_scanned(council__chat *c, const council__oai_chunk *k)
+{
+    char stack[1024], *buf;
+    size_t n;
+
+    if (k->usage)
+        set_usage(c, k->prompt_tokens, k->completion_tokens, k->cost_known,
+                  k->cost);
+    if (!k->choice)
+        return;
+    if (k->content) {
+        buf = k->content_str.n <= sizeof(stack)
+                  ? stack
+                  : council__malloc(k->content_str.n);
+        if (buf == NULL) {
+            council__chat_fail(c, COUNCIL__CALL_STREAM,
+                               "out of memory for a chunk");
+            c->res.err = COUNCIL_ENOMEM;
+            return;
+        }
+        n = council__jstr_decode(&k->content_str, buf);
+        n = council__chat_text(c, buf, n);
+        if (buf != stack)
+            council__free(buf);
+        if (!n)
+            return;
+    }
+    if (k->finish) {
+        char fr[256];
+
+        if (k->finish_str.n < sizeof(fr)) {
+            n = council__jstr_decode(&k->finish_str, fr);
+            set_finish_reason(c, fr, n);
+        } else {
+            char *big = council__malloc(k->finish_str.n);
+            if (big != NULL) {
+                n = council__jstr_decode(&k->finish_str, big);
+                set_finish_reason(c, big, n);
+                council__free(big);
+            }
+        }
     }
 }
 
@@ -78,13 +149,8 @@ take_chunk(council__chat *c, json_t *root, const char *what)
                             json_string_length(content)))
         return had_choice;
     fr = json_object_get(ch, "finish_reason");
-    if (json_is_string(fr)) {
-        char *s = council__strdup(json_string_value(fr));
-        if (s != NULL) {
-            council__free(c->finish_reason);
-            c->finish_reason = s;
-        }
-    }
+    if (json_is_string(fr))
+        set_finish_reason(c, json_string_value(fr), json_string_length(fr));
     return had_choice;
 }
 
@@ -101,6 +167,14 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
         c->done_seen = 1;
         council__chat_succeed(c);
         return;
+    }
+    {
+        council__oai_chunk k;
+
+        if (council__oai_chunk_scan(data, len, &k)) {
+            take_scanned(c, &k);
+            return;
+        }
     }
     root = council__json_object(c, data, len, "chunk");
     if (root == NULL)
@@ -154,82 +228,65 @@ const council__chat_ops council__openai_ops = {
     .on_error_body = council__json_error_body,
 };
 
+/* The request, written directly (json.h): {"messages":[…],"model":…,
+ * "stream":true,"stream_options":{"include_usage":true}[,"max_tokens":n]}.
+ * COUNCIL_EINVAL if a string is not valid UTF-8. */
 static council_err
 build_body(const council__chat_req *req, char **out)
 {
-    json_t *root = NULL, *msgs, *m;
-    council_err rc = COUNCIL_OK;
-    size_t i;
+    council__bytes b = {0};
+    council_err rc;
+    size_t i, est = 160 + strlen(req->model);
+    char tail[96];
+    int n;
 
     *out = NULL;
-    root = json_object();
-    if (root == NULL)
+    for (i = 0; i < req->n_messages; i++)
+        est += strlen(req->messages[i].content) +
+               strlen(req->messages[i].role) + 32;
+    b.p = council__malloc(est + est / 8);
+    if (b.p == NULL)
         return COUNCIL_ENOMEM;
-    /* json_object_set_new takes the value even when it fails. */
-    msgs = json_array();
-    if (json_object_set_new(root, "messages", msgs) != 0) {
-        rc = COUNCIL_ENOMEM;
-        goto out;
-    }
-    m = json_string(req->model);
-    if (m == NULL) {
-        rc = COUNCIL_EINVAL; /* not valid UTF-8 (or out of memory) */
-        goto out;
-    }
-    if (json_object_set_new(root, "model", m) != 0) {
-        rc = COUNCIL_ENOMEM;
-        goto out;
-    }
-    for (i = 0; i < req->n_messages; i++) {
+    b.cap = est + est / 8;
+    rc = council__bytes_add(&b, "{\"messages\":[", 13, SIZE_MAX / 2);
+    for (i = 0; rc == COUNCIL_OK && i < req->n_messages; i++) {
         const council_message *cm = &req->messages[i];
-        json_t *role = json_string(cm->role);
-        json_t *content = json_string(cm->content);
 
-        if (role == NULL || content == NULL) {
-            /* Not valid UTF-8, or out of memory. */
-            json_decref(role);
-            json_decref(content);
-            rc = COUNCIL_EINVAL;
-            goto out;
-        }
-        m = json_object();
-        if (m == NULL) {
-            json_decref(role);
-            json_decref(content);
-            rc = COUNCIL_ENOMEM;
-            goto out;
-        }
-        if (json_object_set_new(m, "role", role) != 0) {
-            json_decref(content);
-            json_decref(m);
-            rc = COUNCIL_ENOMEM;
-            goto out;
-        }
-        if (json_object_set_new(m, "content", content) != 0) {
-            json_decref(m);
-            rc = COUNCIL_ENOMEM;
-            goto out;
-        }
-        if (json_array_append_new(msgs, m) != 0) {
-            rc = COUNCIL_ENOMEM;
-            goto out;
-        }
+        rc = council__bytes_add(&b, i == 0 ? "{\"role\":" : ",{\"role\":",
+                                i == 0 ? 8 : 9, SIZE_MAX / 2);
+        if (rc == COUNCIL_OK)
+            rc = council__json_put_str(&b, cm->role, strlen(cm->role),
+                                       SIZE_MAX / 2);
+        if (rc == COUNCIL_OK)
+            rc = council__bytes_add(&b, ",\"content\":", 11, SIZE_MAX / 2);
+        if (rc == COUNCIL_OK)
+            rc = council__json_put_str(&b, cm->content, strlen(cm->content),
+                                       SIZE_MAX / 2);
+        if (rc == COUNCIL_OK)
+            rc = council__bytes_add(&b, "}", 1, SIZE_MAX / 2);
     }
-    if (json_object_set_new(root, "stream", json_true()) != 0 ||
-        json_object_set_new(root, "stream_options",
-                            json_pack("{s:b}", "include_usage", 1)) != 0 ||
-        (req->max_tokens > 0 &&
-         json_object_set_new(root, "max_tokens",
-                             json_integer(req->max_tokens)) != 0)) {
-        rc = COUNCIL_ENOMEM;
-        goto out;
+    if (rc == COUNCIL_OK)
+        rc = council__bytes_add(&b, "],\"model\":", 10, SIZE_MAX / 2);
+    if (rc == COUNCIL_OK)
+        rc = council__json_put_str(&b, req->model, strlen(req->model),
+                                   SIZE_MAX / 2);
+    if (req->max_tokens > 0)
+        n = snprintf(tail, sizeof(tail),
+                     ",\"stream\":true,\"stream_options\":"
+                     "{\"include_usage\":true},\"max_tokens\":%lld}",
+                     (long long)req->max_tokens);
+    else
+        n = snprintf(tail, sizeof(tail),
+                     ",\"stream\":true,\"stream_options\":"
+                     "{\"include_usage\":true}}");
+    if (rc == COUNCIL_OK)
+        rc = council__bytes_add(&b, tail, (size_t)n, SIZE_MAX / 2);
+    if (rc != COUNCIL_OK) {
+        council__free(b.p);
+        return rc == COUNCIL_EPARSE ? COUNCIL_ENOMEM : rc;
     }
-    *out = json_dumps(root, JSON_COMPACT);
-    if (*out == NULL)
-        rc = COUNCIL_ENOMEM;
-out:
-    json_decref(root);
-    return rc;
+    *out = b.p;
+    return COUNCIL_OK;
 }
 
 static council_err

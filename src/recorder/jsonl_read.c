@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/event.h"
+#include "core/json_scan.h"
 #include "os/os.h"
 #include "recorder/recorder.h"
 
@@ -150,6 +151,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
         const char *nl = memchr(start, '\n', len - pos);
         size_t n = nl != NULL ? (size_t)(nl - start) : len - pos;
         const char *bad = NULL;
+        unsigned long failures;
         json_error_t jerr;
         json_t *o;
 
@@ -171,7 +173,17 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
                                    "torn last line (%zu bytes, no newline)", n);
             goto out;
         }
-        o = json_loadb(start, n, 0, &jerr);
+        /* Text may hold NUL bytes: events render them as \u0000. */
+        failures = council__json_alloc_failures();
+        o = json_loadb(start, n, JSON_ALLOW_NUL, &jerr);
+        if (council__json_alloc_failures() != failures ||
+            (o == NULL && council__json_oom(start, n, &jerr))) {
+            json_decref(o);
+            /* Not the file's fault: say so, not "bad JSON". */
+            rc = COUNCIL_ENOMEM;
+            council__recorder_diag(diag, path, line, "out of memory");
+            goto out;
+        }
         if (o == NULL || !json_is_object(o)) {
             json_decref(o);
             rc = COUNCIL_EPARSE;

@@ -42,7 +42,8 @@ typedef struct council__jsonl_report {
  * non-zero from it stops the read with COUNCIL_ECANCELED.
  *
  * Returns COUNCIL_OK for a complete, valid file; COUNCIL_ENOTFOUND if there
- * is no such file; COUNCIL_EIO if it cannot be read; COUNCIL_EPARSE for
+ * is no such file; COUNCIL_EIO if it cannot be read; COUNCIL_ENOMEM if
+ * memory ran out (rep holds what was read before); COUNCIL_EPARSE for
  * anything else, with diag (may be NULL) naming the line and the problem:
  * a torn last line, bad JSON, a seq gap, a line after the outcome, or a
  * missing outcome (an incomplete record).  rep (may be NULL) is filled in

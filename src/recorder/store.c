@@ -29,7 +29,7 @@
 #include "core/alloc.h"
 #include "core/event.h"
 #include "os/os.h"
-#include "recorder/json_scan.h"
+#include "core/json_scan.h"
 #include "recorder/store.h"
 
 /* ---- helpers ------------------------------------------------------------ */

@@ -11,6 +11,10 @@
  * Method: count N allocations in a clean pass, then try the first 5, the
  * last 5 and 15 random points in between (seed printed; COUNCIL_SEED
  * reproduces), in both modes.  COUNCIL_ALLOC_ALL=1 tries every point.
+ * The same for reading a run back (store handle on SQLite and jsonl, the
+ * record, the events, a parsed line) and replaying it: ENOMEM or success,
+ * never a damaged-record error, and the replay's recorder finalized once
+ * after a gapless prefix.
  * TEST_LABELS: threaded
  */
 #include <pthread.h>
@@ -322,4 +326,155 @@ TEST_T(rank_run_allocation_failures, 300)
         }
     }
     council_mockllm_close(m);
+}
+
+/* ---- reading a run back and replaying it -------------------------------- */
+
+static const char *rb_db, *rb_jsonl;
+
+static int
+collect_ev(council_event *ev, void *ud)
+{
+    council_event **evs = ud;
+    size_t i = (size_t)council_event_seq(ev) - 1;
+
+    ASSERT(i < sizeof(steps) / sizeof(steps[0]));
+    evs[i] = council_event_ref(ev);
+    return 0;
+}
+
+static long
+read_back_scenario(void)
+{
+    static const char line[] =
+        "{\"type\":\"member_delta\",\"run_id\":\"r\",\"seq\":2,"
+        "\"ts\":\"2026-11-24T01:02:03.000001Z\",\"stage\":\"answer\","
+        "\"member\":\"m\",\"delta\":\"hi\"}";
+    enum { N = sizeof(steps) / sizeof(steps[0]) };
+    const char *paths[2] = {rb_db, rb_jsonl};
+    council_event *evs[N];
+    long before = atomic_load(&counter);
+    council_event *ev = NULL;
+    council_store *s;
+    council_diag diag;
+    council_err rc;
+    size_t i;
+    int k;
+
+    rc = council_event_parse(line, sizeof(line) - 1, &ev, &diag);
+    if (rc != COUNCIL_OK && rc != COUNCIL_ENOMEM)
+        FAIL("parse: %s: %s", council_strerror(rc), diag.msg);
+    council_event_unref(ev);
+    for (k = 0; k < 2; k++) {
+        char *json = NULL;
+
+        memset(evs, 0, sizeof(evs));
+        rc = council_store_open(paths[k], COUNCIL_STORE_READONLY, &s, &diag);
+        if (rc != COUNCIL_OK) {
+            if (rc != COUNCIL_ENOMEM)
+                FAIL("open %s: %s: %s", paths[k], council_strerror(rc),
+                     diag.msg);
+            continue;
+        }
+        rc = council_store_run(s, "r", &json, &diag);
+        if (rc != COUNCIL_OK && rc != COUNCIL_ENOMEM)
+            FAIL("run: %s: %s", council_strerror(rc), diag.msg);
+        council_free(json);
+        rc = council_store_events(s, "r", 0, collect_ev, evs, &diag);
+        if (rc != COUNCIL_OK && rc != COUNCIL_ENOMEM)
+            FAIL("events: %s: %s", council_strerror(rc), diag.msg);
+        council_store_close(s);
+        if (rc == COUNCIL_OK) {
+            council_engine *eng = NULL;
+            council_recorder_spec spec = {&h_ops, NULL};
+            council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+            council_run *run = NULL;
+            hist h = {0};
+
+            for (i = 0; i < N; i++)
+                ASSERT_NOT_NULL(evs[i]);
+            spec.args = &h;
+            o.recorders = &spec;
+            o.n_recorders = 1;
+            rc = council_engine_open(NULL, &eng);
+            if (rc == COUNCIL_OK) {
+                rc = council_run_replay(eng, &o, evs, N, 0, &run, NULL);
+                if (rc == COUNCIL_OK) {
+                    ASSERT_OK(council_run_wait(run, 10000, NULL));
+                    council_run_release(run);
+                } else {
+                    ASSERT(rc == COUNCIL_ENOMEM || rc == COUNCIL_ESTART);
+                }
+                council_engine_close(eng);
+            } else {
+                ASSERT_EQ_INT(rc, COUNCIL_ENOMEM);
+            }
+            ASSERT_EQ_INT(h.finals, h.inits);
+            ASSERT(h.finals <= 1);
+            ASSERT_EQ_INT(h.gap, 0);
+            ASSERT_EQ_INT(h.after_final, 0);
+            if (atomic_load(&fail_at) == 0)
+                ASSERT_EQ_U64(h.last_seq, N);
+        }
+        for (i = 0; i < N; i++)
+            council_event_unref(evs[i]);
+    }
+    return atomic_load(&counter) - before;
+}
+
+TEST_T(read_back_and_replay_allocation_failures, 300)
+{
+    council__script s = {steps, sizeof(steps) / sizeof(steps[0]),
+                         COUNCIL__SCRIPT_EXIT};
+    council_recorder_spec spec[2];
+    council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+    council_engine *eng = NULL;
+    council_run *run = NULL;
+    char db[700], jsonl[700];
+    uint64_t x = runner_seed();
+    long n;
+    int p, mode;
+
+    ASSERT_OK(council_set_allocator(t_malloc, t_realloc, t_calloc, free));
+    snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
+    snprintf(jsonl, sizeof(jsonl), "%s/r.jsonl", runner_tmpdir());
+    rb_db = db;
+    rb_jsonl = jsonl;
+    spec[0] = (council_recorder_spec){council_recorder_sqlite(), db};
+    spec[1] = (council_recorder_spec){council_recorder_jsonl(),
+                                      (void *)runner_tmpdir()};
+    o.recorders = spec;
+    o.n_recorders = 2;
+    o.run_id = "r";
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    ASSERT_OK(council__run_start_script(eng, &s, &o, &run, NULL));
+    ASSERT_OK(council_run_wait(run, 10000, NULL));
+    council_run_release(run);
+    council_engine_close(eng);
+
+    atomic_store(&counter, 0);
+    n = read_back_scenario();
+    fprintf(stderr, "read-back scenario makes %ld allocations\n", n);
+    ASSERT(n > 50);
+    for (mode = 0; mode < 2; mode++) {
+        int all = getenv("COUNCIL_ALLOC_ALL") != NULL;
+
+        atomic_store(&persistent, mode);
+        for (p = 0; all ? p < n : p < 20; p++) {
+            long at;
+
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            at = all     ? p + 1
+                 : p < 4 ? p + 1
+                         : 1 + (long)((x >> 33) % (uint64_t)n);
+            if (getenv("COUNCIL_ALLOC_VERBOSE") != NULL)
+                fprintf(stderr, "read-back: failing allocation %ld (%s)\n", at,
+                        mode ? "persistent" : "transient");
+            atomic_store(&counter, 0);
+            atomic_store(&fail_at, at);
+            read_back_scenario();
+            atomic_store(&fail_at, 0);
+        }
+    }
+    ASSERT(atomic_load(&failures) > 0);
 }

@@ -2,11 +2,13 @@
 /*
  * A validating JSON scanner that builds nothing (json_scan.c): whether a
  * text is one JSON value, and the members of a top-level object as spans
- * of the text.  For splicing stored JSON texts without parsing them.
+ * of the text.  For splicing stored JSON texts without parsing them, and
+ * for telling why jansson refused a text: bad input, or memory.
  */
 #ifndef COUNCIL_JSON_SCAN_H
 #define COUNCIL_JSON_SCAN_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 /* Deeper nesting is refused (jansson's own limit is 2048). */
@@ -31,5 +33,15 @@ typedef struct council__json_member {
 int council__json_members(const char *text, size_t n,
                           int (*cb)(const council__json_member *m, void *ud),
                           void *ud);
+
+/*
+ * jansson failed to load text[0..n-1] with error je: 1 if that can only be
+ * for memory (the text is JSON and je names no reason of jansson's own:
+ * numbers out of range, \u0000 in a key or without JSON_ALLOW_NUL, a key
+ * given twice, nesting too deep), else 0.  jansson does not say so itself:
+ * an allocation that fails in its lexer is reported as a syntax error, or
+ * with no message at all.  Allocates nothing.
+ */
+int council__json_oom(const char *text, size_t n, const json_error_t *je);
 
 #endif

@@ -7,11 +7,12 @@
  * The store builds a run's record by splicing the stored run_started and
  * outcome texts member by member (store.c): the texts are checked first, so
  * the record is valid JSON even when a stored text is damaged, at a tenth
- * of the cost of parsing them into trees and rendering them again.
+ * of the cost of parsing them into trees and rendering them again.  The
+ * parsers use it to tell a text jansson refused for memory from bad input.
  */
 #include <string.h>
 
-#include "recorder/json_scan.h"
+#include "core/json_scan.h"
 
 typedef struct scan {
     const unsigned char *p, *end;
@@ -296,5 +297,22 @@ council__json_members(const char *text, size_t n,
         if (*s.p == '}')
             return 0;
         s.p++; /* ',' */
+    }
+}
+
+int
+council__json_oom(const char *text, size_t n, const json_error_t *je)
+{
+    switch (json_error_code(je)) {
+    case json_error_out_of_memory:
+        return 1;
+    case json_error_numeric_overflow:
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+    case json_error_duplicate_key:
+    case json_error_stack_overflow:
+        return 0;
+    default:
+        return council__json_valid(text, n) == 0;
     }
 }
