@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "serve.h"
+#include "server/web_assets.h"
 
 #define CONN_TIMEOUT_S 120u /* an idle (not suspended) connection */
 /* libmicrohttpd's memory pool per connection (its default is 32 KiB):
@@ -36,6 +37,7 @@
 #define CONN_POOL_SIZE ((size_t)12288)
 
 typedef enum route {
+    RT_WEB, /* the web page's files (src/server/web) */
     RT_HEALTH,
     RT_METRICS,
     RT_MODELS,
@@ -218,6 +220,8 @@ route_of(const char *url, req *r)
     const char *p, *slash;
     size_t n;
 
+    if (council_web_asset_find(url) != NULL)
+        return RT_WEB;
     if (strcmp(url, "/healthz") == 0)
         return RT_HEALTH;
     if (strcmp(url, "/metrics") == 0)
@@ -298,6 +302,33 @@ auth_ok(srv *s, struct MHD_Connection *conn)
     return const_time_eq(h, strlen(h), s->token, s->token_len);
 }
 
+/* A file of the web page.  Open without a token, like /healthz: the page
+ * holds no data, and asks for the token when the API says 401. */
+static enum MHD_Result
+web_file(struct MHD_Connection *conn, const char *url)
+{
+    const council_web_asset *a = council_web_asset_find(url);
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (a == NULL)
+        return srv_error(conn, 404, "not_found_error", "no such file");
+    resp = MHD_create_response_from_buffer(a->len, (void *)a->data,
+                                           MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            a->content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; frame-ancestors 'none'");
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    srv_count_status(200);
+    return ret;
+}
+
 static enum MHD_Result
 healthz(srv *s, struct MHD_Connection *conn)
 {
@@ -337,7 +368,7 @@ first_checks(srv *s, struct MHD_Connection *conn, req *r, const char *method,
                        allowed(r->rt));
         return 1;
     }
-    if (r->rt != RT_HEALTH && !auth_ok(s, conn)) {
+    if (r->rt != RT_HEALTH && r->rt != RT_WEB && !auth_ok(s, conn)) {
         const char *hdrs[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", NULL};
 
         *ret = error_h(conn, 401, "authentication_error", hdrs,
@@ -417,6 +448,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
                          "(--max-body)",
                          s->o.max_body);
     switch (r->rt) {
+    case RT_WEB:
+        return web_file(conn, url);
     case RT_HEALTH:
         return healthz(s, conn);
     case RT_METRICS:

@@ -1466,6 +1466,28 @@ TEST_T(token_required, 30)
     r = http("GET", "/healthz", NULL);
     ASSERT_EQ_INT(r.status, 200);
     hresp_free(&r);
+    /* The web page needs no token (it asks for one when the API says
+     * 401); its files come with their types and a strict policy. */
+    r = http("GET", "/", NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_STR_CONTAINS(r.body, "<title>council</title>");
+    ASSERT_STR_CONTAINS(header_of(&r, "Content-Type", v, sizeof(v)),
+                        "text/html");
+    ASSERT_STR_CONTAINS(header_of(&r, "Content-Security-Policy", v, sizeof(v)),
+                        "default-src 'self'");
+    hresp_free(&r);
+    r = http("GET", "/app.js", NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_STR_CONTAINS(header_of(&r, "Content-Type", v, sizeof(v)),
+                        "javascript");
+    ASSERT_STR_CONTAINS(r.body, "/v1/runs");
+    hresp_free(&r);
+    r = http("GET", "/style.css", NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    hresp_free(&r);
+    r = http("POST", "/", "x");
+    assert_error(&r, 405, "method_not_allowed");
+    hresp_free(&r);
     serve_stop();
 
     /* COUNCIL_TOKEN works the same. */
