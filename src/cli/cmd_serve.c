@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * council serve: run the HTTP service (src/serve/) until SIGINT or
+ * council serve: run the HTTP service (src/server/) until SIGINT or
  * SIGTERM; SIGHUP reloads the councils directory.  Once it listens it
  * prints "council serve listening on http://HOST:PORT" on stderr, so
  * scripts and tests can wait for it.

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "runner.h"
-#include "server/web_assets.h"
+#include "web_assets.h"
 
 static char *
 slurp(const char *path, size_t *len)

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "serve.h"
-#include "server/web_assets.h"
+#include "web_assets.h"
 
 #define CONN_TIMEOUT_S 120u /* an idle (not suspended) connection */
 /* libmicrohttpd's memory pool per connection (its default is 32 KiB):
