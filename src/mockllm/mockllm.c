@@ -617,15 +617,30 @@ finish_reason(const req *r)
     return r->ans.truncated ? "length" : "stop";
 }
 
+/* 1 if the answer reports its usage (no_done and no_usage drop it). */
+static int
+has_usage(const req *r)
+{
+    return r->fault.kind != COUNCIL__FAULT_NO_DONE &&
+           r->fault.kind != COUNCIL__FAULT_NO_USAGE;
+}
+
+/* ,"usage":{...} (OpenAI's shape; with "cost" in USD, as OpenRouter
+ * reports it, for the cost fault), or nothing without usage. */
 static void
 usage_json(council__mock_buf *b, const req *r)
 {
+    if (!has_usage(r))
+        return;
     council__mock_buf_fmt(
         b,
-        "\"usage\":{\"prompt_tokens\":%llu,"
-        "\"completion_tokens\":%llu,\"total_tokens\":%llu}",
+        ",\"usage\":{\"prompt_tokens\":%llu,"
+        "\"completion_tokens\":%llu,\"total_tokens\":%llu",
         (unsigned long long)r->prompt_tokens, (unsigned long long)r->ans.n_tok,
         (unsigned long long)(r->prompt_tokens + r->ans.n_tok));
+    if (r->fault.kind == COUNCIL__FAULT_COST)
+        council__mock_buf_fmt(b, ",\"cost\":%.17g", r->fault.cost);
+    council__mock_buf_str(b, "}");
 }
 
 static enum MHD_Result
@@ -654,9 +669,8 @@ queue_completion(req *r)
     if (f->kind == COUNCIL__FAULT_NO_DONE)
         council__mock_buf_str(&b, "null}]");
     else
-        council__mock_buf_fmt(&b, "\"%s\"}],", finish_reason(r));
-    if (f->kind != COUNCIL__FAULT_NO_DONE)
-        usage_json(&b, r);
+        council__mock_buf_fmt(&b, "\"%s\"}]", finish_reason(r));
+    usage_json(&b, r);
     council__mock_buf_str(&b, "}\n");
     if (f->kind == COUNCIL__FAULT_MALFORMED && !b.oom)
         b.len /= 2; /* cut in the middle: not JSON any more */
@@ -700,6 +714,9 @@ queue_message(req *r)
     council__mock_buf_str(&b, "\"}],\"stop_reason\":");
     if (f->kind == COUNCIL__FAULT_NO_DONE)
         council__mock_buf_str(&b, "null,\"stop_sequence\":null}\n");
+    else if (!has_usage(r))
+        council__mock_buf_fmt(&b, "\"%s\",\"stop_sequence\":null}\n",
+                              stop_reason(r));
     else
         council__mock_buf_fmt(&b,
                               "\"%s\",\"stop_sequence\":null,\"usage\":{"
@@ -739,11 +756,15 @@ a_start(req *r)
                           "\"content\":[],\"model\":\"",
                           r->id);
     council__mock_buf_json(o, r->model, strlen(r->model));
-    council__mock_buf_fmt(o,
-                          "\",\"stop_reason\":null,\"stop_sequence\":null,"
-                          "\"usage\":{\"input_tokens\":%llu,"
-                          "\"output_tokens\":0}}}\n\n",
-                          (unsigned long long)r->prompt_tokens);
+    if (r->fault.kind == COUNCIL__FAULT_NO_USAGE)
+        council__mock_buf_str(o, "\",\"stop_reason\":null,\"stop_sequence\":"
+                                 "null}}\n\n");
+    else
+        council__mock_buf_fmt(o,
+                              "\",\"stop_reason\":null,\"stop_sequence\":"
+                              "null,\"usage\":{\"input_tokens\":%llu,"
+                              "\"output_tokens\":0}}}\n\n",
+                              (unsigned long long)r->prompt_tokens);
     council__mock_buf_str(o, "event: content_block_start\ndata: {\"type\":"
                              "\"content_block_start\",\"index\":0,"
                              "\"content_block\":{\"type\":\"text\","
@@ -767,6 +788,16 @@ a_token(req *r, const char *tok, size_t len)
 static void
 a_finish(req *r)
 {
+    if (r->fault.kind == COUNCIL__FAULT_NO_USAGE) {
+        council__mock_buf_fmt(&r->out,
+                              "event: content_block_stop\ndata: {\"type\":"
+                              "\"content_block_stop\",\"index\":0}\n\n"
+                              "event: message_delta\ndata: {\"type\":"
+                              "\"message_delta\",\"delta\":{\"stop_reason\":"
+                              "\"%s\",\"stop_sequence\":null}}\n\n",
+                              stop_reason(r));
+        return;
+    }
     council__mock_buf_fmt(&r->out,
                           "event: content_block_stop\ndata: {\"type\":"
                           "\"content_block_stop\",\"index\":0}\n\n"
@@ -803,6 +834,15 @@ fault_at(const req *r)
     return (uint64_t)a > r->ans.n_tok ? r->ans.n_tok : (size_t)a;
 }
 
+/* The faults that fire at a point of the token stream. */
+static int
+fires_in_stream(council__mock_fault_kind k)
+{
+    return k == COUNCIL__FAULT_STALL || k == COUNCIL__FAULT_MALFORMED ||
+           k == COUNCIL__FAULT_DISCONNECT ||
+           k == COUNCIL__FAULT_ERROR_IN_STREAM;
+}
+
 /* Produce the next SSE event into r->out, or say why not. */
 static step
 produce(req *r, uint64_t now)
@@ -822,8 +862,8 @@ produce(req *r, uint64_t now)
         return ST_EVENT;
 
     case PH_TOKENS:
-        if (!r->fault_done && f->kind != COUNCIL__FAULT_NONE &&
-            f->kind != COUNCIL__FAULT_NO_DONE && r->tok == fault_at(r)) {
+        if (!r->fault_done && fires_in_stream(f->kind) &&
+            r->tok == fault_at(r)) {
             r->fault_done = 1;
             switch (f->kind) {
             case COUNCIL__FAULT_STALL:
@@ -910,7 +950,7 @@ produce(req *r, uint64_t now)
         }
         emit_chunk(r, "{}", NULL, 0,
                    r->ans.truncated ? "\"length\"" : "\"stop\"");
-        r->phase = r->include_usage ? PH_USAGE : PH_DONE;
+        r->phase = r->include_usage && has_usage(r) ? PH_USAGE : PH_DONE;
         return ST_EVENT;
 
     case PH_USAGE:
@@ -920,7 +960,7 @@ produce(req *r, uint64_t now)
                               "\"model\":\"",
                               r->id, r->created);
         council__mock_buf_json(&r->out, r->model, strlen(r->model));
-        council__mock_buf_str(&r->out, "\",\"choices\":[],");
+        council__mock_buf_str(&r->out, "\",\"choices\":[]");
         usage_json(&r->out, r);
         council__mock_buf_str(&r->out, "}\n\n");
         r->phase = PH_DONE;

@@ -94,7 +94,9 @@ typedef enum council__mock_fault_kind {
     COUNCIL__FAULT_MALFORMED,
     COUNCIL__FAULT_DISCONNECT,
     COUNCIL__FAULT_ERROR_IN_STREAM,
-    COUNCIL__FAULT_NO_DONE
+    COUNCIL__FAULT_NO_DONE,
+    COUNCIL__FAULT_NO_USAGE, /* a normal answer that reports no usage */
+    COUNCIL__FAULT_COST      /* a normal answer whose usage has a cost */
 } council__mock_fault_kind;
 
 /* What to do to one request; kind NONE = answer normally. */
@@ -104,6 +106,7 @@ typedef struct council__mock_fault {
     uint64_t retry_after; /* http: Retry-After seconds; 0 = no header */
     uint64_t stall_ms;    /* stall: how long */
     int64_t after;        /* content chunks before the fault; -1 = unset */
+    double cost;          /* cost: USD reported in usage.cost */
 } council__mock_fault;
 
 typedef struct council__mock_faults council__mock_faults;

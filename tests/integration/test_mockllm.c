@@ -513,6 +513,62 @@ TEST(ranking_is_a_permutation_of_the_labels)
 
 /* ---- faults ------------------------------------------------------------- */
 
+/* no_usage: a normal answer without usage; cost=USD: usage with "cost". */
+TEST(fault_no_usage_and_cost)
+{
+    council_mockllm *m;
+    resp r;
+    sse a;
+    json_t *usage = NULL;
+    char *body, *content;
+
+    setup();
+    m = open_mock(1, 0, 0, "model=q:no_usage; model=c:cost=0.0025");
+    body = chat_body("q", "Tell me something.", 1, 1);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    ASSERT_EQ_INT(r.status, 200);
+    sse_parse(r.body, &a);
+    ASSERT(a.done_last);
+    ASSERT_STR_EQ(a.finish, "stop");
+    ASSERT(a.content_chunks > 5);
+    ASSERT_NULL(a.usage); /* asked for, not sent */
+    ASSERT_NULL(strstr(r.body, "usage"));
+    sse_free(&a);
+    resp_free(&r);
+    body = chat_body("q", "Tell me something.", 0, 0);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    ASSERT_EQ_INT(r.status, 200);
+    content = whole_content(r.body, &usage);
+    ASSERT(strlen(content) > 0);
+    ASSERT_NULL(usage);
+    free(content);
+    resp_free(&r);
+
+    body = chat_body("c", "Tell me something.", 1, 1);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    sse_parse(r.body, &a);
+    ASSERT(a.done_last);
+    ASSERT_NOT_NULL(a.usage);
+    ASSERT(json_real_value(json_object_get(a.usage, "cost")) == 0.0025);
+    ASSERT_EQ_U64(
+        json_integer_value(json_object_get(a.usage, "completion_tokens")),
+        a.content_chunks);
+    sse_free(&a);
+    resp_free(&r);
+    body = chat_body("c", "Tell me something.", 0, 0);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    content = whole_content(r.body, &usage);
+    ASSERT(json_real_value(json_object_get(usage, "cost")) == 0.0025);
+    json_decref(usage);
+    free(content);
+    resp_free(&r);
+    teardown(m);
+}
+
 static void
 chat(council_mockllm *m, const char *model, int stream, resp *r)
 {
@@ -722,6 +778,12 @@ TEST(bad_fault_specs_and_listen)
         {"always:", 8, "missing fault"},
         {"nth=0:http=500", 5, "whole number"},
         {"always:malformed,", 18, "empty parameter"},
+        {"always:cost=-1", 13, "cost= needs"},
+        {"always:cost=1e3", 13, "cost= needs"},
+        {"always:cost=.", 13, "cost= needs"},
+        {"always:cost", 12, "cost= needs"},
+        {"always:no_usage=1", 17, "no_usage takes no value"},
+        {"always:cost=0.5,after=1", 17, "after="},
     };
     static const char *bad_listen[] = {
         "localhost:0", "127.0.0.1",   "127.0.0.1:99999",

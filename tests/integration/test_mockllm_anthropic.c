@@ -230,6 +230,36 @@ TEST(faults_in_anthropic_shapes)
     env_close(&e);
 }
 
+/* no_usage and cost=USD through both providers: the answer is whole, the
+ * usage unknown (not 0) or with the cost (the Messages API reports none). */
+TEST(usage_faults_through_both_providers)
+{
+    env e;
+    got g;
+    int kind;
+
+    env_open(&e, "model=q:no_usage; model=c:cost=0.5");
+    for (kind = COUNCIL__PROVIDER_OPENAI; kind <= COUNCIL__PROVIDER_ANTHROPIC;
+         kind++) {
+        call(&e, (council__provider_kind)kind, "q", 0, &g);
+        ASSERT_OK(g.err);
+        ASSERT(strlen(g.text) > 0);
+        ASSERT(g.n_deltas > 5);
+        ASSERT_EQ_INT(g.usage.known, 0);
+        ASSERT_EQ_INT(g.usage.cost_known, 0);
+        free(g.text);
+        call(&e, (council__provider_kind)kind, "c", 0, &g);
+        ASSERT_OK(g.err);
+        ASSERT_EQ_INT(g.usage.known, 1);
+        ASSERT_EQ_INT(g.usage.completion_tokens, g.n_deltas);
+        ASSERT_EQ_INT(g.usage.cost_known, kind == COUNCIL__PROVIDER_OPENAI);
+        if (kind == COUNCIL__PROVIDER_OPENAI)
+            ASSERT(g.usage.cost == 0.5);
+        free(g.text);
+    }
+    env_close(&e);
+}
+
 /* ---- raw requests ------------------------------------------------------- */
 
 static size_t
