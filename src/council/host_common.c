@@ -139,7 +139,9 @@ static void
 sum_done(council__usage_sum *s, const council__usage *u)
 {
     if (u->known) {
-        s->unknown--;
+        s->reported++;
+        if (!u->partial)
+            s->unknown--;
         s->prompt_tokens += u->prompt_tokens;
         s->completion_tokens += u->completion_tokens;
     }
@@ -183,7 +185,7 @@ council__host_sum_json(const council__usage_sum *s)
 
     if (o == NULL)
         return NULL;
-    if (s->unknown < s->calls || s->calls == 0) {
+    if (s->reported > 0 || s->calls == 0) {
         json_object_set_new(o, "prompt_tokens", json_integer(s->prompt_tokens));
         json_object_set_new(o, "completion_tokens",
                             json_integer(s->completion_tokens));
@@ -248,6 +250,8 @@ council__host_usage_json(const council__usage *u)
                   (json_int_t)(u->prompt_tokens + u->completion_tokens));
     if (o != NULL && u->cost_known)
         json_object_set_new(o, "cost", json_real(u->cost));
+    if (o != NULL && u->partial)
+        json_object_set_new(o, "partial", json_true());
     return o;
 }
 
@@ -323,9 +327,8 @@ result_json(council__host *h, const char *answer, size_t answer_len)
                                             "error", json_deep_copy(m->error)));
     }
     /* null when no call reported usage, as before the sums had counts. */
-    usage = h->total.unknown < h->total.calls
-                ? council__host_sum_json(&h->total)
-                : json_null();
+    usage =
+        h->total.reported > 0 ? council__host_sum_json(&h->total) : json_null();
     r = json_pack("{s:s,s:s,s:o,s:o,s:o,s:I}", "council", h->council_name,
                   "strategy", h->sops->name, "answers", answers, "failed",
                   failed, "usage", usage, "seed", (json_int_t)h->seed);
@@ -356,6 +359,7 @@ result_json(council__host *h, const char *answer, size_t answer_len)
                 continue;
             s.calls += o->calls;
             s.unknown += o->unknown;
+            s.reported += o->reported;
             s.cost_calls += o->cost_calls;
             s.prompt_tokens += o->prompt_tokens;
             s.completion_tokens += o->completion_tokens;

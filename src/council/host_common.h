@@ -28,7 +28,9 @@ typedef struct council__host council__host;
  */
 typedef struct council__usage_sum {
     int64_t calls;      /* calls started */
-    int64_t unknown;    /* of those, without reported usage */
+    int64_t unknown;    /* of those, without exact usage (none reported,
+                           or partial: a lower bound) */
+    int64_t reported;   /* of those, that reported usage, partial too */
     int64_t cost_calls; /* of those, that reported a cost */
     int64_t prompt_tokens, completion_tokens; /* of the known ones */
     double cost;                              /* of the cost_calls */

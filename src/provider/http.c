@@ -963,6 +963,8 @@ deliver(council__chat *c)
         r->text_len = 0;
         r->finish_reason = NULL;
         r->usage = c->usage;
+        /* What a failed call reported is what it had used so far. */
+        r->usage.partial = r->usage.known;
     }
     if (c->got_byte)
         r->first_byte_ms = (c->first_byte_ns - c->attempt_t0_ns) / 1000000u;
