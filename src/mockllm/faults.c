@@ -269,6 +269,15 @@ parse_fault(span item, council__mock_fault *f, council_diag *diag)
                         "stall= needs a duration (250ms, 2s, 5m, or ms)");
         return COUNCIL_OK;
     }
+    if (span_is(name, "think")) {
+        f->kind = COUNCIL__FAULT_THINK;
+        f->beat_ms = 1000;
+        if (value.p == NULL ||
+            council__mock_parse_duration(value.p, value.len, &f->think_ms) != 0)
+            return fail(diag, value.off,
+                        "think= needs a duration (250ms, 2s, 5m, or ms)");
+        return COUNCIL_OK;
+    }
     if (span_is(name, "cost")) {
         f->kind = COUNCIL__FAULT_COST;
         if (parse_cost(value, &f->cost) != 0)
@@ -291,7 +300,7 @@ parse_fault(span item, council__mock_fault *f, council_diag *diag)
         return fail(diag, item.off,
                     "unknown fault '%.*s' (expected http=CODE, stall=DUR, "
                     "malformed, disconnect, error_in_stream, no_done, "
-                    "no_usage or cost=USD)",
+                    "no_usage, cost=USD or think=DUR)",
                     (int)(name.len > 40 ? 40 : name.len), name.p);
     /* "disconnect=3" is short for "disconnect,after=3". */
     if (value.p != NULL) {
@@ -322,7 +331,7 @@ parse_param(span item, council__mock_fault *f, council_diag *diag)
         if (f->kind == COUNCIL__FAULT_HTTP ||
             f->kind == COUNCIL__FAULT_NO_DONE ||
             f->kind == COUNCIL__FAULT_NO_USAGE ||
-            f->kind == COUNCIL__FAULT_COST)
+            f->kind == COUNCIL__FAULT_COST || f->kind == COUNCIL__FAULT_THINK)
             return fail(diag, name.off,
                         "after= applies to stall, malformed, disconnect "
                         "and error_in_stream only");
@@ -330,6 +339,25 @@ parse_param(span item, council__mock_fault *f, council_diag *diag)
             return fail(diag, value.off,
                         "after= needs a chunk count (a whole number)");
         f->after = (int64_t)v;
+    } else if (span_is(name, "beat")) {
+        if (f->kind != COUNCIL__FAULT_THINK)
+            return fail(diag, name.off, "beat= applies to think only");
+        if (council__mock_parse_duration(value.p, value.len, &f->beat_ms) != 0)
+            return fail(diag, value.off,
+                        "beat= needs a duration (250ms, 2s, or ms; 0 = "
+                        "silent)");
+    } else if (span_is(name, "as")) {
+        if (f->kind != COUNCIL__FAULT_THINK)
+            return fail(diag, name.off, "as= applies to think only");
+        if (span_is(value, "reasoning_content"))
+            f->think_as = COUNCIL__THINK_REASONING_CONTENT;
+        else if (span_is(value, "reasoning"))
+            f->think_as = COUNCIL__THINK_REASONING;
+        else if (span_is(value, "comment"))
+            f->think_as = COUNCIL__THINK_COMMENT;
+        else
+            return fail(diag, value.off,
+                        "as= needs reasoning_content, reasoning or comment");
     } else if (span_is(name, "retry_after")) {
         if (f->kind != COUNCIL__FAULT_HTTP)
             return fail(diag, name.off, "retry_after= applies to http only");
@@ -339,8 +367,8 @@ parse_param(span item, council__mock_fault *f, council_diag *diag)
         f->retry_after = v;
     } else {
         return fail(diag, name.off,
-                    "unknown parameter '%.*s' (expected after or "
-                    "retry_after)",
+                    "unknown parameter '%.*s' (expected after, "
+                    "retry_after, beat or as)",
                     (int)(name.len > 40 ? 40 : name.len), name.p);
     }
     return COUNCIL_OK;
