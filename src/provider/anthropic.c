@@ -18,22 +18,28 @@
 /* {"type":"error","error":{"type","message"}}: the inner object's fields
  * into msg and type (also accepts a bare {"type","message"} object). */
 
-/* A token count: a non-negative integer, else -1 (not reported). */
+/* A token count: an integer from 0 to COUNCIL__TOKENS_MAX, else -1 (not
+ * reported). */
 static json_int_t
 count(json_t *v)
 {
-    return json_is_integer(v) && json_integer_value(v) >= 0
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+                   json_integer_value(v) <= COUNCIL__TOKENS_MAX
                ? json_integer_value(v)
                : -1;
 }
+
+/* c->usage_parts: the counts seen so far. */
+enum { SEEN_INPUT = 1, SEEN_FINAL_OUTPUT = 2 };
 
 /* Usage as reported by message_start (the input, and the output so far)
  * or message_delta (output_tokens: cumulative, so it replaces, never
  * adds).  The prompt is input_tokens plus the cached input, which the API
  * counts apart.  A field that is absent leaves what is known; no count at
- * all leaves usage unknown (DESIGN 4: unknown, not 0).  final: the counts
- * are the last (message_delta's output_tokens, a whole message); until
- * then they are a lower bound (partial). */
+ * all leaves usage unknown (DESIGN 4: unknown, not 0).  final: the output
+ * count is the last (message_delta's, a whole message's).  Until both the
+ * input and the final output are in, the usage is partial (a lower
+ * bound). */
 static void
 take_usage(council__chat *c, json_t *u, int final)
 {
@@ -44,16 +50,18 @@ take_usage(council__chat *c, json_t *u, int final)
 
     if (!json_is_object(u) || (in < 0 && out < 0))
         return;
-    if (!c->usage.known)
-        c->usage.partial = 1;
     c->usage.known = 1;
-    if (in >= 0)
+    if (in >= 0) {
+        /* Each at most COUNCIL__TOKENS_MAX: no overflow. */
         c->usage.prompt_tokens = in + (cw > 0 ? cw : 0) + (cr > 0 ? cr : 0);
+        c->usage_parts |= SEEN_INPUT;
+    }
     if (out >= 0) {
         c->usage.completion_tokens = out;
         if (final)
-            c->usage.partial = 0;
+            c->usage_parts |= SEEN_FINAL_OUTPUT;
     }
+    c->usage.partial = c->usage_parts != (SEEN_INPUT | SEEN_FINAL_OUTPUT);
 }
 
 static void

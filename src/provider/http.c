@@ -858,6 +858,7 @@ reset_attempt(council__chat *c)
     c->finish_reason = NULL;
     c->done_seen = 0;
     memset(&c->usage, 0, sizeof(c->usage));
+    c->usage_parts = 0;
     c->broke = 0;
     c->total_expired = 0;
     if (c->ops->on_restart != NULL)
