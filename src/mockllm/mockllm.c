@@ -51,6 +51,7 @@
 #define STREAM_BLOCK 16384          /* reader block size */
 #define CONN_LIMIT 65536u           /* the fd limit is the real bound */
 #define CONN_TIMEOUT_S 600u         /* idle connections are dropped */
+#define THINK_BEATS_MAX 1000000u    /* think: beats sent at most */
 
 typedef struct wake {
     uint64_t due_ns; /* CLOCK_MONOTONIC */
@@ -600,6 +601,9 @@ prepare_chat(req *r)
         /* One beat at the start and one every beat_ms while thinking. */
         r->n_reason =
             (r->fault.think_ms + r->fault.beat_ms - 1) / r->fault.beat_ms;
+        if (r->n_reason > THINK_BEATS_MAX)
+            r->n_reason = THINK_BEATS_MAX; /* a whole answer's reasoning
+                                              stays within ~20 MB */
         if (r->fault.think_as != COUNCIL__THINK_COMMENT)
             r->reason_tok = r->n_reason;
     }
