@@ -23,7 +23,8 @@
 static long long
 count(json_t *v)
 {
-    return json_is_integer(v) && json_integer_value(v) >= 0
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+                   json_integer_value(v) <= COUNCIL__TOKENS_MAX
                ? json_integer_value(v)
                : -1;
 }

@@ -7,9 +7,10 @@
  * a non-2xx answer.  Checks: every body gets a verdict (the call no longer
  * runs); success means [DONE], a finish reason or a choice was seen; the
  * answer text is exactly the deltas handed to on_delta; usage, when known,
- * has no negative token count or cost; every message and error type is one
- * printable line of valid UTF-8 (it ends up in JSON events and logs), and a
- * failure says why.
+ * has no negative or huge token count nor negative cost, and partial
+ * implies known; every message and error type is one printable line of
+ * valid UTF-8 (it ends up in JSON events and logs), and a failure says
+ * why.
  */
 #include <math.h>
 #include <string.h>
@@ -134,9 +135,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(c->text.len == p.delta_bytes);
     FUZZ_CHECK(c->text.len <= COUNCIL__TEXT_MAX);
     if (c->usage.known) {
-        FUZZ_CHECK(c->usage.prompt_tokens >= 0);
-        FUZZ_CHECK(c->usage.completion_tokens >= 0);
+        FUZZ_CHECK(c->usage.prompt_tokens >= 0 &&
+                   c->usage.prompt_tokens <= COUNCIL__TOKENS_MAX);
+        FUZZ_CHECK(c->usage.completion_tokens >= 0 &&
+                   c->usage.completion_tokens <= COUNCIL__TOKENS_MAX);
     }
+    FUZZ_CHECK(!c->usage.partial || c->usage.known);
     if (c->usage.cost_known) {
         FUZZ_CHECK(c->usage.known);
         FUZZ_CHECK(isfinite(c->usage.cost) && c->usage.cost >= 0);

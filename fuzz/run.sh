@@ -17,6 +17,7 @@ dict=""
 case $t in
 council_yaml) dict="-dict=$here/council.dict" ;;
 openai_chunk) dict="-dict=$here/openai.dict" ;;
+anthropic_event) dict="-dict=$here/anthropic.dict" ;;
 esac
 status=0
 # A known leak inside libfyaml (see lsan.supp).

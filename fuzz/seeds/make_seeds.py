@@ -141,6 +141,13 @@ def openai_chunk():
         "nul-content": 'data: {"choices":[{"delta":{"content":"a\\u0000b"}}'
                        ']}\n\n' + done,
         "after-done": done + chunk(delta),
+        "reasoning": chunk({"choices": [{"index": 0, "delta": {
+            "reasoning_content": "Hmm."}}]}) + chunk({"choices": [{
+                "index": 0, "delta": {"reasoning": "So."}}]}) +
+        ": keep-alive\n\n" + chunk(delta) + chunk(fin) + done,
+        "huge-usage": chunk({"usage": {
+            "prompt_tokens": 9223372036854775807,
+            "completion_tokens": 1099511627777}}) + done,
     }
     for name, body in sorted(s.items()):
         put("openai_chunk", "sse-" + name, b"\x00" + body.encode())
@@ -163,6 +170,94 @@ def openai_chunk():
         put("openai_chunk", "err-" + name, b"\x03" + json.dumps(e).encode())
     put("openai_chunk", "err-html", b"\x03<html>502 Bad Gateway</html>\r\n")
     put("openai_chunk", "err-binary", b"\x03\xff\xfe\x00\x01garbage\xc3")
+
+
+# ---- anthropic_event: mode byte (0 sse, 1 sse broken, 2 json, 3 error) ---
+def anthropic_event():
+    def ev(obj, name=None):
+        name = name or obj.get("type", "x")
+        return "event: " + name + "\n" + "data: " + json.dumps(obj) + "\n\n"
+    start = ev({"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant",
+        "content": [], "model": "m", "stop_reason": None,
+        "usage": {"input_tokens": 9, "output_tokens": 1,
+                  "cache_read_input_tokens": 2}}})
+    block = ev({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}})
+    ping = ev({"type": "ping"})
+    text = ev({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "text_delta", "text": "Hello"}})
+    stop_block = ev({"type": "content_block_stop", "index": 0})
+    delta = ev({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 3}})
+    stop = ev({"type": "message_stop"})
+    thinking = (
+        ev({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "thinking", "thinking": ""}}) +
+        ev({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "Hmm."}}) +
+        ev({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "signature_delta", "signature": "sig"}}) +
+        ev({"type": "content_block_stop", "index": 0}) +
+        ev({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "text", "text": ""}}) +
+        ev({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "text_delta", "text": "Answer"}}))
+    s = {
+        "normal": start + block + ping + text + stop_block + delta + stop,
+        "thinking": start + thinking + delta + stop,
+        "no-stop": start + block + text + stop_block + delta,
+        "no-usage": ev({"type": "message_start", "message": {}}) + text +
+                    ev({"type": "message_delta",
+                        "delta": {"stop_reason": "end_turn"}}) + stop,
+        "error-in-stream": start + text + ev({"type": "error", "error": {
+            "type": "overloaded_error", "message": "Overloaded"}}),
+        "error-string": ev({"type": "error", "error": "boom"}),
+        "type-from-event-name": "event: message_stop\ndata: {}\n\n",
+        "malformed": start + "event: content_block_delta\ndata: {\"type\": "
+                     "\"content_block_delta\", \"delta\": {\n\n" + stop,
+        "not-object": "data: [1,2]\n\n",
+        "neg-usage": ev({"type": "message_start", "message": {"usage": {
+            "input_tokens": -5, "output_tokens": -1}}}) + stop,
+        "big-usage": ev({"type": "message_start", "message": {"usage": {
+            "input_tokens": 9223372036854775807,
+            "cache_creation_input_tokens": 9223372036854775807,
+            "cache_read_input_tokens": 9223372036854775807}}}) + stop,
+        "nul-text": start + 'event: content_block_delta\ndata: {"type":'
+                    '"content_block_delta","delta":{"type":"text_delta",'
+                    '"text":"a\\u0000b"}}\n\n' + stop,
+        "after-stop": stop + text,
+        "unknown-type": ev({"type": "future_event", "x": 1}) + stop,
+    }
+    for name, body in sorted(s.items()):
+        put("anthropic_event", "sse-" + name, b"\x00" + body.encode())
+        put("anthropic_event", "broken-" + name, b"\x01" + body.encode())
+    whole = {"id": "msg_1", "type": "message", "role": "assistant",
+             "content": [{"type": "thinking", "thinking": "Hmm",
+                          "signature": "s"},
+                         {"type": "text", "text": "Hi"},
+                         {"type": "tool_use", "id": "t", "name": "x",
+                          "input": {}}],
+             "stop_reason": "end_turn",
+             "usage": {"input_tokens": 1, "output_tokens": 2}}
+    put("anthropic_event", "json-whole",
+        b"\x02" + json.dumps(whole).encode())
+    put("anthropic_event", "json-nocontent", b"\x02{}")
+    put("anthropic_event", "json-error",
+        b'\x02{"type":"error","error":{"type":"api_error","message":"x"}}')
+    errs = {
+        "anthropic": {"type": "error", "error": {
+            "type": "authentication_error", "message": "invalid x-api-key"}},
+        "bare": {"type": "rate_limit_error", "message": "slow down"},
+        "string": {"error": "plain"},
+    }
+    for name, e in sorted(errs.items()):
+        put("anthropic_event", "err-" + name,
+            b"\x03" + json.dumps(e).encode())
+    put("anthropic_event", "err-html",
+        b"\x03<html>529 Overloaded</html>\r\n")
+    put("anthropic_event", "err-binary", b"\x03\xff\xfe\x00\x01garbage\xc3")
 
 
 # ---- ranking: n byte + text ------------------------------------------------
@@ -373,7 +468,7 @@ def run_reader():
 
 
 if __name__ == "__main__":
-    for fn in (council_yaml, sse, openai_chunk, ranking, event_json,
-               jsonl_read, run_reader):
+    for fn in (council_yaml, sse, openai_chunk, anthropic_event, ranking,
+               event_json, jsonl_read, run_reader):
         fn()
     sys.exit(0)

@@ -259,9 +259,9 @@ d_call_done(council__host *h, council__hcall *c,
                         ? council__host_error_json(h, res)
                         : json_pack("{s:s,s:s}", "kind", "empty", "message",
                                     "the model returned an empty answer");
-        council__host_emit(
-            h, COUNCIL_EV_MEMBER_FAILED, "debate", c->round, m->name, NULL, 0,
-            json_pack("{s:s,s:o}", "model", m->model, "error", e));
+        council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "debate", c->round,
+                           m->name, NULL, 0,
+                           council__host_failed_json(res, m->model, e));
     }
     end_round(dr);
 }

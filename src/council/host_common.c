@@ -111,6 +111,95 @@ cancel_calls(council__host *h, int members_only)
                 council__chat_cancel(h->chairs[i].calls[s].chat);
 }
 
+/* ---- usage sums ---------------------------------------------------------- */
+
+static const char *const stage_names[COUNCIL__N_STAGES] = {
+    "answer", "review", "vote", "debate", "synthesis"};
+
+static int
+stage_index(const char *stage)
+{
+    int i;
+
+    for (i = 0; stage != NULL && i < COUNCIL__N_STAGES; i++)
+        if (strcmp(stage, stage_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* A call started: unknown until it reports usage. */
+static void
+sum_start(council__usage_sum *s)
+{
+    s->calls++;
+    s->unknown++;
+}
+
+static void
+sum_done(council__usage_sum *s, const council__usage *u)
+{
+    if (u->known) {
+        s->reported++;
+        if (!u->partial)
+            s->unknown--;
+        s->prompt_tokens += u->prompt_tokens;
+        s->completion_tokens += u->completion_tokens;
+    }
+    if (u->cost_known) {
+        s->cost_calls++;
+        s->cost += u->cost;
+    }
+}
+
+static council__hmember *call_member(council__hcall *c);
+
+/* Every sum a call belongs to: its member (or chairman model), its stage,
+ * the running stage's round and the run. */
+static void
+account(council__hcall *c, const council__usage *u)
+{
+    council__host *h = c->h;
+    council__usage_sum *sums[4];
+    int s = stage_index(c->stage), n = 0, i;
+
+    sums[n++] = &call_member(c)->sum;
+    sums[n++] = &h->total;
+    if (s >= 0)
+        sums[n++] = &h->stages[s];
+    if (c->epoch == h->stage_epoch)
+        sums[n++] = &h->cur;
+    for (i = 0; i < n; i++) {
+        if (u == NULL)
+            sum_start(sums[i]);
+        else
+            sum_done(sums[i], u);
+    }
+}
+
+json_t *
+council__host_sum_json(const council__usage_sum *s)
+{
+    json_t *o = json_pack("{s:I,s:I,s:b}", "calls", (json_int_t)s->calls,
+                          "unknown_calls", (json_int_t)s->unknown, "complete",
+                          s->unknown == 0);
+
+    if (o == NULL)
+        return NULL;
+    if (s->reported > 0 || s->calls == 0) {
+        json_object_set_new(o, "prompt_tokens", json_integer(s->prompt_tokens));
+        json_object_set_new(o, "completion_tokens",
+                            json_integer(s->completion_tokens));
+        json_object_set_new(
+            o, "total_tokens",
+            json_integer(s->prompt_tokens + s->completion_tokens));
+    }
+    if (s->calls > 0 && s->cost_calls == s->calls)
+        json_object_set_new(o, "cost", json_real(s->cost));
+    else if (s->cost_calls > 0)
+        json_object_set_new(o, "cost_partial", json_real(s->cost));
+    return o;
+}
+
 /* ---- events and JSON ----------------------------------------------------- */
 
 void
@@ -123,6 +212,19 @@ council__host_emit(council__host *h, council_event_type type, const char *stage,
     if (h->exited) {
         json_decref(data);
         return;
+    }
+    if (type == COUNCIL_EV_STAGE_STARTED) {
+        int s = stage_index(stage);
+
+        if (s >= 0)
+            h->stage_seen[s] = 1;
+        memset(&h->cur, 0, sizeof(h->cur));
+        h->stage_epoch++;
+    } else if (type == COUNCIL_EV_STAGE_COMPLETED) {
+        if (data == NULL)
+            data = json_object();
+        if (data != NULL)
+            json_object_set_new(data, "usage", council__host_sum_json(&h->cur));
     }
     memset(&in, 0, sizeof(in));
     in.type = type;
@@ -148,23 +250,9 @@ council__host_usage_json(const council__usage *u)
                   (json_int_t)(u->prompt_tokens + u->completion_tokens));
     if (o != NULL && u->cost_known)
         json_object_set_new(o, "cost", json_real(u->cost));
+    if (o != NULL && u->partial)
+        json_object_set_new(o, "partial", json_true());
     return o;
-}
-
-static void
-add_usage(council__host *h, const council__usage *u)
-{
-    if (!u->known) {
-        h->usage_unknown = 1;
-        return;
-    }
-    h->total.known = 1;
-    h->total.prompt_tokens += u->prompt_tokens;
-    h->total.completion_tokens += u->completion_tokens;
-    if (u->cost_known) {
-        h->total.cost_known = 1;
-        h->total.cost += u->cost;
-    }
 }
 
 json_t *
@@ -197,6 +285,14 @@ council__host_error_json(council__host *h, const council__chat_result *res)
 }
 
 json_t *
+council__host_failed_json(const council__chat_result *res, const char *model,
+                          json_t *error)
+{
+    return json_pack("{s:s,s:o,s:o}", "model", model, "error", error, "usage",
+                     council__host_usage_json(&res->usage));
+}
+
+json_t *
 council__host_call_info(const council__chat_result *res, const char *model)
 {
     json_t *d = json_pack("{s:s,s:o,s:I,s:I}", "model", model, "usage",
@@ -214,7 +310,7 @@ council__host_call_info(const council__chat_result *res, const char *model)
 static json_t *
 result_json(council__host *h, const char *answer, size_t answer_len)
 {
-    json_t *answers = json_array(), *failed = json_array(), *usage, *r;
+    json_t *answers = json_array(), *failed = json_array(), *usage, *r, *by;
     size_t i;
 
     for (i = 0; i < h->n_members; i++) {
@@ -230,14 +326,54 @@ result_json(council__host *h, const char *answer, size_t answer_len)
                                   json_pack("{s:s,s:o}", "member", m->name,
                                             "error", json_deep_copy(m->error)));
     }
-    usage = council__host_usage_json(&h->total);
-    if (json_is_object(usage))
-        json_object_set_new(usage, "complete", json_boolean(!h->usage_unknown));
+    /* null when no call reported usage, as before the sums had counts. */
+    usage =
+        h->total.reported > 0 ? council__host_sum_json(&h->total) : json_null();
     r = json_pack("{s:s,s:s,s:o,s:o,s:o,s:I}", "council", h->council_name,
                   "strategy", h->sops->name, "answers", answers, "failed",
                   failed, "usage", usage, "seed", (json_int_t)h->seed);
     if (r == NULL)
         return NULL;
+    by = json_object();
+    for (i = 0; by != NULL && i < h->n_members; i++)
+        json_object_set_new(by, h->members[i].name,
+                            council__host_sum_json(&h->members[i].sum));
+    json_object_set_new(r, "usage_by_member", by);
+    by = json_object();
+    for (i = 0; by != NULL && i < h->n_chairs; i++) {
+        /* By model: fallbacks that share a model share an entry. */
+        council__usage_sum s = h->chairs[i].sum;
+        size_t j;
+
+        if (s.calls == 0)
+            continue;
+        for (j = 0; j < i; j++)
+            if (strcmp(h->chairs[j].model, h->chairs[i].model) == 0)
+                break;
+        if (j < i)
+            continue; /* added with the first of its model */
+        for (j = i + 1; j < h->n_chairs; j++) {
+            const council__usage_sum *o = &h->chairs[j].sum;
+
+            if (strcmp(h->chairs[j].model, h->chairs[i].model) != 0)
+                continue;
+            s.calls += o->calls;
+            s.unknown += o->unknown;
+            s.reported += o->reported;
+            s.cost_calls += o->cost_calls;
+            s.prompt_tokens += o->prompt_tokens;
+            s.completion_tokens += o->completion_tokens;
+            s.cost += o->cost;
+        }
+        json_object_set_new(by, h->chairs[i].model, council__host_sum_json(&s));
+    }
+    json_object_set_new(r, "usage_by_chairman", by);
+    by = json_object();
+    for (i = 0; by != NULL && i < COUNCIL__N_STAGES; i++)
+        if (h->stage_seen[i])
+            json_object_set_new(by, stage_names[i],
+                                council__host_sum_json(&h->stages[i]));
+    json_object_set_new(r, "usage_by_stage", by);
     if (h->sops->result_extra != NULL)
         h->sops->result_extra(h, r);
     if (answer != NULL)
@@ -344,12 +480,14 @@ start_call(council__host *h, council__hmember *m, int index, const char *stage,
     c->member = index;
     c->stage = stage;
     c->round = round;
+    c->epoch = h->stage_epoch;
     rc = council__chat_start(h->http, &h->providers[m->provider].cfg, &req,
                              &cbs, c, &c->chat);
     council__free(msgs);
     if (rc != COUNCIL_OK)
         return -1;
     h->pending++;
+    account(c, NULL);
     return 0;
 }
 
@@ -409,7 +547,7 @@ on_done(const council__chat_result *res, void *ud)
         maybe_free(h);
         return;
     }
-    add_usage(h, &res->usage);
+    account(c, &res->usage);
     if (c->member < 0) {
         synth_done(h, res);
         return;
@@ -450,8 +588,7 @@ council__host_answer_done(council__host *h, council__hcall *c,
     json_decref(m->error);
     m->error = json_deep_copy(e);
     council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, c->stage, c->round, m->name,
-                       NULL, 0,
-                       json_pack("{s:s,s:o}", "model", m->model, "error", e));
+                       NULL, 0, council__host_failed_json(res, m->model, e));
     return 0;
 }
 
@@ -573,9 +710,9 @@ synth_done(council__host *h, const council__chat_result *res)
         snprintf(h->last_chair_error, sizeof(h->last_chair_error),
                  "the chairman (%s) failed: %s", ch->model,
                  res->err != COUNCIL_OK ? res->message : "empty answer");
-        council__host_emit(
-            h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0, "chairman", NULL, 0,
-            json_pack("{s:s,s:o}", "model", ch->model, "error", e));
+        council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0,
+                           "chairman", NULL, 0,
+                           council__host_failed_json(res, ch->model, e));
         h->chair_at++;
         try_chair(h);
         return;

@@ -19,6 +19,33 @@
 
 typedef struct council__host council__host;
 
+/*
+ * Usage summed over provider calls (DESIGN 4): per member, per chairman
+ * model, per stage, per stage round and per run.  A call counts from its
+ * start and is unknown until it reports usage: one that never does (a
+ * failure before usage, a cut call, one still running when a partial
+ * result is made) stays unknown, never 0.
+ */
+typedef struct council__usage_sum {
+    int64_t calls;      /* calls started */
+    int64_t unknown;    /* of those, without exact usage (none reported,
+                           or partial: a lower bound) */
+    int64_t reported;   /* of those, that reported usage, partial too */
+    int64_t cost_calls; /* of those, that reported a cost */
+    int64_t prompt_tokens, completion_tokens; /* of the known ones */
+    double cost;                              /* of the cost_calls */
+} council__usage_sum;
+
+/* The stages that make calls, in run order. */
+enum council__stage {
+    COUNCIL__STG_ANSWER,
+    COUNCIL__STG_REVIEW,
+    COUNCIL__STG_VOTE,
+    COUNCIL__STG_DEBATE,
+    COUNCIL__STG_SYNTHESIS,
+    COUNCIL__N_STAGES
+};
+
 enum council__mstate {
     COUNCIL__M_WAITING,
     COUNCIL__M_STREAMING,
@@ -34,6 +61,7 @@ typedef struct council__hcall {
     const char *stage; /* static name: "answer", "review", ... */
     int round;         /* 0: the stage has no rounds */
     int streamed;
+    unsigned epoch; /* the host's stage epoch when the call started */
 } council__hcall;
 
 typedef struct council__hmember {
@@ -42,8 +70,9 @@ typedef struct council__hmember {
     enum council__mstate state; /* of its answer */
     char *answer;               /* its latest answer */
     size_t answer_len;
-    council__usage usage; /* of its first answer */
-    json_t *error;        /* answer-stage failure, or NULL */
+    council__usage usage;   /* of its first answer (result.answers) */
+    council__usage_sum sum; /* of all its calls */
+    json_t *error;          /* answer-stage failure, or NULL */
     /* Two call slots used in turn, so a new call never reuses the slot of
      * a call whose on_done is still on the stack. */
     council__hcall calls[2];
@@ -67,7 +96,7 @@ typedef struct council__strategy_ops {
     /* After run_started: start the first stage. */
     void (*begin)(council__host *h);
     /* A member's call ended (not on cancel or after the end).  Usage is
-     * already summed into the run's total. */
+     * already summed into the member's, stage's and run's sums. */
     void (*call_done)(council__host *h, council__hcall *c,
                       const council__chat_result *res);
     /* The chairman's prompt (new string, NULL on OOM). */
@@ -120,8 +149,15 @@ struct council__host {
     uint64_t budget_ms;   /* before synthesis; 0: none */
     int budget_out;       /* the pre-synthesis budget ran out */
 
-    council__usage total;
-    int usage_unknown;
+    /* Usage sums: the run's, each stage's, and the running stage's (or
+     * round's) for its stage_completed; stage_epoch counts the
+     * stage_started events, so a call is added to cur only while its
+     * stage runs. */
+    council__usage_sum total;
+    council__usage_sum stages[COUNCIL__N_STAGES];
+    int stage_seen[COUNCIL__N_STAGES]; /* its stage_started is out */
+    council__usage_sum cur;
+    unsigned stage_epoch;
     json_t *synthesis;  /* how the answer was made, for the result */
     char *synth_prompt; /* kept for the fallback chairmen */
     char last_chair_error[600];
@@ -136,7 +172,8 @@ council_err council__host_new(const council_def *def,
                               size_t size, const council__host_ops **ops,
                               void **state, council_diag *diag);
 
-/* Emit an event (data stolen); no-op once exited. */
+/* Emit an event (data stolen); no-op once exited.  stage_started opens a
+ * new usage sum for the stage; stage_completed gets it as its "usage". */
 void council__host_emit(council__host *h, council_event_type type,
                         const char *stage, int round, const char *who,
                         const char *text, size_t len, json_t *data);
@@ -162,6 +199,14 @@ json_t *council__host_error_json(council__host *h,
 json_t *council__host_call_info(const council__chat_result *res,
                                 const char *model);
 json_t *council__host_usage_json(const council__usage *u);
+/* A sum as JSON: calls, unknown_calls, complete; the token counts when at
+ * least one call reported usage (or there were none); cost when every call
+ * reported one, else cost_partial when some did. */
+json_t *council__host_sum_json(const council__usage_sum *s);
+/* member_failed's data for a call that ran: model, error (stolen) and
+ * the usage the call reported (null when none). */
+json_t *council__host_failed_json(const council__chat_result *res,
+                                  const char *model, json_t *error);
 
 /* The answer stage done for one member: stores the answer or the failure
  * and emits member_completed or member_failed.  Returns 1 if it answered. */

@@ -298,10 +298,10 @@ vote_done(vote_run *vr, council__hcall *c, const council__chat_result *res)
     size_t i;
 
     if (res->err != COUNCIL_OK) {
-        council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "vote", 0, m->name,
-                           NULL, 0,
-                           json_pack("{s:s,s:o}", "model", m->model, "error",
-                                     council__host_error_json(h, res)));
+        council__host_emit(
+            h, COUNCIL_EV_MEMBER_FAILED, "vote", 0, m->name, NULL, 0,
+            council__host_failed_json(res, m->model,
+                                      council__host_error_json(h, res)));
         maybe_end_vote(vr);
         return;
     }

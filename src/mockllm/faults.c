@@ -152,6 +152,31 @@ parse_rate(span v, double *out)
     return 0;
 }
 
+/* A cost in USD: a plain decimal number (digits, one optional '.'),
+ * finite, >= 0. */
+static int
+parse_cost(span v, double *out)
+{
+    char tmp[32];
+    char *end;
+    size_t i, dots = 0;
+
+    if (v.p == NULL || v.len == 0 || v.len >= sizeof(tmp))
+        return -1;
+    for (i = 0; i < v.len; i++) {
+        if (v.p[i] == '.')
+            dots++;
+        else if (!isdigit((unsigned char)v.p[i]))
+            return -1;
+    }
+    if (dots > 1 || v.len == dots)
+        return -1;
+    memcpy(tmp, v.p, v.len);
+    tmp[v.len] = '\0';
+    *out = strtod(tmp, &end);
+    return *end == '\0' ? 0 : -1;
+}
+
 int
 council__mock_parse_duration(const char *s, size_t len, uint64_t *ms)
 {
@@ -244,6 +269,23 @@ parse_fault(span item, council__mock_fault *f, council_diag *diag)
                         "stall= needs a duration (250ms, 2s, 5m, or ms)");
         return COUNCIL_OK;
     }
+    if (span_is(name, "think")) {
+        f->kind = COUNCIL__FAULT_THINK;
+        f->beat_ms = 1000;
+        if (value.p == NULL ||
+            council__mock_parse_duration(value.p, value.len, &f->think_ms) != 0)
+            return fail(diag, value.off,
+                        "think= needs a duration (250ms, 2s, 5m, or ms)");
+        return COUNCIL_OK;
+    }
+    if (span_is(name, "cost")) {
+        f->kind = COUNCIL__FAULT_COST;
+        if (parse_cost(value, &f->cost) != 0)
+            return fail(diag, value.off,
+                        "cost= needs a number of USD, 0 or more (e.g. "
+                        "0.0025)");
+        return COUNCIL_OK;
+    }
     if (span_is(name, "malformed"))
         f->kind = COUNCIL__FAULT_MALFORMED;
     else if (span_is(name, "disconnect"))
@@ -252,15 +294,20 @@ parse_fault(span item, council__mock_fault *f, council_diag *diag)
         f->kind = COUNCIL__FAULT_ERROR_IN_STREAM;
     else if (span_is(name, "no_done"))
         f->kind = COUNCIL__FAULT_NO_DONE;
+    else if (span_is(name, "no_usage"))
+        f->kind = COUNCIL__FAULT_NO_USAGE;
     else
         return fail(diag, item.off,
                     "unknown fault '%.*s' (expected http=CODE, stall=DUR, "
-                    "malformed, disconnect, error_in_stream or no_done)",
+                    "malformed, disconnect, error_in_stream, no_done, "
+                    "no_usage, cost=USD or think=DUR)",
                     (int)(name.len > 40 ? 40 : name.len), name.p);
     /* "disconnect=3" is short for "disconnect,after=3". */
     if (value.p != NULL) {
-        if (f->kind == COUNCIL__FAULT_NO_DONE)
-            return fail(diag, value.off, "no_done takes no value");
+        if (f->kind == COUNCIL__FAULT_NO_DONE ||
+            f->kind == COUNCIL__FAULT_NO_USAGE)
+            return fail(diag, value.off, "%.*s takes no value", (int)name.len,
+                        name.p);
         if (parse_u64(value, &v) != 0 || v > INT64_MAX)
             return fail(diag, value.off,
                         "%.*s= needs a chunk count (a whole number)",
@@ -281,7 +328,10 @@ parse_param(span item, council__mock_fault *f, council_diag *diag)
         return fail(diag, item.off, "expected param=value, got '%.*s'",
                     (int)(item.len > 40 ? 40 : item.len), item.p);
     if (span_is(name, "after")) {
-        if (f->kind == COUNCIL__FAULT_HTTP || f->kind == COUNCIL__FAULT_NO_DONE)
+        if (f->kind == COUNCIL__FAULT_HTTP ||
+            f->kind == COUNCIL__FAULT_NO_DONE ||
+            f->kind == COUNCIL__FAULT_NO_USAGE ||
+            f->kind == COUNCIL__FAULT_COST || f->kind == COUNCIL__FAULT_THINK)
             return fail(diag, name.off,
                         "after= applies to stall, malformed, disconnect "
                         "and error_in_stream only");
@@ -289,6 +339,25 @@ parse_param(span item, council__mock_fault *f, council_diag *diag)
             return fail(diag, value.off,
                         "after= needs a chunk count (a whole number)");
         f->after = (int64_t)v;
+    } else if (span_is(name, "beat")) {
+        if (f->kind != COUNCIL__FAULT_THINK)
+            return fail(diag, name.off, "beat= applies to think only");
+        if (council__mock_parse_duration(value.p, value.len, &f->beat_ms) != 0)
+            return fail(diag, value.off,
+                        "beat= needs a duration (250ms, 2s, or ms; 0 = "
+                        "silent)");
+    } else if (span_is(name, "as")) {
+        if (f->kind != COUNCIL__FAULT_THINK)
+            return fail(diag, name.off, "as= applies to think only");
+        if (span_is(value, "reasoning_content"))
+            f->think_as = COUNCIL__THINK_REASONING_CONTENT;
+        else if (span_is(value, "reasoning"))
+            f->think_as = COUNCIL__THINK_REASONING;
+        else if (span_is(value, "comment"))
+            f->think_as = COUNCIL__THINK_COMMENT;
+        else
+            return fail(diag, value.off,
+                        "as= needs reasoning_content, reasoning or comment");
     } else if (span_is(name, "retry_after")) {
         if (f->kind != COUNCIL__FAULT_HTTP)
             return fail(diag, name.off, "retry_after= applies to http only");
@@ -298,8 +367,8 @@ parse_param(span item, council__mock_fault *f, council_diag *diag)
         f->retry_after = v;
     } else {
         return fail(diag, name.off,
-                    "unknown parameter '%.*s' (expected after or "
-                    "retry_after)",
+                    "unknown parameter '%.*s' (expected after, "
+                    "retry_after, beat or as)",
                     (int)(name.len > 40 ? 40 : name.len), name.p);
     }
     return COUNCIL_OK;

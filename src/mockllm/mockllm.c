@@ -5,9 +5,9 @@
  * use, tests and benchmarks.  Answers come from answer.c (a pure function
  * of seed, model and messages); faults from faults.c.  The server
  * promises: the same request and seed give the same content, streamed or
- * not, over either API; every wait (latency, token pacing, stalls) costs
- * no thread; council_mockllm_close leaves no thread, descriptor or
- * allocation behind.
+ * not, over either API; every wait (latency, token pacing, stalls, a
+ * reasoning model's thinking) costs no thread; council_mockllm_close
+ * leaves no thread, descriptor or allocation behind.
  *
  * Method: MHD runs its own epoll thread(s) with suspend/resume allowed.  A
  * request that must wait (before its first byte, or between two stream
@@ -51,6 +51,7 @@
 #define STREAM_BLOCK 16384          /* reader block size */
 #define CONN_LIMIT 65536u           /* the fd limit is the real bound */
 #define CONN_TIMEOUT_S 600u         /* idle connections are dropped */
+#define THINK_BEATS_MAX 1000000u    /* think: beats sent at most */
 
 typedef struct wake {
     uint64_t due_ns; /* CLOCK_MONOTONIC */
@@ -89,6 +90,7 @@ typedef enum route {
 /* Stream phases, in order. */
 typedef enum phase {
     PH_ROLE,
+    PH_THINK, /* think: reasoning deltas or keep-alives, then the answer */
     PH_TOKENS,
     PH_FINISH,
     PH_USAGE,
@@ -139,6 +141,11 @@ typedef struct req {
     size_t out_off;
     phase phase;
     size_t tok; /* content chunks sent */
+    /* think: n_reason beats (reasoning deltas or keep-alives) before the
+     * answer; reason_tok of them count as completion tokens; text_index
+     * is Anthropic's index of the text block (1 after a thinking block). */
+    uint64_t n_reason, reason_tok, reason_sent;
+    int text_index;
     int fault_done;
     uint64_t t0_ns;         /* schedule origin for paced tokens */
     uint64_t not_before_ns; /* a stall between chunks */
@@ -590,6 +597,16 @@ prepare_chat(req *r)
              (unsigned long long)r->ans.hash);
     r->created = (long long)time(NULL);
     council__mock_faults_match(m->faults, m->seed, r->nth, r->model, &r->fault);
+    if (r->fault.kind == COUNCIL__FAULT_THINK && r->fault.beat_ms > 0) {
+        /* One beat at the start and one every beat_ms while thinking. */
+        r->n_reason =
+            (r->fault.think_ms + r->fault.beat_ms - 1) / r->fault.beat_ms;
+        if (r->n_reason > THINK_BEATS_MAX)
+            r->n_reason = THINK_BEATS_MAX; /* a whole answer's reasoning
+                                              stays within ~20 MB */
+        if (r->fault.think_as != COUNCIL__THINK_COMMENT)
+            r->reason_tok = r->n_reason;
+    }
     if (r->stream && !r->anthropic) {
         build_head(r);
         if (r->head.oom)
@@ -617,15 +634,64 @@ finish_reason(const req *r)
     return r->ans.truncated ? "length" : "stop";
 }
 
+/* 1 if the answer reports its usage (no_done and no_usage drop it). */
+static int
+has_usage(const req *r)
+{
+    return r->fault.kind != COUNCIL__FAULT_NO_DONE &&
+           r->fault.kind != COUNCIL__FAULT_NO_USAGE;
+}
+
+/* Completion tokens: the content chunks and the reasoning ones. */
+static unsigned long long
+out_tokens(const req *r)
+{
+    return (unsigned long long)(r->ans.n_tok + r->reason_tok);
+}
+
+/* Reasoning piece i of a thinking answer into buf (NUL-terminated);
+ * returns its length.  The pieces concatenate to the whole reasoning. */
+static size_t
+reason_piece(uint64_t i, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%sReasoning step %llu.", i > 0 ? " " : "",
+                     (unsigned long long)(i + 1));
+
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+/* The whole reasoning of a thinking answer, as JSON string contents. */
+static void
+reasoning_json(council__mock_buf *b, const req *r)
+{
+    char piece[64];
+    uint64_t i;
+
+    for (i = 0; i < r->reason_tok; i++)
+        council__mock_buf_json(b, piece, reason_piece(i, piece, sizeof(piece)));
+}
+
+/* ,"usage":{...} (OpenAI's shape; with "cost" in USD, as OpenRouter
+ * reports it, for the cost fault, and the reasoning tokens of a thinking
+ * answer, as OpenAI reports them), or nothing without usage. */
 static void
 usage_json(council__mock_buf *b, const req *r)
 {
-    council__mock_buf_fmt(
-        b,
-        "\"usage\":{\"prompt_tokens\":%llu,"
-        "\"completion_tokens\":%llu,\"total_tokens\":%llu}",
-        (unsigned long long)r->prompt_tokens, (unsigned long long)r->ans.n_tok,
-        (unsigned long long)(r->prompt_tokens + r->ans.n_tok));
+    if (!has_usage(r))
+        return;
+    council__mock_buf_fmt(b,
+                          ",\"usage\":{\"prompt_tokens\":%llu,"
+                          "\"completion_tokens\":%llu,\"total_tokens\":%llu",
+                          (unsigned long long)r->prompt_tokens, out_tokens(r),
+                          (unsigned long long)r->prompt_tokens + out_tokens(r));
+    if (r->reason_tok > 0)
+        council__mock_buf_fmt(b,
+                              ",\"completion_tokens_details\":{"
+                              "\"reasoning_tokens\":%llu}",
+                              (unsigned long long)r->reason_tok);
+    if (r->fault.kind == COUNCIL__FAULT_COST)
+        council__mock_buf_fmt(b, ",\"cost\":%.17g", r->fault.cost);
+    council__mock_buf_str(b, "}");
 }
 
 static enum MHD_Result
@@ -650,13 +716,18 @@ queue_completion(req *r)
     council__mock_buf_str(&b, "\",\"choices\":[{\"index\":0,\"message\":"
                               "{\"role\":\"assistant\",\"content\":\"");
     council__mock_buf_json(&b, r->ans.text, r->ans.len);
+    if (r->reason_tok > 0) {
+        council__mock_buf_str(&b, r->fault.think_as == COUNCIL__THINK_REASONING
+                                      ? "\",\"reasoning\":\""
+                                      : "\",\"reasoning_content\":\"");
+        reasoning_json(&b, r);
+    }
     council__mock_buf_str(&b, "\"},\"finish_reason\":");
     if (f->kind == COUNCIL__FAULT_NO_DONE)
         council__mock_buf_str(&b, "null}]");
     else
-        council__mock_buf_fmt(&b, "\"%s\"}],", finish_reason(r));
-    if (f->kind != COUNCIL__FAULT_NO_DONE)
-        usage_json(&b, r);
+        council__mock_buf_fmt(&b, "\"%s\"}]", finish_reason(r));
+    usage_json(&b, r);
     council__mock_buf_str(&b, "}\n");
     if (f->kind == COUNCIL__FAULT_MALFORMED && !b.oom)
         b.len /= 2; /* cut in the middle: not JSON any more */
@@ -694,12 +765,20 @@ queue_message(req *r)
                           "\"assistant\",\"model\":\"",
                           r->id);
     council__mock_buf_json(&b, r->model, strlen(r->model));
-    council__mock_buf_str(&b, "\",\"content\":[{\"type\":\"text\",\"text\":"
-                              "\"");
+    council__mock_buf_str(&b, "\",\"content\":[");
+    if (r->reason_tok > 0) {
+        council__mock_buf_str(&b, "{\"type\":\"thinking\",\"thinking\":\"");
+        reasoning_json(&b, r);
+        council__mock_buf_str(&b, "\",\"signature\":\"mock-signature\"},");
+    }
+    council__mock_buf_str(&b, "{\"type\":\"text\",\"text\":\"");
     council__mock_buf_json(&b, r->ans.text, r->ans.len);
     council__mock_buf_str(&b, "\"}],\"stop_reason\":");
     if (f->kind == COUNCIL__FAULT_NO_DONE)
         council__mock_buf_str(&b, "null,\"stop_sequence\":null}\n");
+    else if (!has_usage(r))
+        council__mock_buf_fmt(&b, "\"%s\",\"stop_sequence\":null}\n",
+                              stop_reason(r));
     else
         council__mock_buf_fmt(&b,
                               "\"%s\",\"stop_sequence\":null,\"usage\":{"
@@ -707,7 +786,7 @@ queue_message(req *r)
                               "%llu}}\n",
                               stop_reason(r),
                               (unsigned long long)r->prompt_tokens,
-                              (unsigned long long)r->ans.n_tok);
+                              out_tokens(r));
     if (f->kind == COUNCIL__FAULT_MALFORMED && !b.oom)
         b.len /= 2; /* cut in the middle: not JSON any more */
 
@@ -739,11 +818,25 @@ a_start(req *r)
                           "\"content\":[],\"model\":\"",
                           r->id);
     council__mock_buf_json(o, r->model, strlen(r->model));
-    council__mock_buf_fmt(o,
-                          "\",\"stop_reason\":null,\"stop_sequence\":null,"
-                          "\"usage\":{\"input_tokens\":%llu,"
-                          "\"output_tokens\":0}}}\n\n",
-                          (unsigned long long)r->prompt_tokens);
+    if (r->fault.kind == COUNCIL__FAULT_NO_USAGE)
+        council__mock_buf_str(o, "\",\"stop_reason\":null,\"stop_sequence\":"
+                                 "null}}\n\n");
+    else
+        council__mock_buf_fmt(o,
+                              "\",\"stop_reason\":null,\"stop_sequence\":"
+                              "null,\"usage\":{\"input_tokens\":%llu,"
+                              "\"output_tokens\":0}}}\n\n",
+                              (unsigned long long)r->prompt_tokens);
+    if (r->reason_tok > 0 && r->phase == PH_ROLE) {
+        /* Thinking first (index 0), the text block after it. */
+        r->text_index = 1;
+        council__mock_buf_str(o, "event: content_block_start\ndata: {\"type\":"
+                                 "\"content_block_start\",\"index\":0,"
+                                 "\"content_block\":{\"type\":\"thinking\","
+                                 "\"thinking\":\"\"}}\n\n"
+                                 "event: ping\ndata: {\"type\":\"ping\"}\n\n");
+        return;
+    }
     council__mock_buf_str(o, "event: content_block_start\ndata: {\"type\":"
                              "\"content_block_start\",\"index\":0,"
                              "\"content_block\":{\"type\":\"text\","
@@ -751,15 +844,72 @@ a_start(req *r)
                              "event: ping\ndata: {\"type\":\"ping\"}\n\n");
 }
 
+static void emit_chunk(req *r, const char *delta, const char *tok,
+                       size_t tok_len, const char *finish);
+
+/* One beat of thinking: a reasoning delta or a keep-alive, in the shape
+ * of r's API and the rule's as=. */
+static void
+think_beat(req *r)
+{
+    council__mock_buf *o = &r->out;
+    char piece[64];
+    size_t n;
+
+    if (r->fault.think_as == COUNCIL__THINK_COMMENT) {
+        council__mock_buf_str(o, r->anthropic ? "event: ping\ndata: "
+                                                "{\"type\":\"ping\"}\n\n"
+                                              : ": keep-alive\n\n");
+        return;
+    }
+    n = reason_piece(r->reason_sent, piece, sizeof(piece));
+    if (r->anthropic) {
+        council__mock_buf_str(o, "event: content_block_delta\ndata: {\"type\":"
+                                 "\"content_block_delta\",\"index\":0,"
+                                 "\"delta\":{\"type\":\"thinking_delta\","
+                                 "\"thinking\":\"");
+        council__mock_buf_json(o, piece, n);
+        council__mock_buf_str(o, "\"}}\n\n");
+        return;
+    }
+    emit_chunk(r,
+               r->fault.think_as == COUNCIL__THINK_REASONING
+                   ? "{\"reasoning\":\""
+                   : "{\"reasoning_content\":\"",
+               piece, n, "null");
+}
+
+/* Thinking is over: Anthropic closes the thinking block (with its
+ * signature) and opens the text block. */
+static void
+think_end(req *r)
+{
+    if (!r->anthropic || r->text_index == 0)
+        return;
+    council__mock_buf_str(&r->out,
+                          "event: content_block_delta\ndata: {\"type\":"
+                          "\"content_block_delta\",\"index\":0,\"delta\":{"
+                          "\"type\":\"signature_delta\",\"signature\":"
+                          "\"mock-signature\"}}\n\n"
+                          "event: content_block_stop\ndata: {\"type\":"
+                          "\"content_block_stop\",\"index\":0}\n\n"
+                          "event: content_block_start\ndata: {\"type\":"
+                          "\"content_block_start\",\"index\":1,"
+                          "\"content_block\":{\"type\":\"text\","
+                          "\"text\":\"\"}}\n\n");
+}
+
 static void
 a_token(req *r, const char *tok, size_t len)
 {
     council__mock_buf *o = &r->out;
 
-    council__mock_buf_str(o, "event: content_block_delta\ndata: {\"type\":"
-                             "\"content_block_delta\",\"index\":0,"
-                             "\"delta\":{\"type\":\"text_delta\",\"text\":"
-                             "\"");
+    council__mock_buf_fmt(o,
+                          "event: content_block_delta\ndata: {\"type\":"
+                          "\"content_block_delta\",\"index\":%d,"
+                          "\"delta\":{\"type\":\"text_delta\",\"text\":"
+                          "\"",
+                          r->text_index);
     council__mock_buf_json(o, tok, len);
     council__mock_buf_str(o, "\"}}\n\n");
 }
@@ -767,14 +917,24 @@ a_token(req *r, const char *tok, size_t len)
 static void
 a_finish(req *r)
 {
+    if (r->fault.kind == COUNCIL__FAULT_NO_USAGE) {
+        council__mock_buf_fmt(&r->out,
+                              "event: content_block_stop\ndata: {\"type\":"
+                              "\"content_block_stop\",\"index\":%d}\n\n"
+                              "event: message_delta\ndata: {\"type\":"
+                              "\"message_delta\",\"delta\":{\"stop_reason\":"
+                              "\"%s\",\"stop_sequence\":null}}\n\n",
+                              r->text_index, stop_reason(r));
+        return;
+    }
     council__mock_buf_fmt(&r->out,
                           "event: content_block_stop\ndata: {\"type\":"
-                          "\"content_block_stop\",\"index\":0}\n\n"
+                          "\"content_block_stop\",\"index\":%d}\n\n"
                           "event: message_delta\ndata: {\"type\":"
                           "\"message_delta\",\"delta\":{\"stop_reason\":"
                           "\"%s\",\"stop_sequence\":null},\"usage\":{"
                           "\"output_tokens\":%llu}}\n\n",
-                          stop_reason(r), (unsigned long long)r->ans.n_tok);
+                          r->text_index, stop_reason(r), out_tokens(r));
 }
 
 static void
@@ -803,6 +963,15 @@ fault_at(const req *r)
     return (uint64_t)a > r->ans.n_tok ? r->ans.n_tok : (size_t)a;
 }
 
+/* The faults that fire at a point of the token stream. */
+static int
+fires_in_stream(council__mock_fault_kind k)
+{
+    return k == COUNCIL__FAULT_STALL || k == COUNCIL__FAULT_MALFORMED ||
+           k == COUNCIL__FAULT_DISCONNECT ||
+           k == COUNCIL__FAULT_ERROR_IN_STREAM;
+}
+
 /* Produce the next SSE event into r->out, or say why not. */
 static step
 produce(req *r, uint64_t now)
@@ -817,13 +986,38 @@ produce(req *r, uint64_t now)
         else
             emit_chunk(r, "{\"role\":\"assistant\",\"content\":\"\"}", NULL, 0,
                        "null");
-        r->phase = PH_TOKENS;
+        r->phase = r->n_reason > 0 ? PH_THINK : PH_TOKENS;
         r->t0_ns = now;
         return ST_EVENT;
 
+    case PH_THINK: {
+        /* Beat i is due at t0 + i * beat, the answer at t0 + think. */
+        uint64_t due;
+
+        if (r->reason_sent < r->n_reason) {
+            due = r->t0_ns + r->reason_sent * f->beat_ms * 1000000u;
+            if (due > now) {
+                r->due_ns = due;
+                return ST_WAIT;
+            }
+            think_beat(r);
+            r->reason_sent++;
+            return ST_EVENT;
+        }
+        due = r->t0_ns + f->think_ms * 1000000u;
+        if (due > now) {
+            r->due_ns = due;
+            return ST_WAIT;
+        }
+        think_end(r);
+        r->phase = PH_TOKENS;
+        r->t0_ns = now;
+        return ST_EVENT;
+    }
+
     case PH_TOKENS:
-        if (!r->fault_done && f->kind != COUNCIL__FAULT_NONE &&
-            f->kind != COUNCIL__FAULT_NO_DONE && r->tok == fault_at(r)) {
+        if (!r->fault_done && fires_in_stream(f->kind) &&
+            r->tok == fault_at(r)) {
             r->fault_done = 1;
             switch (f->kind) {
             case COUNCIL__FAULT_STALL:
@@ -910,7 +1104,7 @@ produce(req *r, uint64_t now)
         }
         emit_chunk(r, "{}", NULL, 0,
                    r->ans.truncated ? "\"length\"" : "\"stop\"");
-        r->phase = r->include_usage ? PH_USAGE : PH_DONE;
+        r->phase = r->include_usage && has_usage(r) ? PH_USAGE : PH_DONE;
         return ST_EVENT;
 
     case PH_USAGE:
@@ -920,7 +1114,7 @@ produce(req *r, uint64_t now)
                               "\"model\":\"",
                               r->id, r->created);
         council__mock_buf_json(&r->out, r->model, strlen(r->model));
-        council__mock_buf_str(&r->out, "\",\"choices\":[],");
+        council__mock_buf_str(&r->out, "\",\"choices\":[]");
         usage_json(&r->out, r);
         council__mock_buf_str(&r->out, "}\n\n");
         r->phase = PH_DONE;
@@ -1138,6 +1332,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
             wait_ms += r->fault.stall_ms;
             r->fault_done = 1;
         }
+        /* So does the thinking of a whole answer, or of a silent stream
+         * (beat=0): nothing is sent while the model thinks. */
+        if (r->status == 0 && r->fault.kind == COUNCIL__FAULT_THINK &&
+            (!r->stream || r->fault.beat_ms == 0))
+            wait_ms += r->fault.think_ms;
         r->start_at_ns = mono_ns() + wait_ms * 1000000u;
     }
     if (r->start_at_ns > mono_ns()) {

@@ -94,8 +94,21 @@ typedef enum council__mock_fault_kind {
     COUNCIL__FAULT_MALFORMED,
     COUNCIL__FAULT_DISCONNECT,
     COUNCIL__FAULT_ERROR_IN_STREAM,
-    COUNCIL__FAULT_NO_DONE
+    COUNCIL__FAULT_NO_DONE,
+    COUNCIL__FAULT_NO_USAGE, /* a normal answer that reports no usage */
+    COUNCIL__FAULT_COST,     /* a normal answer whose usage has a cost */
+    COUNCIL__FAULT_THINK     /* a reasoning model: think, then answer */
 } council__mock_fault_kind;
+
+/* How a thinking model fills its wait (think=DUR,as=...). */
+typedef enum council__mock_think_as {
+    COUNCIL__THINK_REASONING_CONTENT = 0, /* delta.reasoning_content (vLLM,
+                                             DeepSeek); Anthropic: thinking */
+    COUNCIL__THINK_REASONING,             /* delta.reasoning (OpenRouter,
+                                             Ollama); Anthropic: thinking */
+    COUNCIL__THINK_COMMENT                /* ": keep-alive" comments;
+                                             Anthropic: ping events */
+} council__mock_think_as;
 
 /* What to do to one request; kind NONE = answer normally. */
 typedef struct council__mock_fault {
@@ -104,6 +117,11 @@ typedef struct council__mock_fault {
     uint64_t retry_after; /* http: Retry-After seconds; 0 = no header */
     uint64_t stall_ms;    /* stall: how long */
     int64_t after;        /* content chunks before the fault; -1 = unset */
+    double cost;          /* cost: USD reported in usage.cost */
+    uint64_t think_ms;    /* think: the wait before the first content */
+    uint64_t beat_ms;     /* think: a reasoning delta or keep-alive every
+                             beat_ms (default 1000); 0 = silent */
+    council__mock_think_as think_as;
 } council__mock_fault;
 
 typedef struct council__mock_faults council__mock_faults;

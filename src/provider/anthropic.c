@@ -18,22 +18,30 @@
 /* {"type":"error","error":{"type","message"}}: the inner object's fields
  * into msg and type (also accepts a bare {"type","message"} object). */
 
-/* A token count: a non-negative integer, else -1 (not reported). */
+/* A token count: an integer from 0 to COUNCIL__TOKENS_MAX, else -1 (not
+ * reported). */
 static json_int_t
 count(json_t *v)
 {
-    return json_is_integer(v) && json_integer_value(v) >= 0
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+                   json_integer_value(v) <= COUNCIL__TOKENS_MAX
                ? json_integer_value(v)
                : -1;
 }
 
-/* Usage as reported by message_start (the whole usage) or message_delta
- * (output_tokens so far: cumulative, so it replaces, never adds).  The
- * prompt is input_tokens plus the cached input, which the API counts
- * apart.  A field that is absent leaves what is known; no count at all
- * leaves usage unknown (DESIGN 4: unknown, not 0). */
+/* c->usage_parts: the counts seen so far. */
+enum { SEEN_INPUT = 1, SEEN_FINAL_OUTPUT = 2 };
+
+/* Usage as reported by message_start (the input, and the output so far)
+ * or message_delta (output_tokens: cumulative, so it replaces, never
+ * adds).  The prompt is input_tokens plus the cached input, which the API
+ * counts apart.  A field that is absent leaves what is known; no count at
+ * all leaves usage unknown (DESIGN 4: unknown, not 0).  final: the output
+ * count is the last (message_delta's, a whole message's).  Until both the
+ * input and the final output are in, the usage is partial (a lower
+ * bound). */
 static void
-take_usage(council__chat *c, json_t *u)
+take_usage(council__chat *c, json_t *u, int final)
 {
     json_int_t in = count(json_object_get(u, "input_tokens"));
     json_int_t cw = count(json_object_get(u, "cache_creation_input_tokens"));
@@ -43,10 +51,17 @@ take_usage(council__chat *c, json_t *u)
     if (!json_is_object(u) || (in < 0 && out < 0))
         return;
     c->usage.known = 1;
-    if (in >= 0)
+    if (in >= 0) {
+        /* Each at most COUNCIL__TOKENS_MAX: no overflow. */
         c->usage.prompt_tokens = in + (cw > 0 ? cw : 0) + (cr > 0 ? cr : 0);
-    if (out >= 0)
+        c->usage_parts |= SEEN_INPUT;
+    }
+    if (out >= 0) {
         c->usage.completion_tokens = out;
+        if (final)
+            c->usage_parts |= SEEN_FINAL_OUTPUT;
+    }
+    c->usage.partial = c->usage_parts != (SEEN_INPUT | SEEN_FINAL_OUTPUT);
 }
 
 static void
@@ -93,7 +108,7 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
         json_is_string(t) ? json_string_value(t) : (event != NULL ? event : "");
     if (strcmp(type, "message_start") == 0) {
         msg = json_object_get(root, "message");
-        take_usage(c, json_object_get(msg, "usage"));
+        take_usage(c, json_object_get(msg, "usage"), 0);
     } else if (strcmp(type, "content_block_delta") == 0) {
         d = json_object_get(root, "delta");
         t = json_object_get(d, "type");
@@ -109,7 +124,7 @@ on_event(council__chat *c, const char *event, const char *data, size_t len)
     } else if (strcmp(type, "message_delta") == 0) {
         d = json_object_get(root, "delta");
         take_stop_reason(c, json_object_get(d, "stop_reason"));
-        take_usage(c, json_object_get(root, "usage"));
+        take_usage(c, json_object_get(root, "usage"), 1);
     } else if (strcmp(type, "message_stop") == 0) {
         /* The end, whether or not the server closes the connection now. */
         c->done_seen = 1;
@@ -158,7 +173,7 @@ on_json(council__chat *c, const char *body, size_t len)
             goto out;
         }
     }
-    take_usage(c, json_object_get(root, "usage"));
+    take_usage(c, json_object_get(root, "usage"), 1);
     take_stop_reason(c, json_object_get(root, "stop_reason"));
     if (all.len == 0 || council__chat_text(c, all.p, all.len))
         council__chat_succeed(c);

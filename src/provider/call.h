@@ -22,6 +22,10 @@
 #define COUNCIL__JSON_MAX_BODY (16u << 20)
 #define COUNCIL__ERR_MAX_BODY (64u << 10)
 #define COUNCIL__TEXT_MAX (64u << 20)
+/* The largest token count taken as one (2^40, a thousand times any real
+ * context): a larger one is not usage.  So the sums of counts (a prompt
+ * with its cached parts, a run's calls) can never overflow int64. */
+#define COUNCIL__TOKENS_MAX ((int64_t)1 << 40)
 
 typedef struct council__bytes {
     char *p;
@@ -98,6 +102,7 @@ struct council__chat {
     char *finish_reason;
     int done_seen;
     council__usage usage;
+    unsigned usage_parts;     /* the format's own: which counts it has seen */
     council__chat_result res; /* the verdict, once FINISHING */
     /* Retries and the per-endpoint queue (http.c only). */
     int retries_left, attempts, broke, total_expired;

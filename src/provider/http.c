@@ -865,6 +865,7 @@ reset_attempt(council__chat *c)
     c->finish_reason = NULL;
     c->done_seen = 0;
     memset(&c->usage, 0, sizeof(c->usage));
+    c->usage_parts = 0;
     c->broke = 0;
     c->total_expired = 0;
     if (c->ops->on_restart != NULL)
@@ -970,6 +971,8 @@ deliver(council__chat *c)
         r->text_len = 0;
         r->finish_reason = NULL;
         r->usage = c->usage;
+        /* What a failed call reported is what it had used so far. */
+        r->usage.partial = r->usage.known;
     }
     if (c->got_byte)
         r->first_byte_ms = (c->first_byte_ns - c->attempt_t0_ns) / 1000000u;

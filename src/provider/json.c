@@ -414,8 +414,8 @@ key_is(const council__jstr *key, const char *name)
     return key->n == n && memcmp(key->p, name, n) == 0;
 }
 
-/* An integer count, as openai.c's count(): -1 unless a non-negative
- * integer. */
+/* An integer count, as openai.c's count(): -1 unless an integer from 0
+ * to COUNCIL__TOKENS_MAX. */
 static int
 count_value(scan *s, long long *out)
 {
@@ -434,7 +434,7 @@ count_value(scan *s, long long *out)
 
         for (q += neg; q < s->p; q++)
             v = v * 10 + (*q - '0');
-        *out = neg && v != 0 ? -1 : v;
+        *out = (neg && v != 0) || v > COUNCIL__TOKENS_MAX ? -1 : v;
     }
     return 1;
 }

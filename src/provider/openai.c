@@ -19,17 +19,20 @@
 
 /* The provider's own error object (or string) into msg and type. */
 
-/* A token count: a non-negative integer, else -1 (not reported). */
+/* A token count: an integer from 0 to COUNCIL__TOKENS_MAX, else -1 (not
+ * reported). */
 static json_int_t
 count(json_t *v)
 {
-    return json_is_integer(v) && json_integer_value(v) >= 0
+    return json_is_integer(v) && json_integer_value(v) >= 0 &&
+                   json_integer_value(v) <= COUNCIL__TOKENS_MAX
                ? json_integer_value(v)
                : -1;
 }
 
 /* Usage as reported.  A negative or non-integer count is not a count: if
- * neither is one, usage stays unknown (DESIGN 4: unknown, not 0). */
+ * neither is one, usage stays unknown (DESIGN 4: unknown, not 0); if only
+ * one is, the usage is partial (the other is a lower bound, 0). */
 static void
 set_usage(council__chat *c, long long pt, long long ct, int cost_known,
           double cost)
@@ -37,6 +40,7 @@ set_usage(council__chat *c, long long pt, long long ct, int cost_known,
     if (pt < 0 && ct < 0)
         return;
     c->usage.known = 1;
+    c->usage.partial = pt < 0 || ct < 0;
     c->usage.prompt_tokens = pt >= 0 ? pt : 0;
     c->usage.completion_tokens = ct >= 0 ? ct : 0;
     if (cost_known) {

@@ -58,7 +58,10 @@ typedef struct council__chat_req {
 } council__chat_req;
 
 typedef struct council__usage {
-    int known; /* 0: the provider never reported usage */
+    int known;   /* 0: the provider never reported usage */
+    int partial; /* known, but a lower bound: the call ended before the
+                    final counts (a failed call; Anthropic's stream before
+                    message_delta's output_tokens) */
     int64_t prompt_tokens;
     int64_t completion_tokens;
     int cost_known;

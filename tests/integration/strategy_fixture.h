@@ -4,7 +4,7 @@
  * recorder that keeps every event as parsed JSON and counts finalizes, a
  * recorder that cancels its run on a chosen event, the in-process mock
  * LLM, and a council file built from parts.  Static functions: each test
- * file includes this once.
+ * file includes this once (those a test may not need are marked unused).
  */
 #ifndef STRATEGY_FIXTURE_H
 #define STRATEGY_FIXTURE_H
@@ -144,7 +144,7 @@ mock(const char *faults, double tps)
 
 /* A council of the given strategy; members is YAML list items, chair the
  * chairman mapping's inside, limits the limits mapping's inside. */
-static council_def *
+static __attribute__((unused)) council_def *
 council(council_mockllm *m, const char *strategy, const char *members,
         const char *chair, const char *limits)
 {
@@ -202,7 +202,7 @@ wait_for(council_run *run)
     return o;
 }
 
-static double
+static __attribute__((unused)) double
 now_s(void)
 {
     struct timespec t;

@@ -250,6 +250,29 @@ TEST(usage_cumulative_and_cached_input)
     got_free(&g);
 }
 
+/* Found by fuzz_anthropic_event (its seed big-usage): input and cached
+ * counts near INT64_MAX overflowed their sum (UBSan).  A count beyond
+ * COUNCIL__TOKENS_MAX is not one: here only output_tokens is. */
+TEST(huge_counts_are_not_counts)
+{
+    got g = {0};
+
+    one(HEAD_SSE EV("message_start",
+                    "{\"type\":\"message_start\",\"message\":{\"usage\":{"
+                    "\"input_tokens\":9223372036854775807,"
+                    "\"cache_creation_input_tokens\":9223372036854775807,"
+                    "\"cache_read_input_tokens\":9223372036854775807,"
+                    "\"output_tokens\":1}}}") DELTA("a")
+            MSG_DELTA(1099511627777) MSG_STOP,
+        RAWHTTP_CLOSE, &g);
+    ASSERT_OK(g.err);
+    ASSERT_EQ_INT(g.usage.known, 1);
+    ASSERT_EQ_INT(g.usage.prompt_tokens, 0);
+    ASSERT_EQ_INT(g.usage.completion_tokens, 1);
+    ASSERT_EQ_INT(g.usage.partial, 1); /* no input count: a lower bound */
+    got_free(&g);
+}
+
 TEST(no_usage_is_unknown_and_other_deltas_skipped)
 {
     got g = {0};

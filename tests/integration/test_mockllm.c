@@ -513,6 +513,124 @@ TEST(ranking_is_a_permutation_of_the_labels)
 
 /* ---- faults ------------------------------------------------------------- */
 
+/* think=DUR: reasoning deltas every beat (ceil(think / beat) of them),
+ * then the same answer as without; usage counts them as OpenAI does. */
+TEST(fault_think_shapes)
+{
+    council_mockllm *m;
+    resp r;
+    sse a;
+    json_t *usage = NULL, *j, *msg, *ch;
+    char *body, *content;
+    size_t i, reasoning = 0;
+
+    setup();
+    m = open_mock(1, 0, 0, "model=th:think=700ms,beat=200ms");
+    body = chat_body("th", "Tell me something.", 1, 1);
+    http(m, "/chat/completions", body, &r);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT(r.total_s >= 0.7);
+    ASSERT(r.ttfb_s < 0.5); /* the reasoning streams at once */
+    sse_parse(r.body, &a);
+    ASSERT(a.done_last);
+    json_array_foreach (a.chunks, i, ch) {
+        json_t *d = json_object_get(
+            json_array_get(json_object_get(ch, "choices"), 0), "delta");
+        if (json_object_get(d, "reasoning_content") != NULL) {
+            ASSERT_NULL(json_object_get(d, "content"));
+            reasoning++;
+        }
+    }
+    ASSERT_EQ_U64(reasoning, 4);
+    ASSERT_EQ_U64(
+        json_integer_value(json_object_get(a.usage, "completion_tokens")),
+        a.content_chunks + 4);
+    ASSERT_EQ_U64(json_integer_value(json_object_get(
+                      json_object_get(a.usage, "completion_tokens_details"),
+                      "reasoning_tokens")),
+                  4);
+    resp_free(&r);
+    /* The whole answer: the same content, the reasoning beside it. */
+    free(body);
+    body = chat_body("th", "Tell me something.", 0, 0);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    ASSERT(r.ttfb_s >= 0.7);
+    content = whole_content(r.body, &usage);
+    ASSERT_STR_EQ(content, a.content);
+    ASSERT_EQ_U64(
+        json_integer_value(json_object_get(usage, "completion_tokens")),
+        a.content_chunks + 4);
+    j = json_loads(r.body, 0, NULL);
+    msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0),
+                          "message");
+    ASSERT_STR_EQ(json_string_value(json_object_get(msg, "reasoning_content")),
+                  "Reasoning step 1. Reasoning step 2. Reasoning step 3. "
+                  "Reasoning step 4.");
+    json_decref(j);
+    json_decref(usage);
+    free(content);
+    sse_free(&a);
+    resp_free(&r);
+    teardown(m);
+}
+
+/* no_usage: a normal answer without usage; cost=USD: usage with "cost". */
+TEST(fault_no_usage_and_cost)
+{
+    council_mockllm *m;
+    resp r;
+    sse a;
+    json_t *usage = NULL;
+    char *body, *content;
+
+    setup();
+    m = open_mock(1, 0, 0, "model=q:no_usage; model=c:cost=0.0025");
+    body = chat_body("q", "Tell me something.", 1, 1);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    ASSERT_EQ_INT(r.status, 200);
+    sse_parse(r.body, &a);
+    ASSERT(a.done_last);
+    ASSERT_STR_EQ(a.finish, "stop");
+    ASSERT(a.content_chunks > 5);
+    ASSERT_NULL(a.usage); /* asked for, not sent */
+    ASSERT_NULL(strstr(r.body, "usage"));
+    sse_free(&a);
+    resp_free(&r);
+    body = chat_body("q", "Tell me something.", 0, 0);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    ASSERT_EQ_INT(r.status, 200);
+    content = whole_content(r.body, &usage);
+    ASSERT(strlen(content) > 0);
+    ASSERT_NULL(usage);
+    free(content);
+    resp_free(&r);
+
+    body = chat_body("c", "Tell me something.", 1, 1);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    sse_parse(r.body, &a);
+    ASSERT(a.done_last);
+    ASSERT_NOT_NULL(a.usage);
+    ASSERT(json_real_value(json_object_get(a.usage, "cost")) == 0.0025);
+    ASSERT_EQ_U64(
+        json_integer_value(json_object_get(a.usage, "completion_tokens")),
+        a.content_chunks);
+    sse_free(&a);
+    resp_free(&r);
+    body = chat_body("c", "Tell me something.", 0, 0);
+    http(m, "/chat/completions", body, &r);
+    free(body);
+    content = whole_content(r.body, &usage);
+    ASSERT(json_real_value(json_object_get(usage, "cost")) == 0.0025);
+    json_decref(usage);
+    free(content);
+    resp_free(&r);
+    teardown(m);
+}
+
 static void
 chat(council_mockllm *m, const char *model, int stream, resp *r)
 {
@@ -722,6 +840,17 @@ TEST(bad_fault_specs_and_listen)
         {"always:", 8, "missing fault"},
         {"nth=0:http=500", 5, "whole number"},
         {"always:malformed,", 18, "empty parameter"},
+        {"always:cost=-1", 13, "cost= needs"},
+        {"always:cost=1e3", 13, "cost= needs"},
+        {"always:cost=.", 13, "cost= needs"},
+        {"always:cost", 12, "cost= needs"},
+        {"always:no_usage=1", 17, "no_usage takes no value"},
+        {"always:cost=0.5,after=1", 17, "after="},
+        {"always:think", 13, "think= needs"},
+        {"always:think=1s,beat=x", 22, "beat= needs"},
+        {"always:think=1s,as=thoughts", 20, "as= needs"},
+        {"always:http=503,beat=1s", 17, "beat= applies to think only"},
+        {"always:think=1s,after=1", 17, "after="},
     };
     static const char *bad_listen[] = {
         "localhost:0", "127.0.0.1",   "127.0.0.1:99999",

@@ -107,10 +107,11 @@ static const council_message msgs[] = {
     {"user", "Which is larger, 9.11 or 9.9?"},
 };
 
-/* One call of the given kind to the mock, the whole way. */
+/* One call of the given kind to the mock, the whole way, with these
+ * first-byte and idle timeouts. */
 static void
-call(env *e, council__provider_kind kind, const char *model, int max_tokens,
-     got *g)
+call_t(env *e, council__provider_kind kind, const char *model, int max_tokens,
+       uint64_t first_byte_ms, uint64_t idle_ms, got *g)
 {
     council__provider_cfg cfg = {kind, council_mockllm_base_url(e->m),
                                  "sk-mock-key"};
@@ -119,8 +120,8 @@ call(env *e, council__provider_kind kind, const char *model, int max_tokens,
                              .n_messages = 2,
                              .max_tokens = max_tokens,
                              .connect_timeout_ms = 2000,
-                             .first_byte_timeout_ms = 5000,
-                             .idle_timeout_ms = 5000,
+                             .first_byte_timeout_ms = first_byte_ms,
+                             .idle_timeout_ms = idle_ms,
                              .total_timeout_ms = 10000};
     council__chat_cbs cbs = {on_delta, on_done};
     council__chat *c = NULL;
@@ -129,6 +130,13 @@ call(env *e, council__provider_kind kind, const char *model, int max_tokens,
     ASSERT_OK(council__chat_start(e->h, &cfg, &req, &cbs, g, &c));
     while (g->n_done == 0)
         uv_run(&e->loop, UV_RUN_ONCE);
+}
+
+static void
+call(env *e, council__provider_kind kind, const char *model, int max_tokens,
+     got *g)
+{
+    call_t(e, kind, model, max_tokens, 5000, 5000, g);
 }
 
 TEST(same_text_as_the_openai_endpoint)
@@ -227,6 +235,114 @@ TEST(faults_in_anthropic_shapes)
     ASSERT_OK(g.err);
     ASSERT(g.latency_ms >= 290);
     free(g.text);
+    env_close(&e);
+}
+
+/* no_usage and cost=USD through both providers: the answer is whole, the
+ * usage unknown (not 0) or with the cost (the Messages API reports none). */
+TEST(usage_faults_through_both_providers)
+{
+    env e;
+    got g;
+    int kind;
+
+    env_open(&e, "model=q:no_usage; model=c:cost=0.5");
+    for (kind = COUNCIL__PROVIDER_OPENAI; kind <= COUNCIL__PROVIDER_ANTHROPIC;
+         kind++) {
+        call(&e, (council__provider_kind)kind, "q", 0, &g);
+        ASSERT_OK(g.err);
+        ASSERT(strlen(g.text) > 0);
+        ASSERT(g.n_deltas > 5);
+        ASSERT_EQ_INT(g.usage.known, 0);
+        ASSERT_EQ_INT(g.usage.cost_known, 0);
+        free(g.text);
+        call(&e, (council__provider_kind)kind, "c", 0, &g);
+        ASSERT_OK(g.err);
+        ASSERT_EQ_INT(g.usage.known, 1);
+        ASSERT_EQ_INT(g.usage.completion_tokens, g.n_deltas);
+        ASSERT_EQ_INT(g.usage.cost_known, kind == COUNCIL__PROVIDER_OPENAI);
+        if (kind == COUNCIL__PROVIDER_OPENAI)
+            ASSERT(g.usage.cost == 0.5);
+        free(g.text);
+    }
+    env_close(&e);
+}
+
+/* Reasoning models (think=): the reasoning deltas (OpenAI's
+ * reasoning_content or reasoning, Anthropic's thinking block) and the
+ * keep-alives (comments, pings) are not answer text, and they keep the
+ * stream alive: a 400 ms first-byte and idle timeout pass a 1.2 s think. */
+TEST_T(reasoning_streams_through_both_providers, 60)
+{
+    static const char *models[] = {"r-content", "r-reasoning", "r-comment"};
+    env e;
+    got g;
+    char *first = NULL;
+    int kind;
+    size_t i;
+
+    env_open(&e, "model=r-content:think=1200ms,beat=100ms;"
+                 "model=r-reasoning:think=1200ms,beat=100ms,as=reasoning;"
+                 "model=r-comment:think=1200ms,beat=100ms,as=comment");
+    for (i = 0; i < 3; i++) {
+        for (kind = COUNCIL__PROVIDER_OPENAI;
+             kind <= COUNCIL__PROVIDER_ANTHROPIC; kind++) {
+            call_t(&e, (council__provider_kind)kind, models[i], 0, 400, 400,
+                   &g);
+            if (g.err != COUNCIL_OK)
+                FAIL("%s (kind %d): %s", models[i], kind, g.msg);
+            ASSERT(g.latency_ms >= 1200);
+            ASSERT(strlen(g.text) > 0);
+            ASSERT_NULL(strstr(g.text, "Reasoning"));
+            /* Usage counts the reasoning: 12 beats (not the comments). */
+            ASSERT_EQ_INT(g.usage.completion_tokens,
+                          g.n_deltas + (i < 2 ? 12 : 0));
+            /* The same answer over either API. */
+            if (kind == COUNCIL__PROVIDER_OPENAI) {
+                first = g.text;
+            } else {
+                ASSERT_STR_EQ(g.text, first);
+                free(first);
+                free(g.text);
+            }
+        }
+    }
+    env_close(&e);
+}
+
+/* The timeouts around thinking: a silent think (beat=0) sends no byte, so
+ * the first-byte timeout applies to it; beats further apart than the idle
+ * timeout let it fire. */
+TEST_T(reasoning_and_the_timeouts, 60)
+{
+    env e;
+    got g;
+    int kind;
+
+    env_open(&e, "model=silent:think=1s,beat=0;"
+                 "model=sparse:think=1500ms,beat=600ms");
+    for (kind = COUNCIL__PROVIDER_OPENAI; kind <= COUNCIL__PROVIDER_ANTHROPIC;
+         kind++) {
+        council__provider_kind k = (council__provider_kind)kind;
+
+        call_t(&e, k, "silent", 0, 300, 5000, &g);
+        ASSERT_EQ_INT(g.kind, COUNCIL__CALL_TIMEOUT);
+        ASSERT_STR_CONTAINS(g.msg, "first-byte timeout");
+        free(g.text);
+        call_t(&e, k, "silent", 0, 3000, 300, &g);
+        ASSERT_OK(g.err);
+        ASSERT(g.latency_ms >= 1000);
+        free(g.text);
+        call_t(&e, k, "sparse", 0, 5000, 300, &g);
+        ASSERT_EQ_INT(g.kind, COUNCIL__CALL_TIMEOUT);
+        ASSERT_STR_CONTAINS(g.msg, "idle timeout");
+        ASSERT_EQ_INT(g.n_deltas, 0);
+        free(g.text);
+        call_t(&e, k, "sparse", 0, 5000, 1000, &g);
+        ASSERT_OK(g.err);
+        ASSERT(g.latency_ms >= 1500);
+        free(g.text);
+    }
     env_close(&e);
 }
 

@@ -319,6 +319,21 @@ TEST(malformed_chunk_message_is_utf8)
     got_free(&g);
 }
 
+/* A count beyond COUNCIL__TOKENS_MAX is not one either (a run's sums
+ * could overflow). */
+TEST(huge_usage_is_unknown)
+{
+    got g = {0};
+
+    one(HEAD_SSE CHUNK("hi") "data: {\"choices\":[],\"usage\":{"
+                             "\"prompt_tokens\":9223372036854775807,"
+                             "\"completion_tokens\":1099511627777}}\n\n" DONE,
+        RAWHTTP_CLOSE, &g);
+    ASSERT_OK(g.err);
+    ASSERT_EQ_INT(g.usage.known, 0);
+    got_free(&g);
+}
+
 /* Found by fuzz_openai_chunk: a negative count is not usage. */
 TEST(negative_usage_is_unknown)
 {

@@ -26,7 +26,7 @@ typedef struct trec {
     int cancel_on_seq;  /* call council_engine_cancel at this seq */
     int wait_on_seq;    /* call council_run_wait from handle_event */
     council_engine *eng;
-    council_run *wait_run;
+    _Atomic(council_run *) wait_run; /* set by the test after start */
     /* history */
     atomic_int inits;
     atomic_int finals;
@@ -104,8 +104,16 @@ t_event(void *state, council_event *ev)
     if (t->cancel_on_seq > 0 &&
         council_event_seq(ev) == (uint64_t)t->cancel_on_seq)
         council_engine_cancel(t->eng, council_event_run_id(ev));
-    if (t->wait_on_seq > 0 && council_event_seq(ev) == (uint64_t)t->wait_on_seq)
-        t->wait_rc = council_run_wait(t->wait_run, 0, NULL);
+    if (t->wait_on_seq > 0 &&
+        council_event_seq(ev) == (uint64_t)t->wait_on_seq) {
+        council_run *r;
+
+        /* The event may come before the test thread stored the handle
+         * that council_run_start returned. */
+        while ((r = atomic_load(&t->wait_run)) == NULL)
+            usleep(1000);
+        t->wait_rc = council_run_wait(r, 0, NULL);
+    }
     if (t->fail_events)
         rc = -1;
     leave(t);
@@ -576,9 +584,9 @@ TEST(cancel_and_wait_from_inside_handle_event)
 
     t.eng = eng;
     t.cancel_on_seq = 2;
+    t.wait_on_seq = 3; /* before start: seq 3 may come before start returns */
     ASSERT_OK(start(eng, &s, tp, 1, "self-cancel", &run, NULL));
-    t.wait_run = run; /* read by the recorder only from seq 3 on */
-    t.wait_on_seq = 3;
+    atomic_store(&t.wait_run, run);
     ASSERT_EQ_INT(council_outcome_kind_of(wait_run(run)),
                   COUNCIL_OUTCOME_CANCELLED);
     ASSERT_EQ_INT(t.wait_rc, COUNCIL_EDEADLK);

@@ -98,6 +98,11 @@ TEST(last_duplicate_wins_as_in_jansson)
     ASSERT(k.usage && !k.cost_known);
     ASSERT_EQ_INT(k.prompt_tokens, -1);
     ASSERT_EQ_INT(k.completion_tokens, -1);
+    /* Counts past COUNCIL__TOKENS_MAX are not counts (as in openai.c). */
+    k = scan_ok("{\"usage\":{\"prompt_tokens\":1099511627777,"
+                "\"completion_tokens\":1099511627776}}");
+    ASSERT_EQ_INT(k.prompt_tokens, -1);
+    ASSERT_EQ_INT(k.completion_tokens, 1099511627776LL);
 }
 
 TEST(gives_up_where_jansson_must_decide)
