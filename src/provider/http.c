@@ -53,8 +53,6 @@ typedef struct council__endpoint {
     char key[]; /* "<kind> <url>" */
 } endpoint;
 
-#define EASY_POOL_MAX 256
-
 struct council__http {
     uv_loop_t *loop;
     CURLM *multi;
@@ -69,11 +67,6 @@ struct council__http {
     const council__provider_cfg *cur_cfg; /* inside council__chat_start */
     void (*closed)(void *ud);
     void *closed_ud;
-    /* Easy handles of finished calls, for the next calls: creating and
-     * freeing one per call was ~6 % of the loop's time, and its large
-     * allocations made glibc consolidate its free lists each time. */
-    CURL *easy_pool[EASY_POOL_MAX];
-    unsigned n_easy_pool;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -381,8 +374,6 @@ teardown(council__http *h)
     }
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
-    while (h->n_easy_pool > 0)
-        curl_easy_cleanup(h->easy_pool[--h->n_easy_pool]);
     while (h->eps != NULL) {
         endpoint *ep = h->eps;
         h->eps = ep->next;
@@ -600,38 +591,11 @@ council__chat_cancel(council__chat *c)
         council__chat_fail(c, COUNCIL__CALL_CANCELLED, "cancelled");
 }
 
-/* An easy handle with every option at its default (curl_easy_reset keeps
- * none of the last call's options, nor its headers). */
-static CURL *
-easy_get(council__http *h)
-{
-    CURL *e;
-
-    if (h->n_easy_pool == 0)
-        return curl_easy_init();
-    e = h->easy_pool[--h->n_easy_pool];
-    curl_easy_reset(e);
-    return e;
-}
-
-/* Called with e out of the multi handle. */
-static void
-easy_put(council__http *h, CURL *e)
-{
-    if (h->closing || h->torn || h->n_easy_pool == EASY_POOL_MAX)
-        curl_easy_cleanup(e);
-    else
-        h->easy_pool[h->n_easy_pool++] = e;
-}
-
 static void
 call_free(council__chat *c)
 {
-    if (c->easy != NULL) {
-        if (c->in_multi && c->h->multi != NULL)
-            curl_multi_remove_handle(c->h->multi, c->easy);
-        easy_put(c->h, c->easy);
-    }
+    if (c->easy != NULL)
+        curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     council__free(c->url);
     council__free(c->body);
@@ -1365,7 +1329,7 @@ council__chat_new(council__http *h, const council__chat_ops *ops,
     c->backoff_max_ms = req->backoff_max_ms;
     c->rng = req->jitter_seed != 0 ? req->jitter_seed
                                    : uv_hrtime() ^ (uint64_t)(uintptr_t)c;
-    c->easy = easy_get(h);
+    c->easy = curl_easy_init();
     if (c->easy == NULL) {
         rc = COUNCIL_ENOMEM;
         goto out;
