@@ -621,7 +621,7 @@ council__jstr_decode(const council__jstr *s, char *dst)
     }
     /* The scanner validated every escape. */
     while (p < end) {
-        unsigned cp, lo;
+        unsigned cp = 0, lo = 0xDC00; /* set by hex4 (validated) */
 
         if (*p != '\\') {
             *d++ = (char)*p++;

@@ -49,11 +49,20 @@ static cli_result
 expect(int want, const char *const *args)
 {
     cli_result r = cli_run(args);
+    char shown[512] = "";
+    size_t n = 0;
 
+    /* The arguments, joined (a loop: gcc -O3 takes args[1] && args[2] on
+     * a two-element array for an out-of-bounds read). */
+    for (size_t i = 0; args[i] != NULL && n + 1 < sizeof(shown); i++) {
+        int k = snprintf(shown + n, sizeof(shown) - n, " %s", args[i]);
+        if (k < 0)
+            break;
+        n += (size_t)k;
+    }
     if (r.code != want)
-        FAIL("council %s %s %s: exit %d, not %d; stderr: %s", args[0],
-             args[1] ? args[1] : "", args[1] && args[2] ? args[2] : "", r.code,
-             want, r.err);
+        FAIL("council%s: exit %d, not %d; stderr: %s", shown, r.code, want,
+             r.err);
     return r;
 }
 
