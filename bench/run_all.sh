@@ -120,7 +120,9 @@ record() { # scenario impl json
 council_tp() { # scenario base_url concurrency server_pids [extra args]
     local sc=$1 url=$2 c=$3 pids=$4 out
     shift 4
-    out=$(SERVER_PIDS=$pids timeout 300 "$BIN/bench_runs" --base-url "$url" \
+    # LOOPS: the engine's loop threads (COUNCIL_LOOP_THREADS); unset, the
+    # default: one per CPU, at most 4.
+    out=$(COUNCIL_LOOP_THREADS=${LOOPS:-} SERVER_PIDS=$pids timeout 300 "$BIN/bench_runs" --base-url "$url" \
           --runs 3000 --concurrency "$c" --warmup 100 --label "$sc" "$@" \
           2>> "$LOG") || say "FAILED: council $sc (exit $?)"
     record "$sc" council "$out"
@@ -164,13 +166,12 @@ record node-idle node "$out"
 
 for rep in $(seq 1 "$REPS"); do
     say "rep $rep/$REPS: $(uptime)"
-    council_tp nginx-c256 "$NGINX_SSE" 256 "$NGINX_WORKERS"
+    council_tp nginx-c256 "$NGINX_SSE" 256 "$NGINX_WORKERS" --starters 8
     node_tp nginx-c256 "$NGINX_SSE" 256 "$NGINX_WORKERS"
-    council_tp nginx-c16 "$NGINX_SSE" 16 "$NGINX_WORKERS"
+    council_tp nginx-c16 "$NGINX_SSE" 16 "$NGINX_WORKERS" --starters 8
     node_tp nginx-c16 "$NGINX_SSE" 16 "$NGINX_WORKERS"
     council_tp nginx-c1 "$NGINX_SSE" 1 "$NGINX_WORKERS"
-    council_tp nginx-c256-2eng "$NGINX_SSE" 256 "$NGINX_WORKERS" \
-        --engines 2 --starters 8
+    LOOPS=1 council_tp nginx-c256-1loop "$NGINX_SSE" 256 "$NGINX_WORKERS"
     council_tp nginx-c256-s64 "$NGINX_SSE" 256 "$NGINX_WORKERS" --starters 64
     council_tp mockllm-c256 "$MOCK" 256 "$MOCK_PID"
     council_tp mockllm-c16 "$MOCK" 16 "$MOCK_PID"

@@ -52,7 +52,7 @@ def main():
                "others CPU % | server CPU % |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     tp = {}
-    order = ["nginx-c256", "nginx-c256-s64", "nginx-c256-2eng", "nginx-c16",
+    order = ["nginx-c256", "nginx-c256-1loop", "nginx-c256-s64", "nginx-c16",
              "nginx-c1",
              "mockllm-c256", "mockllm-c16", "mockllm-c1"]
     for sc in order:
@@ -85,7 +85,7 @@ def main():
                        f"({c:,.0f} vs {n:,.0f} runs/s)")
     n = tp.get(("nginx-c256", "node"))
     for sc, what in (("nginx-c256-s64", "64 starters (all 256 in flight)"),
-                     ("nginx-c256-2eng", "2 engines")):
+                     ("nginx-c256-1loop", "one loop thread (4 starters)")):
         c2 = tp.get((sc, "council"))
         if c2 and n:
             out.append(f"- nginx-c256 with {what}: council/node = "

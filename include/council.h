@@ -366,7 +366,7 @@ typedef struct council_engine_opts {
     void (*log)(const char *line, void *ud);
     void *log_ud;
     /* Event-loop threads hosting the runs: 0 = default ($COUNCIL_LOOP_THREADS
-     * if set to 1..64, else 1), at most 64.
+     * if set to 1..64, else one per online CPU, at most 4), at most 64.
      * Each run lives on one loop for its whole life (assigned round-robin
      * at start), so all per-run promises hold with any number; more loops
      * let provider traffic of many concurrent runs use more cores. */
@@ -376,8 +376,9 @@ typedef struct council_engine_opts {
 #define COUNCIL_ENGINE_OPTS_VERSION 1
 
 /*
- * Open an engine: one event-loop thread that hosts every run, plus the
- * recorder pool.  opts may be NULL for defaults.  Any thread.
+ * Open an engine: the event-loop threads that host the runs (see
+ * loop_threads), plus the recorder pool.  opts may be NULL for defaults.
+ * Any thread.
  */
 COUNCIL_API council_err council_engine_open(const council_engine_opts *opts,
                                             council_engine **out);

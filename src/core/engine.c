@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "core/alloc.h"
@@ -1055,8 +1056,15 @@ council_engine_open(const council_engine_opts *opts, council_engine **out)
          * pool size does (UV_THREADPOOL_SIZE). */
         const char *env = getenv("COUNCIL_LOOP_THREADS");
         long v = env != NULL ? strtol(env, NULL, 10) : 0;
-        if (v >= 1 && v <= 64)
+        if (v >= 1 && v <= 64) {
             loops = (int)v;
+        } else {
+            /* One loop per core, at most 4: the loop thread is what limits
+             * runs/s (bench/README.md), and a run never moves between
+             * loops, so more loops only spread more runs. */
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            loops = n < 1 ? 1 : n > 4 ? 4 : (int)n;
+        }
     }
     pthread_mutex_init(&eng->reg_mu, NULL);
     eng->loops = council__calloc((size_t)loops, sizeof(*eng->loops));
