@@ -16,7 +16,7 @@ mkdir -p "$work"
 dict=""
 case $t in
 council_yaml) dict="-dict=$here/council.dict" ;;
-openai_chunk) dict="-dict=$here/openai.dict" ;;
+openai_chunk | json_fast) dict="-dict=$here/openai.dict" ;;
 anthropic_event) dict="-dict=$here/anthropic.dict" ;;
 esac
 status=0
