@@ -1235,6 +1235,14 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
                         void *hstate, const council_run_opts *opts,
                         council_run **out, council_diag *diag)
 {
+    return council__run_start_host_on(eng, hops, hstate, opts, -1, out, diag);
+}
+
+council_err
+council__run_start_host_on(council_engine *eng, const council__host_ops *hops,
+                           void *hstate, const council_run_opts *opts, int loop,
+                           council_run **out, council_diag *diag)
+{
     council_run *run = NULL;
     struct completion done;
     struct cmd c;
@@ -1279,9 +1287,13 @@ council__run_start_host(council_engine *eng, const council__host_ops *hops,
     }
     atomic_init(&run->refs, 1); /* the host's reference */
     run->eng = eng;
-    /* Round-robin over the loops; the run stays on this one. */
-    run->lp = &eng->loops[atomic_fetch_add(&eng->next_loop, 1) %
-                          (unsigned)eng->n_loops];
+    /* Round-robin over the loops, unless the caller chose one; the run
+     * stays on this one. */
+    if (loop >= 0)
+        run->lp = &eng->loops[(unsigned)loop % (unsigned)eng->n_loops];
+    else
+        run->lp = &eng->loops[atomic_fetch_add(&eng->next_loop, 1) %
+                              (unsigned)eng->n_loops];
     run->hops = hops;
     run->hstate = hstate;
     run->state = R_STARTING;

@@ -48,6 +48,16 @@ council_err council__run_start_host(council_engine *eng,
                                     const council_run_opts *opts,
                                     council_run **out, council_diag *diag);
 
+/* The same on the engine's loop number loop (modulo the number of loops);
+ * -1 = round-robin.  Runs that must share per-loop state (the provider
+ * endpoints' max_parallel queues live in each loop's HTTP client) go to
+ * one loop. */
+council_err council__run_start_host_on(council_engine *eng,
+                                       const council__host_ops *ops,
+                                       void *host_state,
+                                       const council_run_opts *opts, int loop,
+                                       council_run **out, council_diag *diag);
+
 /* Loop thread.  Builds the event from init (run_id is filled in; data is
  * stolen; seq is the run's next; the time is now unless init->keep_ts).
  * COUNCIL_ECLOSED when the run already has its terminal event (the event is

@@ -39,6 +39,7 @@ council_run_start_messages(council_engine *eng, const council_def *def,
     void *state = NULL;
     council_err rc;
     size_t i;
+    int loop = -1;
 
     if (out != NULL)
         *out = NULL;
@@ -77,7 +78,13 @@ council_run_start_messages(council_engine *eng, const council_def *def,
     }
     if (rc != COUNCIL_OK)
         return rc;
-    return council__run_start_host(eng, ops, state, &o, out, diag);
+    /* max_parallel is kept per endpoint by each loop's HTTP client: the
+     * runs of councils that set it all go to loop 0, so the limit holds
+     * for the whole engine (docs/councils.md). */
+    for (i = 0; i < def->n_providers; i++)
+        if (def->providers[i].max_parallel > 0)
+            loop = 0;
+    return council__run_start_host_on(eng, ops, state, &o, loop, out, diag);
 }
 
 council_err

@@ -247,6 +247,9 @@ struct srv {
     size_t retained; /* ended runs kept in memory */
     size_t streams;  /* streams counted against max_streams */
     int stopping;    /* no new runs */
+    int quiesced_fd; /* the listen socket after MHD_quiesce_daemon, closed
+                        after MHD_stop_daemon (MHD's threads may still
+                        use it until then); -1 if none */
     int closing;     /* no new suspensions; streams end */
     srv_counters c;
     idem *idem;

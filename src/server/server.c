@@ -648,6 +648,7 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         return -1;
     }
+    s->quiesced_fd = -1;
     s->o = *o;
     if (o->token != NULL && o->token[0] != '\0') {
         s->token = strdup(o->token);
@@ -817,9 +818,18 @@ srv_stop_accepting(srv *s)
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_mutex_unlock(&s->mu);
+    /* MHD: with its own threads, the returned socket must not be closed
+     * before MHD_stop_daemon (a worker may still be removing it from its
+     * epoll set; ThreadSanitizer caught close racing that epoll_ctl). */
     fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    if (fd != MHD_INVALID_SOCKET) {
+        pthread_mutex_lock(&s->mu);
+        if (s->quiesced_fd < 0)
+            s->quiesced_fd = (int)fd;
+        else
+            fd = MHD_INVALID_SOCKET; /* quiesced twice: MHD gave it once */
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 size_t
@@ -878,6 +888,10 @@ srv_close(srv *s)
     }
     if (s->d != NULL)
         MHD_stop_daemon(s->d);
+    if (s->quiesced_fd >= 0) {
+        close(s->quiesced_fd);
+        s->quiesced_fd = -1;
+    }
     ticker_stop(s);
     /* Runs still in flight end as crashed("shutdown"); their recorders
      * are finalized before this returns. */

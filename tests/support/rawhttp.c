@@ -208,6 +208,16 @@ conn_main(void *arg)
         } else if (steps[i].delay_us > 0) {
             usleep(steps[i].delay_us);
         }
+        if (i + 1 == n) {
+            /* The request is answered once its last bytes are on their
+             * way: the client may start its next request as soon as it
+             * has them, before this thread gets the lock again (under
+             * load that made max_inflight count one request too many). */
+            pthread_mutex_lock(&s->mu);
+            s->inflight--;
+            pthread_mutex_unlock(&s->mu);
+            counted = 0;
+        }
         if (steps[i].data == NULL) {
             if (write_echo(c->fd, req, hdr_len) != 0)
                 goto out;
@@ -215,10 +225,12 @@ conn_main(void *arg)
             goto out;
         }
     }
-    pthread_mutex_lock(&s->mu);
-    s->inflight--;
-    pthread_mutex_unlock(&s->mu);
-    counted = 0;
+    if (counted) {
+        pthread_mutex_lock(&s->mu);
+        s->inflight--;
+        pthread_mutex_unlock(&s->mu);
+        counted = 0;
+    }
     if (end == RAWHTTP_RESET) {
         struct linger lg = {1, 0};
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
