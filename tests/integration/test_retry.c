@@ -638,6 +638,44 @@ TEST_T(council_completes_through_429s_serially, 60)
     council_mockllm_close(m);
 }
 
+/* max_parallel holds for the whole engine, not per loop thread: two runs
+ * of a max_parallel: 1 council on an engine of 3 loops still make one
+ * request at a time, so their calls (>= 100 ms each) take at least the
+ * sum of their times. */
+TEST_T(max_parallel_holds_across_loop_threads, 60)
+{
+    council_mockllm *m = mock_lat(NULL, 100);
+    council_def *def = council_mp(m, 1);
+    council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
+    council_engine *eng = NULL;
+    keep k1 = {0}, k2 = {0};
+    council_run *r1, *r2;
+    size_t calls;
+    double t0;
+
+    eo.loop_threads = 3;
+    ASSERT_OK(council_engine_open(&eo, &eng));
+    t0 = now_s();
+    r1 = start(eng, def, &k1, 60000);
+    r2 = start(eng, def, &k2, 60000);
+    ASSERT_EQ_INT(council_outcome_kind_of(wait_for(r1)), COUNCIL_OUTCOME_OK);
+    ASSERT_EQ_INT(council_outcome_kind_of(wait_for(r2)), COUNCIL_OUTCOME_OK);
+    calls = find(&k1, "member_started", NULL, 0) +
+            find(&k1, "synthesis_started", NULL, 0) +
+            find(&k2, "member_started", NULL, 0) +
+            find(&k2, "synthesis_started", NULL, 0);
+    ASSERT(calls >= 14); /* 2 x (3 answers + 3 votes + 1 synthesis) */
+    ASSERT_EQ_INT(council_mockllm_requests(m), (int)calls);
+    ASSERT(now_s() - t0 >= 0.1 * (double)calls);
+    council_run_release(r1);
+    council_run_release(r2);
+    council_engine_close(eng);
+    keep_free(&k1);
+    keep_free(&k2);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
+
 /* Without a limit: 429s for all three first answers (Retry-After: 0), and
  * the retries carry the run; the mock saw exactly 3 requests more than the
  * calls made. */
