@@ -29,7 +29,7 @@ static const char usage[] =
     "  runs delete ID      remove a recorded run\n"
     "  validate FILE...    check council files (and their API key variables)\n"
     "  serve               serve councils over HTTP (REST, SSE, OpenAI-\n"
-    "                      compatible chat completions)\n"
+    "                      compatible chat completions, a web page)\n"
     "  mock-llm            serve a mock LLM, OpenAI and Anthropic APIs\n"
     "                      (offline use, tests, benchmarks)\n"
     "\n"
