@@ -5,12 +5,12 @@
  * prints "council serve listening on http://HOST:PORT" on stderr, so
  * scripts and tests can wait for it.
  *
- * Stopping: the first SIGINT or SIGTERM stops accepting connections and
- * new runs (503), and gives the runs in flight --shutdown-grace to end;
- * then, or at a second signal, the runs still going are cancelled (each
- * is recorded as cancelled, with its partial result) and the server
- * closes.  Exit codes: 0 after a clean stop, 1 if the server could not
- * start, 2 for usage or council-file errors.
+ * Stopping: the first SIGINT or SIGTERM stops taking new runs (503;
+ * other requests are still answered), and gives the runs in flight
+ * --shutdown-grace to end; then, or at a second signal, the runs still going
+ * are cancelled (each is recorded as cancelled, with its partial result) and
+ * the server closes.  Exit codes: 0 after a clean stop, 1 if the server could
+ * not start, 2 for usage or council-file errors.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -247,9 +247,6 @@ struct srv {
     size_t retained; /* ended runs kept in memory */
     size_t streams;  /* streams counted against max_streams */
     int stopping;    /* no new runs */
-    int quiesced_fd; /* the listen socket after MHD_quiesce_daemon, closed
-                        after MHD_stop_daemon (MHD's threads may still
-                        use it until then); -1 if none */
     int closing;     /* no new suspensions; streams end */
     srv_counters c;
     idem *idem;
@@ -276,7 +273,7 @@ int srv_open(const srv_opts *o, srv **out, char *err, size_t errsz);
 const char *srv_url(const srv *s);
 /* Reload the councils directory: 0, or -1 keeping the old set (logged). */
 int srv_reload(srv *s);
-/* Stop accepting connections and new runs. */
+/* Stop taking new runs (503); other requests are still answered. */
 void srv_stop_accepting(srv *s);
 /* Runs still in flight. */
 size_t srv_live_runs(srv *s);

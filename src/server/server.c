@@ -3,7 +3,7 @@
  * The HTTP side of council serve: libmicrohttpd with its own worker
  * threads (epoll, suspend/resume), routing, bearer-token auth, request
  * body limits, JSON errors, /healthz, and the server's life cycle (open,
- * reload, stop accepting, cancel, close).
+ * reload, stop taking runs, cancel, close).
  *
  * Every error is JSON, {"error":{"type","message"}}, with a 4xx or 5xx
  * status.  Checks that need no body (route, method, token, declared
@@ -648,7 +648,6 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
         snprintf(err, errsz, "out of memory");
         return -1;
     }
-    s->quiesced_fd = -1;
     s->o = *o;
     if (o->token != NULL && o->token[0] != '\0') {
         s->token = strdup(o->token);
@@ -813,23 +812,16 @@ srv_reload(srv *s)
 void
 srv_stop_accepting(srv *s)
 {
-    MHD_socket fd;
-
+    /* New runs get 503 from here on; connections are still accepted and
+     * answered (so a client learns why, and /healthz says "stopping").
+     * Not MHD_quiesce_daemon: with MHD's worker threads it races them on
+     * the listen socket's epoll registration (ThreadSanitizer caught
+     * close() against a worker's epoll_ctl; keeping the socket open until
+     * MHD_stop_daemon made MHD panic, "Failed to remove listen FD from
+     * epoll set"). */
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_mutex_unlock(&s->mu);
-    /* MHD: with its own threads, the returned socket must not be closed
-     * before MHD_stop_daemon (a worker may still be removing it from its
-     * epoll set; ThreadSanitizer caught close racing that epoll_ctl). */
-    fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET) {
-        pthread_mutex_lock(&s->mu);
-        if (s->quiesced_fd < 0)
-            s->quiesced_fd = (int)fd;
-        else
-            fd = MHD_INVALID_SOCKET; /* quiesced twice: MHD gave it once */
-        pthread_mutex_unlock(&s->mu);
-    }
 }
 
 size_t
@@ -888,10 +880,6 @@ srv_close(srv *s)
     }
     if (s->d != NULL)
         MHD_stop_daemon(s->d);
-    if (s->quiesced_fd >= 0) {
-        close(s->quiesced_fd);
-        s->quiesced_fd = -1;
-    }
     ticker_stop(s);
     /* Runs still in flight end as crashed("shutdown"); their recorders
      * are finalized before this returns. */
