@@ -185,7 +185,7 @@ TEST_T(three_stages_anonymized_reviews_and_result, 30)
     keep k = {0};
     council_run *run;
     const council_outcome *o;
-    json_t *ev[16], *res, *started;
+    json_t *ev[16], *res, *started = NULL;
     size_t n, i;
 
     /* All four answer: dee's model is not faulted here. */
