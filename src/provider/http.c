@@ -43,6 +43,12 @@ typedef struct sock {
     struct sock *prev, *next;
 } sock;
 
+size_t
+council__http_sock_size(void)
+{
+    return sizeof(sock);
+}
+
 /* One provider endpoint with a max_parallel limit: its transfers in
  * flight (a call keeps its slot through its backoff waits) and its FIFO of
  * calls waiting for a slot. */
@@ -266,6 +272,26 @@ on_poll(uv_poll_t *poll, int status, int events)
     socket_action(sk->h, sk->fd, flags);
 }
 
+/* socket_cb could not watch a socket.  Returning -1 would mark the whole
+ * multi handle dead: every transfer on it fails from then on, and libcurl
+ * 7.88 then crashes in multi_done on a transfer that has no connection
+ * yet.  So only the transfer that asked fails (on_done comes on a later
+ * turn, when deliver takes it out of the multi and libcurl closes the
+ * socket). */
+static int
+socket_failed(CURL *easy, const char *what)
+{
+    council__chat *c = NULL;
+
+    if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c) == CURLE_OK &&
+        c != NULL && council__chat_running(c)) {
+        council__chat_fail(c, COUNCIL__CALL_CONNECT, "%s", what);
+        if (strncmp(what, "out of memory", 13) == 0)
+            c->res.err = COUNCIL_ENOMEM;
+    }
+    return 0;
+}
+
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -273,7 +299,6 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     sock *sk = socketp;
     int events = 0;
 
-    (void)easy;
     if (h->torn)
         return 0;
     if (what == CURL_POLL_REMOVE) {
@@ -286,10 +311,10 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     if (sk == NULL) {
         sk = council__calloc(1, sizeof(*sk));
         if (sk == NULL)
-            return -1;
+            return socket_failed(easy, "out of memory for a socket watcher");
         if (uv_poll_init_socket(h->loop, &sk->poll, fd) != 0) {
             council__free(sk);
-            return -1;
+            return socket_failed(easy, "cannot watch the connection's socket");
         }
         sk->fd = fd;
         sk->h = h;
@@ -306,7 +331,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
     if (uv_poll_start(&sk->poll, events, on_poll) != 0)
-        return -1;
+        return socket_failed(easy, "cannot watch the connection's socket");
     return 0;
 }
 

@@ -26,6 +26,8 @@ council_err council__http_open(uv_loop_t *loop, council__http **out);
  * The loop must run afterwards until the close callbacks finished:
  * council__http_close_cb is called when everything is released. */
 void council__http_close(council__http *h, void (*closed)(void *ud), void *ud);
+/* The size of the watcher allocated per socket (tests fail exactly it). */
+size_t council__http_sock_size(void);
 
 typedef enum council__provider_kind {
     COUNCIL__PROVIDER_OPENAI = 1,
