@@ -91,6 +91,8 @@ fuzz_chat_body(const council__chat_ops *ops, const uint8_t *data, size_t size,
     c->cbs.on_delta = on_delta;
     c->ud = pp;
     c->state = COUNCIL__CHAT_RUNNING;
+    c->res.message = ""; /* as council__chat_new */
+    c->res.error_type = "";
     FUZZ_CHECK(uv_timer_init(&fuzz_loop, &c->timer) == 0);
     c->timer.data = c;
     FUZZ_CHECK(council__sse_new(COUNCIL__SSE_MAX_LINE, sse_event, c, &c->sse) ==
@@ -129,8 +131,8 @@ fuzz_chat_body(const council__chat_ops *ops, const uint8_t *data, size_t size,
     /* A verdict, and a consistent one. */
     FUZZ_CHECK(!council__chat_running(c));
     FUZZ_CHECK(c->state == COUNCIL__CHAT_FINISHING);
-    check_line(c->res.message, sizeof(c->res.message));
-    check_line(c->res.error_type, sizeof(c->res.error_type));
+    check_line(c->res.message, COUNCIL__CHAT_MSG_SIZE);
+    check_line(c->res.error_type, COUNCIL__CHAT_TYPE_SIZE);
     if (c->res.err == COUNCIL_OK) {
         FUZZ_CHECK(c->res.kind == COUNCIL__CALL_OK);
     } else {

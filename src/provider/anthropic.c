@@ -84,10 +84,9 @@ provider_error(council__chat *c, json_t *err)
     char msg[400], type[64];
 
     council__error_fields(err, msg, sizeof(msg), type, sizeof(type));
-    council__chat_fail(c, COUNCIL__CALL_PROVIDER,
-                       "provider error in the stream: %s",
-                       msg[0] != '\0' ? msg : "(no message)");
-    memcpy(c->res.error_type, type, sizeof(type));
+    council__chat_fail_typed(c, COUNCIL__CALL_PROVIDER, type,
+                             "provider error in the stream: %s",
+                             msg[0] != '\0' ? msg : "(no message)");
 }
 
 /* One event, named by its data's "type" (the SSE event name only when the

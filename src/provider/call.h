@@ -72,6 +72,14 @@ enum {
     COUNCIL__BODY_ERROR
 };
 
+/* A failed attempt's words, allocated by the first failure of a call
+ * (most calls never fail: a call in flight does not carry them). */
+typedef struct council__chat_why {
+    char message[COUNCIL__CHAT_MSG_SIZE];
+    char error_type[COUNCIL__CHAT_TYPE_SIZE];
+    char reason[96]; /* a non-2xx status line's reason phrase */
+} council__chat_why;
+
 struct council__chat {
     council__http *h;
     council__chat *prev, *next; /* h's list of live calls */
@@ -83,7 +91,8 @@ struct council__chat {
     CURL *easy;
     struct curl_slist *headers;
     char *url;
-    char *body;
+    char *body; /* the request; released once text streams */
+    size_t body_len;
     char *secret; /* the API key, only to scrub it */
     char errbuf[CURL_ERROR_SIZE];
     uv_timer_t timer; /* deadlines, deferred add, on_done */
@@ -94,7 +103,7 @@ struct council__chat {
     int got_byte;
     int mode; /* COUNCIL__BODY_* */
     long status;
-    char reason[96]; /* the status line's reason phrase */
+    council__chat_why *why; /* NULL until a failure or a non-2xx status */
     uint64_t retry_after_ms;
     council__sse *sse;
     council__bytes text; /* the answer so far */
@@ -134,6 +143,10 @@ void council__chat_succeed(council__chat *c);
 void council__chat_fail(council__chat *c, council__call_errkind kind,
                         const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same, with the provider's error type (type may be NULL or ""). */
+void council__chat_fail_typed(council__chat *c, council__call_errkind kind,
+                              const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Copies at most n bytes of src into dst as one printable line of valid
  * UTF-8: control bytes become spaces, bytes that are not well-formed UTF-8

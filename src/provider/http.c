@@ -559,20 +559,66 @@ finish(council__chat *c)
     uv_timer_start(&c->timer, on_call_timer, 0, 0);
 }
 
+/* The call's failure words, allocated on first use; res.message and
+ * res.error_type then point into them.  NULL when out of memory. */
+static council__chat_why *
+chat_why(council__chat *c)
+{
+    if (c->why == NULL) {
+        c->why = council__calloc(1, sizeof(*c->why));
+        if (c->why == NULL)
+            return NULL;
+    }
+    c->res.message = c->why->message;
+    c->res.error_type = c->why->error_type;
+    return c->why;
+}
+
+static void vfail(council__chat *c, council__call_errkind kind,
+                  const char *type, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void
+vfail(council__chat *c, council__call_errkind kind, const char *type,
+      const char *fmt, va_list ap)
+{
+    council__chat_why *w;
+
+    if (!council__chat_running(c))
+        return;
+    c->res.kind = kind;
+    c->res.err = kind_err(kind);
+    w = chat_why(c);
+    if (w != NULL) {
+        vsnprintf(w->message, sizeof(w->message), fmt, ap);
+        snprintf(w->error_type, sizeof(w->error_type), "%s",
+                 type != NULL ? type : "");
+    } else {
+        c->res.message = "out of memory (for the error message)";
+    }
+    finish(c);
+}
+
 void
 council__chat_fail(council__chat *c, council__call_errkind kind,
                    const char *fmt, ...)
 {
     va_list ap;
 
-    if (!council__chat_running(c))
-        return;
-    c->res.kind = kind;
-    c->res.err = kind_err(kind);
     va_start(ap, fmt);
-    vsnprintf(c->res.message, sizeof(c->res.message), fmt, ap);
+    vfail(c, kind, NULL, fmt, ap);
     va_end(ap);
-    finish(c);
+}
+
+void
+council__chat_fail_typed(council__chat *c, council__call_errkind kind,
+                         const char *type, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail(c, kind, type, fmt, ap);
+    va_end(ap);
 }
 
 void
@@ -583,6 +629,24 @@ council__chat_succeed(council__chat *c)
     c->res.kind = COUNCIL__CALL_OK;
     c->res.err = COUNCIL_OK;
     finish(c);
+}
+
+/* Text has streamed, so no other attempt follows (maybe_retry), and
+ * libcurl, past the response's first bytes, never reads the request body
+ * again (it re-sends a request only on a reused connection that died
+ * before any byte came back; we follow no redirect and negotiate no
+ * auth): once libcurl has sent all of it, the body can go.  A call
+ * waiting on a slow model then holds its answer, not its prompt too. */
+static void
+release_body(council__chat *c)
+{
+    curl_off_t up = -1;
+
+    if (curl_easy_getinfo(c->easy, CURLINFO_SIZE_UPLOAD_T, &up) != CURLE_OK ||
+        up < 0 || (uint64_t)up < c->body_len)
+        return;
+    council__free(c->body);
+    c->body = NULL;
 }
 
 int
@@ -604,6 +668,8 @@ council__chat_text(council__chat *c, const char *s, size_t n)
             c->res.err = COUNCIL_ENOMEM;
         return 0;
     }
+    if (c->body != NULL)
+        release_body(c);
     if (c->cbs.on_delta != NULL)
         c->cbs.on_delta(s, n, c->ud);
     return council__chat_running(c);
@@ -632,6 +698,7 @@ call_free(council__chat *c)
     council__free(c->text.p);
     council__free(c->raw.p);
     council__free(c->finish_reason);
+    council__free(c->why);
     council__free(c);
 }
 
@@ -797,9 +864,13 @@ static void
 annotate(council__chat *c, const char *label, const char *why)
 {
     council__chat_result *r = &c->res;
-    char note[200], old[sizeof(r->message)];
+    council__chat_why *w = c->why;
+    char note[200], old[sizeof(w->message)];
     const char *rest;
     int n = c->attempts, len;
+
+    if (w == NULL) /* no words to annotate: out of memory */
+        return;
 
     if (why != NULL)
         snprintf(note, sizeof(note), "%s; %s", label, why);
@@ -813,19 +884,19 @@ annotate(council__chat *c, const char *label, const char *why)
                  "%s; retryable; gave up after %d "
                  "attempt%s",
                  label, n, n == 1 ? "" : "s");
-    memcpy(old, r->message, sizeof(old));
+    memcpy(old, w->message, sizeof(old));
     if (r->kind == COUNCIL__CALL_HTTP && strncmp(old, "HTTP ", 5) == 0) {
         rest = old + 5 + strspn(old + 5, "0123456789");
         if (rest[0] == ':')
             rest++;
         rest += strspn(rest, " ");
-        len = snprintf(r->message, sizeof(r->message), "HTTP %ld (%s)%s%s",
+        len = snprintf(w->message, sizeof(w->message), "HTTP %ld (%s)%s%s",
                        r->http_status, note, rest[0] != '\0' ? ": " : "", rest);
     } else {
-        len = snprintf(r->message, sizeof(r->message), "%s (%s)", old, note);
+        len = snprintf(w->message, sizeof(w->message), "%s (%s)", old, note);
     }
     if (len < 0) /* cut to the buffer otherwise, which is fine */
-        memcpy(r->message, old, sizeof(old));
+        memcpy(w->message, old, sizeof(old));
 }
 
 /* Forgets the failed attempt's response. */
@@ -841,11 +912,14 @@ reset_attempt(council__chat *c)
     council__sse_free(c->sse);
     c->sse = sse;
     memset(&c->res, 0, sizeof(c->res));
+    c->res.message = "";
+    c->res.error_type = "";
+    if (c->why != NULL)
+        memset(c->why, 0, sizeof(*c->why));
     c->errbuf[0] = '\0';
     c->got_byte = 0;
     c->mode = COUNCIL__BODY_UNKNOWN;
     c->status = 0;
-    c->reason[0] = '\0';
     c->retry_after_ms = 0;
     c->raw.len = 0;
     if (c->raw.p != NULL)
@@ -879,7 +953,7 @@ maybe_retry(council__chat *c)
         annotate(c, label, NULL);
         return 0;
     }
-    if (c->text.len > 0) {
+    if (c->text.len > 0 || c->body == NULL) { /* released: release_body */
         annotate(c, label, "not retried: text had streamed");
         return 0;
     }
@@ -967,8 +1041,10 @@ deliver(council__chat *c)
         r->first_byte_ms = (c->first_byte_ns - c->attempt_t0_ns) / 1000000u;
     r->latency_ms = c->t0_ns != 0 ? (uv_hrtime() - c->t0_ns) / 1000000u : 0;
     r->attempts = c->attempts;
-    scrub(r->message, sizeof(r->message), c->secret);
-    scrub(r->error_type, sizeof(r->error_type), c->secret);
+    if (c->why != NULL) {
+        scrub(c->why->message, sizeof(c->why->message), c->secret);
+        scrub(c->why->error_type, sizeof(c->why->error_type), c->secret);
+    }
 
     if (c->cbs.on_done != NULL)
         c->cbs.on_done(r, c->ud);
@@ -1082,13 +1158,16 @@ http_error(council__chat *c)
         c->ops->on_error_body(c, c->raw.p, c->raw.len, msg, sizeof(msg), type,
                               sizeof(type));
     }
-    if (msg[0] != '\0')
-        council__chat_fail(c, COUNCIL__CALL_HTTP, "HTTP %ld: %s", c->status,
-                           msg);
-    else
-        council__chat_fail(c, COUNCIL__CALL_HTTP, "HTTP %ld%s%s", c->status,
-                           c->reason[0] != '\0' ? " " : "", c->reason);
-    memcpy(c->res.error_type, type, sizeof(type));
+    if (msg[0] != '\0') {
+        council__chat_fail_typed(c, COUNCIL__CALL_HTTP, type, "HTTP %ld: %s",
+                                 c->status, msg);
+    } else {
+        const char *reason = c->why != NULL ? c->why->reason : "";
+
+        council__chat_fail_typed(c, COUNCIL__CALL_HTTP, type, "HTTP %ld%s%.96s",
+                                 c->status, reason[0] != '\0' ? " " : "",
+                                 reason);
+    }
 }
 
 static int
@@ -1307,15 +1386,22 @@ header_cb(char *p, size_t size, size_t nmemb, void *ud)
     if (strncmp(line, "HTTP/", 5) == 0) {
         /* A new status line (after a 100 Continue, say): start over. */
         const char *sp = strchr(line, ' ');
+        council__chat_why *w;
+
         c->retry_after_ms = 0;
-        c->reason[0] = '\0';
+        if (c->why != NULL)
+            c->why->reason[0] = '\0';
+        /* Only an error's reason phrase is kept (the message may name
+         * it), in the words that a failure allocates anyway. */
+        if (sp != NULL && (sp[1] == '1' || sp[1] == '2'))
+            sp = NULL;
         if (sp != NULL)
             sp = strchr(sp + 1, ' ');
-        if (sp != NULL) {
+        if (sp != NULL && (w = chat_why(c)) != NULL) {
             size_t len = strlen(sp + 1);
             while (len > 0 && sp[len] == ' ')
                 len--;
-            council__sanitize(c->reason, sizeof(c->reason), sp + 1, len);
+            council__sanitize(w->reason, sizeof(w->reason), sp + 1, len);
         }
     } else if (strncasecmp(line, "retry-after:", 12) == 0) {
         if (c->retry_after_ms == 0)
@@ -1352,6 +1438,8 @@ council__chat_new(council__http *h, const council__chat_ops *ops,
     c->retries_left = req->retries > 0 ? req->retries : 0;
     c->backoff_base_ms = req->backoff_base_ms;
     c->backoff_max_ms = req->backoff_max_ms;
+    c->res.message = "";
+    c->res.error_type = "";
     c->rng = req->jitter_seed != 0 ? req->jitter_seed
                                    : uv_hrtime() ^ (uint64_t)(uintptr_t)c;
     c->easy = curl_easy_init();
@@ -1388,9 +1476,10 @@ council__chat_launch(council__chat *c)
         return COUNCIL_ECLOSED;
     }
     cc |= curl_easy_setopt(e, CURLOPT_URL, c->url);
+    c->body_len = strlen(c->body);
     cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                           (curl_off_t)strlen(c->body));
+                           (curl_off_t)c->body_len);
     cc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, c);

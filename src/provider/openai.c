@@ -132,10 +132,9 @@ take_chunk(council__chat *c, json_t *root, const char *what)
     err = json_object_get(root, "error");
     if (err != NULL && !json_is_null(err)) {
         council__error_fields(err, msg, sizeof(msg), type, sizeof(type));
-        council__chat_fail(c, COUNCIL__CALL_PROVIDER,
-                           "provider error in the stream: %s",
-                           msg[0] != '\0' ? msg : "(no message)");
-        memcpy(c->res.error_type, type, sizeof(type));
+        council__chat_fail_typed(c, COUNCIL__CALL_PROVIDER, type,
+                                 "provider error in the stream: %s",
+                                 msg[0] != '\0' ? msg : "(no message)");
         return 0;
     }
     u = json_object_get(root, "usage");

@@ -81,12 +81,17 @@ typedef enum council__call_errkind {
     COUNCIL__CALL_CANCELLED
 } council__call_errkind;
 
+#define COUNCIL__CHAT_MSG_SIZE 512
+#define COUNCIL__CHAT_TYPE_SIZE 64
+
 typedef struct council__chat_result {
     council_err err; /* COUNCIL_OK or the failure */
     council__call_errkind kind;
     long http_status;        /* 0 if no response */
-    char error_type[64];     /* the provider's error type/code, or "" */
-    char message[512];       /* human-readable cause, never a secret */
+    const char *error_type;  /* the provider's error type/code, or "";
+                                at most COUNCIL__CHAT_TYPE_SIZE - 1 bytes */
+    const char *message;     /* human-readable cause, never a secret, or
+                                ""; at most COUNCIL__CHAT_MSG_SIZE - 1 */
     uint64_t retry_after_ms; /* from Retry-After on 429/503, else 0 */
     const char *text;        /* the whole answer (borrowed for the
                                 callback); "" on failure */

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "provider/call.h"
 #include "provider/provider.h"
 #include "rawhttp.h"
 #include "runner.h"

@@ -47,6 +47,10 @@ on_delta(const char *text, size_t len, void *ud)
 
     ASSERT_EQ_INT(g->n_done, 0);
     ASSERT(len > 0);
+    /* Text has streamed: no retry can follow, so the request body (sent
+     * whole before any response here) is released already. */
+    if (g->call != NULL)
+        ASSERT(g->call->body == NULL);
     g->deltas = realloc(g->deltas, g->deltas_len + len + 1);
     memcpy(g->deltas + g->deltas_len, text, len);
     g->deltas_len += len;
