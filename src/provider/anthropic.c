@@ -300,16 +300,14 @@ out:
     return rc;
 }
 
-static council_err
-add_header(struct curl_slist **list, const char *h)
-{
-    struct curl_slist *n = curl_slist_append(*list, h);
-
-    if (n == NULL)
-        return COUNCIL_ENOMEM;
-    *list = n;
-    return COUNCIL_OK;
-}
+/* The headers of every request but the credential (never modified). */
+static struct curl_slist hdr_expect = {"Expect:", NULL}; /* no 100-continue */
+static struct curl_slist hdr_version = {
+    "anthropic-version: " COUNCIL__ANTHROPIC_VERSION, &hdr_expect};
+static struct curl_slist hdr_accept = {"Accept: text/event-stream",
+                                       &hdr_version};
+static struct curl_slist hdr_const = {"Content-Type: application/json",
+                                      &hdr_accept};
 
 council_err
 council__anthropic_start(council__http *h, const council__provider_cfg *cfg,
@@ -346,15 +344,7 @@ council__anthropic_start(council__http *h, const council__provider_cfg *cfg,
     rc = build_body(req, &c->body);
     if (rc != COUNCIL_OK)
         goto out;
-    rc = add_header(&c->headers, "Content-Type: application/json");
-    if (rc == COUNCIL_OK)
-        rc = add_header(&c->headers, "Accept: text/event-stream");
-    if (rc == COUNCIL_OK)
-        rc = add_header(&c->headers,
-                        "anthropic-version: " COUNCIL__ANTHROPIC_VERSION);
-    if (rc == COUNCIL_OK)
-        rc = add_header(&c->headers, "Expect:"); /* no 100-continue */
-    if (rc == COUNCIL_OK && cfg->api_key != NULL) {
+    if (cfg->api_key != NULL) {
         size_t klen = strlen(cfg->api_key);
 
         c->secret = council__strdup(cfg->api_key);
@@ -365,8 +355,9 @@ council__anthropic_start(council__http *h, const council__provider_cfg *cfg,
         }
         memcpy(auth, key_hdr, sizeof(key_hdr) - 1);
         memcpy(auth + sizeof(key_hdr) - 1, cfg->api_key, klen + 1);
-        rc = add_header(&c->headers, auth);
     }
+    council__chat_headers(c, &hdr_const, auth); /* takes auth over */
+    auth = NULL;
 out:
     if (auth != NULL) {
         explicit_bzero(auth, strlen(auth));

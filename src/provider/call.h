@@ -89,9 +89,11 @@ struct council__chat {
     int state;
     int in_multi;
     CURL *easy;
-    struct curl_slist *headers;
-    char *url;
-    char *body; /* the request; released once text streams */
+    struct curl_slist *headers;  /* auth_node, or the format's constant list */
+    struct curl_slist auth_node; /* the credential line (owned, zeroed at
+                                    free), then the constant list */
+    char *url;                   /* until launch: libcurl copies it */
+    char *body;                  /* the request; released once text streams */
     size_t body_len;
     char *secret; /* the API key, only to scrub it */
     char errbuf[CURL_ERROR_SIZE];
@@ -133,6 +135,12 @@ council_err council__chat_new(council__http *h, const council__chat_ops *ops,
                               council__chat **out);
 council_err council__chat_launch(council__chat *c);
 void council__chat_discard(council__chat *c);
+/* The request headers: the format's constant list (static, shared by every
+ * call: libcurl only reads it), after the credential line auth if not
+ * NULL ("Name: secret", allocated; the call takes it over and zeroes it
+ * when freed). */
+void council__chat_headers(council__chat *c, struct curl_slist *constant,
+                           char *auth);
 
 /* 1 while the call still runs (no verdict yet). */
 int council__chat_running(const council__chat *c);

@@ -687,7 +687,10 @@ call_free(council__chat *c)
 {
     if (c->easy != NULL)
         curl_easy_cleanup(c->easy);
-    curl_slist_free_all(c->headers);
+    if (c->auth_node.data != NULL) {
+        explicit_bzero(c->auth_node.data, strlen(c->auth_node.data));
+        council__free(c->auth_node.data);
+    }
     council__free(c->url);
     council__free(c->body);
     if (c->secret != NULL) {
@@ -1458,6 +1461,17 @@ out:
 }
 
 void
+council__chat_headers(council__chat *c, struct curl_slist *constant, char *auth)
+{
+    c->headers = constant;
+    if (auth != NULL) {
+        c->auth_node.data = auth;
+        c->auth_node.next = constant;
+        c->headers = &c->auth_node;
+    }
+}
+
+void
 council__chat_discard(council__chat *c)
 {
     if (c != NULL)
@@ -1503,6 +1517,9 @@ council__chat_launch(council__chat *c)
         call_free(c);
         return COUNCIL_ENOMEM;
     }
+    /* libcurl keeps its own copy of the URL (every attempt reuses it). */
+    council__free(c->url);
+    c->url = NULL;
 
     uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;

@@ -292,16 +292,12 @@ build_body(const council__chat_req *req, char **out)
     return COUNCIL_OK;
 }
 
-static council_err
-add_header(struct curl_slist **list, const char *h)
-{
-    struct curl_slist *n = curl_slist_append(*list, h);
-
-    if (n == NULL)
-        return COUNCIL_ENOMEM;
-    *list = n;
-    return COUNCIL_OK;
-}
+/* The headers of every request but the credential (never modified). */
+static struct curl_slist hdr_expect = {"Expect:", NULL}; /* no 100-continue */
+static struct curl_slist hdr_accept = {"Accept: text/event-stream",
+                                       &hdr_expect};
+static struct curl_slist hdr_const = {"Content-Type: application/json",
+                                      &hdr_accept};
 
 council_err
 council__openai_start(council__http *h, const council__provider_cfg *cfg,
@@ -336,12 +332,7 @@ council__openai_start(council__http *h, const council__provider_cfg *cfg,
     rc = build_body(req, &c->body);
     if (rc != COUNCIL_OK)
         goto out;
-    rc = add_header(&c->headers, "Content-Type: application/json");
-    if (rc == COUNCIL_OK)
-        rc = add_header(&c->headers, "Accept: text/event-stream");
-    if (rc == COUNCIL_OK)
-        rc = add_header(&c->headers, "Expect:"); /* no 100-continue */
-    if (rc == COUNCIL_OK && cfg->api_key != NULL) {
+    if (cfg->api_key != NULL) {
         size_t klen = strlen(cfg->api_key);
 
         c->secret = council__strdup(cfg->api_key);
@@ -352,8 +343,9 @@ council__openai_start(council__http *h, const council__provider_cfg *cfg,
         }
         snprintf(auth, klen + sizeof("Authorization: Bearer "),
                  "Authorization: Bearer %s", cfg->api_key);
-        rc = add_header(&c->headers, auth);
     }
+    council__chat_headers(c, &hdr_const, auth); /* takes auth over */
+    auth = NULL;
 out:
     if (auth != NULL) {
         explicit_bzero(auth, strlen(auth));
