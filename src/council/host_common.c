@@ -63,6 +63,7 @@ maybe_free(council__host *h)
     council__free(h->messages);
     council__free(h->council_name);
     council__free(h->synth_prompt);
+    council__free(h->last_chair_error);
     json_decref(h->synthesis);
     council__free(h);
 }
@@ -631,6 +632,24 @@ budget_fired(uv_timer_t *t)
 
 /* ---- synthesis with fallbacks ------------------------------------------- */
 
+/* Keeps why the last chairman failed (for the run's error if no member
+ * answer stands in); on allocation failure a fixed text stands in. */
+static void chair_error(council__host *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+chair_error(council__host *h, const char *fmt, ...)
+{
+    char buf[600];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    council__free(h->last_chair_error);
+    h->last_chair_error = council__strdup(buf);
+}
+
 static void
 use_top_member(council__host *h)
 {
@@ -640,7 +659,8 @@ use_top_member(council__host *h)
 
     if (top < 0 || h->members[top].answer == NULL) {
         snprintf(msg, sizeof(msg), "%s; no member answer to fall back on",
-                 h->last_chair_error);
+                 h->last_chair_error != NULL ? h->last_chair_error
+                                             : "the chairman failed");
         council__host_fail(h, "synthesis", msg);
         return;
     }
@@ -672,8 +692,7 @@ try_chair(council__host *h)
             start_call(h, ch, -1, "synthesis", 0, h->synth_prompt,
                        deadline_left(h)) == 0)
             return;
-        snprintf(h->last_chair_error, sizeof(h->last_chair_error),
-                 "the chairman (%s) could not start", ch->model);
+        chair_error(h, "the chairman (%s) could not start", ch->model);
         council__host_emit(
             h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0, "chairman", NULL, 0,
             json_pack("{s:s,s:{s:s,s:s}}", "model", ch->model, "error", "kind",
@@ -707,9 +726,8 @@ synth_done(council__host *h, const council__chat_result *res)
                         ? council__host_error_json(h, res)
                         : json_pack("{s:s,s:s}", "kind", "empty", "message",
                                     "the model returned an empty answer");
-        snprintf(h->last_chair_error, sizeof(h->last_chair_error),
-                 "the chairman (%s) failed: %s", ch->model,
-                 res->err != COUNCIL_OK ? res->message : "empty answer");
+        chair_error(h, "the chairman (%s) failed: %s", ch->model,
+                    res->err != COUNCIL_OK ? res->message : "empty answer");
         council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "synthesis", 0,
                            "chairman", NULL, 0,
                            council__host_failed_json(res, ch->model, e));

@@ -158,9 +158,9 @@ struct council__host {
     int stage_seen[COUNCIL__N_STAGES]; /* its stage_started is out */
     council__usage_sum cur;
     unsigned stage_epoch;
-    json_t *synthesis;  /* how the answer was made, for the result */
-    char *synth_prompt; /* kept for the fallback chairmen */
-    char last_chair_error[600];
+    json_t *synthesis;      /* how the answer was made, for the result */
+    char *synth_prompt;     /* kept for the fallback chairmen */
+    char *last_chair_error; /* the last chairman's failure, or NULL */
 };
 
 /* Build the host from a definition (copies all it needs).  size >=

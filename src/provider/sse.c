@@ -63,6 +63,14 @@ buf_append(buf *b, const char *s, size_t n, size_t max)
     return COUNCIL_OK;
 }
 
+static void
+buf_release(buf *b)
+{
+    council__free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+}
+
 council_err
 council__sse_new(size_t max_line, council__sse_cb cb, void *ud,
                  council__sse **out)
@@ -224,8 +232,17 @@ council__sse_feed(council__sse *p, const char *buf_in, size_t len)
         }
     }
     rc = feed_body(p, s, len);
-    if (rc != COUNCIL_OK)
+    if (rc != COUNCIL_OK) {
         p->failed = rc;
+        return rc;
+    }
+    /* Between two events nothing is pending: the buffers go back, so a
+     * stream waiting for its next chunk (a slow model's) holds none. */
+    if (p->line.len == 0 && p->data.len == 0 && p->event.len == 0) {
+        buf_release(&p->line);
+        buf_release(&p->data);
+        buf_release(&p->event);
+    }
     return rc;
 }
 
