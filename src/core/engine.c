@@ -58,6 +58,9 @@ struct completion {
     int done;
 };
 
+/* Why a run host could not start, as told to the caller. */
+#define COUNCIL__START_MSG 256
+
 struct cmd {
     enum cmd_kind kind;
     struct cmd *next;
@@ -66,7 +69,8 @@ struct cmd {
     const char *run_id;      /* CMD_SUBSCRIBE */
     struct completion *wait; /* NULL: nobody waits */
     council_err rc;
-    char msg[256];
+    char *msg; /* CMD_START: the caller's buffer for why it failed */
+    size_t msg_size;
 };
 
 enum run_state { R_STARTING, R_RUNNING, R_TERMINAL, R_EXITED };
@@ -748,13 +752,12 @@ do_start(council_engine *eng, struct cmd *c)
         uv_timer_start(&run->deadline, deadline_fired, run->deadline_ms, 0);
     }
     run->host_started = 1;
-    rc = run->hops->start(run, run->hstate, c->msg, sizeof(c->msg));
+    rc = run->hops->start(run, run->hstate, c->msg, c->msg_size);
     if (rc != COUNCIL_OK) {
         /* No orphans: the recorders learn why the run never ran. */
-        char cause[sizeof(c->msg)];
-        memcpy(cause, c->msg, sizeof(cause));
-        cause[sizeof(cause) - 1] = '\0';
-        snprintf(c->msg, sizeof(c->msg), "run host could not start: %.200s",
+        char cause[COUNCIL__START_MSG];
+        snprintf(cause, sizeof(cause), "%s", c->msg);
+        snprintf(c->msg, c->msg_size, "run host could not start: %.200s",
                  cause[0] != '\0' ? cause : council_strerror(rc));
         if (run->state != R_TERMINAL && run->state != R_EXITED)
             end_run(run, error_outcome("start", c->msg));
@@ -1246,6 +1249,7 @@ council__run_start_host_on(council_engine *eng, const council__host_ops *hops,
     council_run *run = NULL;
     struct completion done;
     struct cmd c;
+    char start_msg[COUNCIL__START_MSG];
     council_err rc = COUNCIL_OK;
     size_t i, n_inited = 0, n_rec = 0;
     char why[256];
@@ -1386,6 +1390,9 @@ council__run_start_host_on(council_engine *eng, const council__host_ops *hops,
     c.kind = CMD_START;
     c.run = run;
     c.wait = &done;
+    start_msg[0] = '\0';
+    c.msg = start_msg;
+    c.msg_size = sizeof(start_msg);
     rc = post(run->lp, &c);
     if (rc != COUNCIL_OK) {
         pthread_cond_destroy(&done.cv);
