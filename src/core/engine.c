@@ -707,7 +707,10 @@ council__run_emit(council_run *run, council__event_init *init)
                          init->keep_ts ? init->ts_us : event_time(run->lp));
     run->outbox[run->ob_len++] = ev; /* the outbox's reference */
     mark_dirty(run);
-    stat_add(&eng->st_published, 1);
+    atomic_store_explicit(
+        &run->lp->published,
+        atomic_load_explicit(&run->lp->published, memory_order_relaxed) + 1,
+        memory_order_relaxed);
     if (council__event_is_terminal(init->type)) {
         run->state = R_TERMINAL;
         end_run(run, council__outcome_from_terminal(ev));
@@ -1123,10 +1126,14 @@ council_engine_close(council_engine *eng)
 void
 council_engine_stats_get(council_engine *eng, council_engine_stats *out)
 {
+    int i;
+
     memset(out, 0, sizeof(*out));
     out->runs_started = atomic_load(&eng->st_started);
     out->runs_active = atomic_load(&eng->st_active);
-    out->events_published = atomic_load(&eng->st_published);
+    for (i = 0; i < eng->n_loops; i++)
+        out->events_published += atomic_load_explicit(&eng->loops[i].published,
+                                                      memory_order_relaxed);
     out->deliveries = atomic_load(&eng->st_deliveries);
     out->recorder_failures = atomic_load(&eng->st_rec_failures);
     out->events_dropped = atomic_load(&eng->st_dropped);

@@ -47,6 +47,12 @@ typedef struct council__loop {
     council_run *dirty;   /* runs with events or an end to queue */
     council_run *reap;
     int shutting_down;
+    /* Events published by this loop's runs: written by the loop thread
+     * alone, so a plain store, not a locked add (a locked add is a full
+     * barrier: it waited, per event, for the stores into the event's
+     * cache line, cold from the thread that freed it).  Summed by
+     * council_engine_stats_get. */
+    _Alignas(64) atomic_uint_fast64_t published;
     /* The HTTP client shared by this loop's provider calls (strategy.c). */
     struct council__http *http;
     void (*http_shutdown)(struct council__loop *lp);
@@ -67,8 +73,8 @@ struct council_engine {
 
     /* Counters.  The loop threads' and the pool's are on separate cache
      * lines: sharing one costs a line transfer per event. */
-    _Alignas(64) atomic_uint_fast64_t st_published;
-    atomic_uint_fast64_t st_started, st_active, st_dropped, st_lost;
+    _Alignas(64) atomic_uint_fast64_t st_started, st_active,
+        st_dropped, st_lost;
     _Alignas(64) atomic_uint_fast64_t st_deliveries;
     atomic_uint_fast64_t st_rec_failures, st_duplicates, st_gaps,
         st_after_final;
