@@ -439,23 +439,17 @@ deadline_left(council__host *h)
     return el >= h->deadline_ms ? 0 : h->deadline_ms - el;
 }
 
-static int
-start_call(council__host *h, council__hmember *m, int index, const char *stage,
-           int round, const char *user_text, uint64_t left)
+/* A call's messages: the member's system prompt, then user_text, or the
+ * run's messages when user_text is NULL (all borrowed). */
+static council_message *
+call_msgs(const council__host *h, const council__hmember *m,
+          const char *user_text, size_t *n_out)
 {
-    static const council__chat_cbs cbs = {on_delta, on_done};
-    council_message *msgs;
-    council__chat_req req;
-    council__hcall *c;
-    uint64_t total = h->limits.member_timeout_ms;
+    council_message *msgs = council__calloc(h->n_messages + 2, sizeof(*msgs));
     size_t n = 0, i;
-    council_err rc;
 
-    if (left < total)
-        total = left > 0 ? left : 1;
-    msgs = council__calloc(h->n_messages + 2, sizeof(*msgs));
     if (msgs == NULL)
-        return -1;
+        return NULL;
     if (m->system != NULL)
         msgs[n++] = (council_message){"system", m->system};
     if (user_text == NULL) {
@@ -464,6 +458,72 @@ start_call(council__host *h, council__hmember *m, int index, const char *stage,
     } else {
         msgs[n++] = (council_message){"user", user_text};
     }
+    *n_out = n;
+    return msgs;
+}
+
+/* cbs.messages: the same messages again, for a retry whose request body
+ * was let go. */
+static int
+call_messages_again(void *ud, council_message **msgs, size_t *n, char **scratch)
+{
+    council__hcall *c = ud;
+    council__host *h = c->h;
+    const council__hmember *m =
+        c->member >= 0 ? &h->members[c->member] : &h->chairs[h->chair_at];
+    const char *text = NULL;
+
+    *scratch = NULL;
+    switch (c->again) {
+    case COUNCIL__AGAIN_QUESTION:
+        break;
+    case COUNCIL__AGAIN_SYNTH:
+        text = h->synth_prompt;
+        break;
+    case COUNCIL__AGAIN_STRATEGY:
+        text = *scratch = h->sops->prompt_again(h, c);
+        break;
+    default:
+        return -1;
+    }
+    if (c->again != COUNCIL__AGAIN_QUESTION && text == NULL)
+        return -1;
+    *msgs = call_msgs(h, m, text, n);
+    if (*msgs == NULL) {
+        council__free(*scratch);
+        *scratch = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+start_call(council__host *h, council__hmember *m, int index, const char *stage,
+           int round, const char *user_text, uint64_t left)
+{
+    static const council__chat_cbs cbs = {on_delta, on_done,
+                                          call_messages_again};
+    council_message *msgs;
+    council__chat_req req;
+    council__hcall *c;
+    uint64_t total = h->limits.member_timeout_ms;
+    size_t n = 0;
+    council_err rc;
+    int again = COUNCIL__AGAIN_NONE;
+
+    if (left < total)
+        total = left > 0 ? left : 1;
+    if (user_text == NULL)
+        again = COUNCIL__AGAIN_QUESTION;
+    else if (index < 0 && user_text == h->synth_prompt)
+        again = COUNCIL__AGAIN_SYNTH;
+    else if (index >= 0 && h->sops->prompt_again != NULL &&
+             h->sops->again_stage != NULL &&
+             strcmp(stage, h->sops->again_stage) == 0)
+        again = COUNCIL__AGAIN_STRATEGY;
+    msgs = call_msgs(h, m, user_text, &n);
+    if (msgs == NULL)
+        return -1;
     memset(&req, 0, sizeof(req));
     req.model = m->model;
     req.messages = msgs;
@@ -474,6 +534,7 @@ start_call(council__host *h, council__hmember *m, int index, const char *stage,
     req.idle_timeout_ms = total;
     req.total_timeout_ms = total;
     req.retries = h->limits.retries;
+    req.rebuildable = again != COUNCIL__AGAIN_NONE;
     c = &m->calls[m->next_slot];
     m->next_slot ^= 1;
     memset(c, 0, sizeof(*c));
@@ -482,6 +543,7 @@ start_call(council__host *h, council__hmember *m, int index, const char *stage,
     c->stage = stage;
     c->round = round;
     c->epoch = h->stage_epoch;
+    c->again = again;
     rc = council__chat_start(h->http, &h->providers[m->provider].cfg, &req,
                              &cbs, c, &c->chat);
     council__free(msgs);

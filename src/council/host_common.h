@@ -62,7 +62,17 @@ typedef struct council__hcall {
     int round;         /* 0: the stage has no rounds */
     int streamed;
     unsigned epoch; /* the host's stage epoch when the call started */
+    /* How its messages can be given again for a retry (then the request
+     * body need not be kept): COUNCIL__AGAIN_*. */
+    int again;
 } council__hcall;
+
+enum {
+    COUNCIL__AGAIN_NONE = 0,
+    COUNCIL__AGAIN_QUESTION, /* the run's messages */
+    COUNCIL__AGAIN_SYNTH,    /* the host's synth_prompt */
+    COUNCIL__AGAIN_STRATEGY  /* sops->prompt_again */
+};
 
 typedef struct council__hmember {
     char *name, *model, *system;
@@ -114,6 +124,11 @@ typedef struct council__strategy_ops {
                         json_t *data);
     /* Free the strategy's own state (not h itself; may be NULL). */
     void (*free_extra)(council__host *h);
+    /* Optional: the prompt of a call of stage again_stage made anew, the
+     * same text as at its start (new string; NULL on OOM), so that the
+     * call need not keep its request body for a retry. */
+    const char *again_stage;
+    char *(*prompt_again)(council__host *h, const council__hcall *c);
 } council__strategy_ops;
 
 struct council__host {

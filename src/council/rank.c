@@ -255,6 +255,42 @@ review_done(rank_run *rr, council__hcall *c, const council__chat_result *res)
     maybe_end_review(rr);
 }
 
+/* The review prompt of reviewer m: the question and the answers it is
+ * shown (m->shown), in that order.  New string, NULL on OOM.  The answers
+ * do not change after the answer stage, so it is the same text each time
+ * (prompt_again). */
+static char *
+review_prompt(rank_run *rr, const council__hmember *m)
+{
+    council__host *h = &rr->h;
+    const char **texts = council__calloc(m->n_shown, sizeof(*texts));
+    size_t *lens = council__calloc(m->n_shown, sizeof(*lens));
+    char *prompt = NULL;
+    size_t i;
+
+    if (texts != NULL && lens != NULL) {
+        for (i = 0; i < m->n_shown; i++) {
+            const council__hmember *o = &h->members[rr->cands[m->shown[i]]];
+            texts[i] = o->answer;
+            lens[i] = o->answer_len;
+        }
+        prompt = council__prompt_review(h->question, texts, lens, m->n_shown);
+    }
+    council__free(texts);
+    council__free(lens);
+    return prompt;
+}
+
+static char *
+r_prompt_again(council__host *h, const council__hcall *c)
+{
+    const council__hmember *m = &h->members[c->member];
+
+    if (m->shown == NULL)
+        return NULL;
+    return review_prompt((rank_run *)h, m);
+}
+
 static void
 start_review(rank_run *rr)
 {
@@ -277,17 +313,13 @@ start_review(rank_run *rr)
     for (r = 0; r < rr->n_cands; r++) {
         council__hmember *m = &h->members[rr->cands[r]];
         size_t *perm, k = 0;
-        const char **texts;
-        size_t *lens;
         char *prompt;
 
         m->n_shown = rr->n_cands - 1;
         m->shown = council__calloc(m->n_shown, sizeof(size_t));
         perm = council__calloc(m->n_shown, sizeof(size_t));
-        texts = council__calloc(m->n_shown, sizeof(*texts));
-        lens = council__calloc(m->n_shown, sizeof(*lens));
         prompt = NULL;
-        if (m->shown != NULL && perm != NULL && texts != NULL && lens != NULL) {
+        if (m->shown != NULL && perm != NULL) {
             /* The others, shuffled with the reviewer's own seed. */
             m->seed =
                 council__mix64(h->seed ^ council__mix64(rr->cands[r] + 1));
@@ -298,17 +330,9 @@ start_review(rank_run *rr)
             for (i = 0; i < m->n_shown; i++)
                 perm[i] = m->shown[perm[i]];
             memcpy(m->shown, perm, m->n_shown * sizeof(size_t));
-            for (i = 0; i < m->n_shown; i++) {
-                council__hmember *o = &h->members[rr->cands[m->shown[i]]];
-                texts[i] = o->answer;
-                lens[i] = o->answer_len;
-            }
-            prompt =
-                council__prompt_review(h->question, texts, lens, m->n_shown);
+            prompt = review_prompt(rr, m);
         }
         council__free(perm);
-        council__free(texts);
-        council__free(lens);
         if (prompt == NULL || council__host_call(h, (int)rr->cands[r], "review",
                                                  0, prompt) != 0) {
             council__host_emit(h, COUNCIL_EV_MEMBER_FAILED, "review", 0,
@@ -353,8 +377,9 @@ r_begin(council__host *h)
 }
 
 static const council__strategy_ops rank_sops = {
-    "rank",         r_begin, r_call_done, r_synth_prompt, r_top_member,
-    r_result_extra, NULL,    NULL,        r_free_extra};
+    "rank",       r_begin,        r_call_done,   r_synth_prompt,
+    r_top_member, r_result_extra, NULL,          NULL,
+    r_free_extra, "review",       r_prompt_again};
 
 council_err
 council__rank_host_new(const council_def *def, const council_message *msgs,

@@ -199,11 +199,14 @@ on_eof(council__chat *c, int clean)
                            c->errbuf[0] ? c->errbuf : "connection lost");
 }
 
+static council_err build_body(const council__chat_req *req, char **out);
+
 const council__chat_ops council__anthropic_ops = {
     .on_event = on_event,
     .on_json = on_json,
     .on_eof = on_eof,
     .on_error_body = council__json_error_body,
+    .build_body = build_body,
 };
 
 /* Sets key on obj to a new string of s[0..n); EINVAL if s is not UTF-8. */

@@ -54,6 +54,9 @@ typedef struct council__chat_ops {
     /* Optional: forget the format's own per-attempt state before a retry
      * (http.c resets everything in council__chat it knows of). */
     void (*on_restart)(council__chat *c);
+    /* The request body of req (new string), to build it again for an
+     * attempt after it was let go. */
+    council_err (*build_body)(const council__chat_req *req, char **out);
 } council__chat_ops;
 
 enum {
@@ -93,8 +96,12 @@ struct council__chat {
     struct curl_slist auth_node; /* the credential line (owned, zeroed at
                                     free), then the constant list */
     char *url;                   /* until launch: libcurl copies it */
-    char *body;                  /* the request; released once text streams */
+    char *body; /* the request; let go once no attempt can need it */
     size_t body_len;
+    /* To build the body again (rebuildable requests). */
+    const char *model; /* borrowed: outlives the call */
+    int max_tokens;
+    int rebuildable;
     char *secret; /* the API key, only to scrub it */
     char errbuf[CURL_ERROR_SIZE];
     uv_timer_t timer; /* deadlines, deferred add, on_done */

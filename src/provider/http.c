@@ -631,12 +631,15 @@ council__chat_succeed(council__chat *c)
     finish(c);
 }
 
-/* Text has streamed, so no other attempt follows (maybe_retry), and
- * libcurl, past the response's first bytes, never reads the request body
+/* Past the response's first bytes libcurl never reads the request body
  * again (it re-sends a request only on a reused connection that died
  * before any byte came back; we follow no redirect and negotiate no
- * auth): once libcurl has sent all of it, the body can go.  A call
- * waiting on a slow model then holds its answer, not its prompt too. */
+ * auth): once libcurl has sent all of it, the body can go, unless another
+ * attempt of ours may need it.  A rebuildable request lets it go at the
+ * first byte of a 2xx answer (rebuild_body makes it again for a retry);
+ * any other once text has streamed (then no attempt follows: maybe_retry).
+ * A call waiting on a slow model, or a thinking one, then does not hold
+ * its prompt. */
 static void
 release_body(council__chat *c)
 {
@@ -647,6 +650,41 @@ release_body(council__chat *c)
         return;
     council__free(c->body);
     c->body = NULL;
+}
+
+/* Builds the request body again for another attempt (the call is out of
+ * the multi handle). */
+static council_err
+rebuild_body(council__chat *c)
+{
+    council__chat_req req;
+    council_message *msgs = NULL;
+    char *scratch = NULL;
+    size_t n = 0;
+    council_err rc;
+    CURLcode cc;
+
+    if (!c->rebuildable || c->cbs.messages == NULL ||
+        c->ops->build_body == NULL)
+        return COUNCIL_EINVAL;
+    if (c->cbs.messages(c->ud, &msgs, &n, &scratch) != 0)
+        return COUNCIL_ENOMEM;
+    memset(&req, 0, sizeof(req));
+    req.model = c->model;
+    req.messages = msgs;
+    req.n_messages = n;
+    req.max_tokens = c->max_tokens;
+    rc = c->ops->build_body(&req, &c->body);
+    council__free(msgs);
+    council__free(scratch);
+    if (rc != COUNCIL_OK)
+        return rc;
+    c->body_len = strlen(c->body);
+    cc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                              (curl_off_t)c->body_len);
+    return cc == CURLE_OK ? COUNCIL_OK : COUNCIL_ENOMEM;
 }
 
 int
@@ -956,7 +994,7 @@ maybe_retry(council__chat *c)
         annotate(c, label, NULL);
         return 0;
     }
-    if (c->text.len > 0 || c->body == NULL) { /* released: release_body */
+    if (c->text.len > 0) {
         annotate(c, label, "not retried: text had streamed");
         return 0;
     }
@@ -988,6 +1026,16 @@ maybe_retry(council__chat *c)
                  (unsigned long long)delay);
         annotate(c, label, why);
         return 0;
+    }
+    if (c->body == NULL) { /* let go at a 2xx answer's first byte */
+        council_err rc = rebuild_body(c);
+        if (rc != COUNCIL_OK) {
+            snprintf(why, sizeof(why),
+                     "not retried: the request could not be built again (%s)",
+                     council_strerror(rc));
+            annotate(c, label, why);
+            return 0;
+        }
     }
     if (reset_attempt(c) != COUNCIL_OK) {
         annotate(c, label, NULL);
@@ -1313,8 +1361,12 @@ write_cb(char *p, size_t size, size_t nmemb, void *ud)
         return n; /* after the end ([DONE]): drain, keep the connection */
     if (c->state != COUNCIL__CHAT_RUNNING)
         return 0; /* aborts the transfer */
-    if (!c->got_byte && !first_byte(c, p, n))
-        return 0;
+    if (!c->got_byte) {
+        if (!first_byte(c, p, n))
+            return 0;
+        if (c->rebuildable && c->body != NULL && c->mode != COUNCIL__BODY_ERROR)
+            release_body(c);
+    }
     c->last_byte_ms = now_ms();
     switch (c->mode) {
     case COUNCIL__BODY_ERROR:
@@ -1439,6 +1491,9 @@ council__chat_new(council__http *h, const council__chat_ops *ops,
     c->idle_timeout_ms = req->idle_timeout_ms;
     c->total_timeout_ms = req->total_timeout_ms;
     c->retries_left = req->retries > 0 ? req->retries : 0;
+    c->rebuildable = req->rebuildable && cbs->messages != NULL;
+    c->model = req->model;
+    c->max_tokens = req->max_tokens;
     c->backoff_base_ms = req->backoff_base_ms;
     c->backoff_max_ms = req->backoff_max_ms;
     c->res.message = "";

@@ -224,11 +224,14 @@ on_eof(council__chat *c, int clean)
 }
 
 /* Not static: the fuzz target fuzz/fuzz_openai_chunk.c drives it. */
+static council_err build_body(const council__chat_req *req, char **out);
+
 const council__chat_ops council__openai_ops = {
     .on_event = on_event,
     .on_json = on_json,
     .on_eof = on_eof,
     .on_error_body = council__json_error_body,
+    .build_body = build_body,
 };
 
 /* The request, written directly (json.h): {"messages":[…],"model":…,

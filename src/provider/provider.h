@@ -57,6 +57,11 @@ typedef struct council__chat_req {
     uint64_t backoff_base_ms;       /* 0 = 500 */
     uint64_t backoff_max_ms;        /* 0 = 20000 */
     uint64_t jitter_seed;           /* 0 = seeded from the clock */
+    /* The caller can give the messages again (cbs.messages): the request
+     * body is then let go at the first byte of a 2xx answer and built
+     * again if another attempt follows; otherwise it is kept until text
+     * has streamed.  model must then outlive the call. */
+    int rebuildable;
 } council__chat_req;
 
 typedef struct council__usage {
@@ -108,6 +113,11 @@ typedef struct council__chat_result {
 typedef struct council__chat_cbs {
     void (*on_delta)(const char *text, size_t len, void *ud);
     void (*on_done)(const council__chat_result *res, void *ud);
+    /* For a rebuildable request: the same messages again, for another
+     * attempt.  *msgs (and *scratch, if set) are council__malloc'd, freed
+     * by the caller; returns 0, or -1 (out of memory: no more attempt). */
+    int (*messages)(void *ud, council_message **msgs, size_t *n,
+                    char **scratch);
 } council__chat_cbs;
 
 typedef struct council__chat council__chat;

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "core/alloc.h"
+#include "provider/call.h"
 #include "provider/provider.h"
 #include "rawhttp.h"
 #include "runner.h"
@@ -338,6 +340,99 @@ TEST_T(stream_reset_before_text_is_retried, 20)
     ASSERT_OK(g.err);
     ASSERT_EQ_INT(g.attempts, 2);
     ASSERT_EQ_INT(rawhttp_requests(e.srv), 2);
+    env_close(&e);
+}
+
+/* A rebuildable request lets its body go at the first byte of a 2xx
+ * answer; a retry (the stream broke before any text) asks for the
+ * messages again and sends the same body. */
+static int n_again;
+static int fail_again;
+
+static int
+messages_again(void *ud, council_message **out, size_t *n, char **scratch)
+{
+    got *g = ud;
+
+    n_again++;
+    /* The body went at the first byte: no text had streamed. */
+    ASSERT(g->call->body == NULL);
+    ASSERT_EQ_INT(g->n_deltas, 0);
+    if (fail_again)
+        return -1;
+    *out = council__calloc(1, sizeof(**out));
+    ASSERT_NOT_NULL(*out);
+    (*out)[0] = msgs[0];
+    *n = 1;
+    *scratch = NULL;
+    return 0;
+}
+
+static void
+start_again(env *e, got *g)
+{
+    council__provider_cfg cfg = {COUNCIL__PROVIDER_OPENAI, e->base, "sk-x", 0};
+    council__chat_cbs cbs = {on_delta, on_done, messages_again};
+    council__chat_req req = req_retry(1, 10);
+
+    req.rebuildable = 1;
+    ASSERT_OK(council__chat_start(e->h, &cfg, &req, &cbs, g, &g->call));
+    wait_done(e, g);
+}
+
+TEST_T(released_body_is_built_again_for_a_retry, 20)
+{
+    static const rawhttp_step steps[] = {
+        {HEAD_SSE ROLE_CHUNK, 0, 0},
+        {"", 0, 100000},
+    };
+    council__chat_req req = req_retry(1, 10);
+    char *want = NULL, *last;
+    env e;
+    got g = {0};
+
+    ASSERT_OK(council__openai_ops.build_body(&req, &want));
+    n_again = 0;
+    fail_again = 0;
+    env_open(&e);
+    rawhttp_script_nth(e.srv, 1, steps, 2, RAWHTTP_RESET);
+    rawhttp_reply(e.srv, NORMAL, RAWHTTP_CLOSE);
+    start_again(&e, &g);
+    ASSERT_OK(g.err);
+    ASSERT_EQ_INT(g.attempts, 2);
+    ASSERT_EQ_INT(n_again, 1);
+    ASSERT_EQ_INT(rawhttp_requests(e.srv), 2);
+    last = rawhttp_last_request(e.srv);
+    ASSERT_NOT_NULL(last);
+    ASSERT(strlen(last) > strlen(want));
+    ASSERT_STR_EQ(last + strlen(last) - strlen(want), want);
+    free(last);
+    council__free(want);
+    env_close(&e);
+}
+
+TEST_T(body_that_cannot_be_built_again_ends_the_call, 20)
+{
+    static const rawhttp_step steps[] = {
+        {HEAD_SSE ROLE_CHUNK, 0, 0},
+        {"", 0, 100000},
+    };
+    env e;
+    got g = {0};
+
+    n_again = 0;
+    fail_again = 1;
+    env_open(&e);
+    rawhttp_script_nth(e.srv, 1, steps, 2, RAWHTTP_RESET);
+    rawhttp_reply(e.srv, NORMAL, RAWHTTP_CLOSE);
+    start_again(&e, &g);
+    ASSERT_EQ_INT(g.err, COUNCIL_EHTTP);
+    ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
+    ASSERT_EQ_INT(g.attempts, 1);
+    ASSERT_EQ_INT(n_again, 1);
+    ASSERT_EQ_INT(rawhttp_requests(e.srv), 1);
+    ASSERT_STR_CONTAINS(g.msg, "not retried: the request could not be built "
+                               "again");
     env_close(&e);
 }
 
@@ -742,6 +837,48 @@ TEST_T(council_without_retries_fails_members_once, 60)
     n_calls = find(&k, "member_started", ev, 64) +
               find(&k, "synthesis_started", ev, 64);
     ASSERT_EQ_INT(council_mockllm_requests(m), (int)n_calls);
+    council_run_release(run);
+    council_engine_close(eng);
+    keep_free(&k);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
+
+/* A rank run: one review and the synthesis break after the role chunk
+ * (before any text), after their request bodies were let go; the retries
+ * send the prompts made anew, and the mock answers them as prompts asking
+ * for a ranking and for a synthesis (it answers from the prompt). */
+TEST_T(rank_review_and_synthesis_retries_rebuild_their_prompts, 60)
+{
+    /* Requests 1-4 answer, 5-8 review, 9 the review again, 10 the
+     * synthesis, 11 the synthesis again. */
+    council_mockllm *m = mock("nth=6:disconnect=0;nth=10:disconnect=0", 0);
+    council_def *def = council(m, "rank",
+                               "  - { name: ann, provider: mock, model: a }\n"
+                               "  - { name: bob, provider: mock, model: b }\n"
+                               "  - { name: cy, provider: mock, model: c }\n"
+                               "  - { name: dee, provider: mock, model: d }\n",
+                               CHAIR, "retries: 1, quorum: 4");
+    council_engine *eng = NULL;
+    keep k = {0};
+    council_run *run;
+    const council_outcome *o;
+    json_t *ev[64];
+    size_t i, n, n_calls;
+
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    run = start(eng, def, &k, 60000);
+    o = wait_for(run);
+    ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
+    ASSERT_EQ_U64(find(&k, "member_failed", ev, 64), 0);
+    n = find(&k, "review_completed", ev, 64);
+    ASSERT_EQ_U64(n, 4);
+    for (i = 0; i < n; i++)
+        ASSERT(json_is_true(json_object_get(ev[i], "parse_ok")));
+    ASSERT_EQ_U64(find(&k, "synthesis_completed", ev, 64), 1);
+    n_calls = find(&k, "member_started", ev, 64) +
+              find(&k, "synthesis_started", ev, 64);
+    ASSERT_EQ_INT(council_mockllm_requests(m), (int)n_calls + 2);
     council_run_release(run);
     council_engine_close(eng);
     keep_free(&k);
