@@ -123,7 +123,7 @@ grow(council__mbox *mb, size_t need)
 
     if (mb->in_cap >= need)
         return COUNCIL_OK;
-    cap = mb->in_cap != 0 ? mb->in_cap : 16;
+    cap = mb->in_cap != 0 ? mb->in_cap : 4; /* grows with the backlog */
     while (cap < need)
         cap *= 2;
     q = council__realloc(mb->in, cap * sizeof(*q));

@@ -1545,6 +1545,12 @@ council__chat_launch(council__chat *c)
         return COUNCIL_ECLOSED;
     }
     cc |= curl_easy_setopt(e, CURLOPT_URL, c->url);
+    if (strncasecmp(c->url, "http://", 7) == 0) {
+        /* No TLS with the server: drop the CA paths that libcurl copies
+         * into every new handle (the proxy's own stay). */
+        cc |= curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+        cc |= curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    }
     c->body_len = strlen(c->body);
     cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     cc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
