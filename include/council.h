@@ -303,8 +303,8 @@ COUNCIL_API const council_recorder_ops *council_recorder_jsonl(void);
  * ------------------------------------------------------------------------ */
 
 /* A loaded, validated council definition.  Immutable once loaded; may be
- * shared by runs on any thread; free it after the runs using it started
- * (runs keep what they need). */
+ * shared by runs on any thread.  Free it once the runs using it started:
+ * each run holds a reference of its own, so it lasts until they end. */
 typedef struct council_def council_def;
 
 /*

@@ -1259,6 +1259,7 @@ load_text(const char *text, size_t len, council_diag *diag, council_def **out)
         rc = COUNCIL_ENOMEM;
         goto out;
     }
+    atomic_init(&def->refs, 1);
     copy_trunc(def->source, sizeof(def->source), diag->file);
     rc = load_top(&l, root, def);
     if (rc != COUNCIL_OK)
@@ -1396,7 +1397,8 @@ member_clear(council__member_def *m)
 void
 council_def_free(council_def *def)
 {
-    if (def == NULL)
+    if (def == NULL ||
+        atomic_fetch_sub_explicit(&def->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < def->n_providers; i++) {
         council__free(def->providers[i].name);
@@ -1413,6 +1415,15 @@ council_def_free(council_def *def)
     council__free(def->chair_fallback);
     council__free(def->name);
     council__free(def);
+}
+
+const council_def *
+council__def_ref(const council_def *def)
+{
+    council_def *d = (council_def *)def; /* the count is not the content */
+
+    atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+    return def;
 }
 
 council_err

@@ -7,6 +7,7 @@
 #ifndef COUNCIL_DEF_H
 #define COUNCIL_DEF_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,9 @@ typedef struct council__limits {
 } council__limits;
 
 struct council_def {
+    /* council_def_free drops one; each run's host holds one, borrowing
+     * the strings (a definition is immutable once loaded). */
+    atomic_int refs;
     char source[256]; /* the file (or name) it was loaded from */
     char *name;
     council__strategy strategy;
@@ -64,6 +68,9 @@ struct council_def {
     size_t n_chair_fallback;
     council__limits limits;
 };
+
+/* One more reference (any thread); council_def_free drops it. */
+const council_def *council__def_ref(const council_def *def);
 
 /* Duration text ("250ms", "3s", "5m", "1h", or a bare number of ms) to ms.
  * Returns 0 on success, -1 if malformed or out of range. */

@@ -23,9 +23,6 @@
 static void
 free_member(council__hmember *m)
 {
-    council__free(m->name);
-    council__free(m->model);
-    council__free(m->system);
     council__free(m->answer);
     council__free(m->shown);
     json_decref(m->error);
@@ -42,8 +39,6 @@ maybe_free(council__host *h)
         h->sops->free_extra(h);
     for (i = 0; i < h->n_providers; i++) {
         council__hprovider *p = &h->providers[i];
-        council__free(p->name);
-        council__free(p->base_url);
         if (p->api_key != NULL) {
             memset(p->api_key, 0, strlen(p->api_key));
             council__free(p->api_key);
@@ -61,10 +56,10 @@ maybe_free(council__host *h)
         council__free((char *)h->messages[i].content);
     }
     council__free(h->messages);
-    council__free(h->council_name);
     council__free(h->synth_prompt);
     council__free(h->last_chair_error);
     json_decref(h->synthesis);
+    council_def_free((council_def *)h->def);
     council__free(h);
 }
 
@@ -923,12 +918,11 @@ static int
 copy_member(council__hmember *dst, const council__member_def *src,
             const char *system)
 {
-    dst->name = council__strdup(src->name);
-    dst->model = council__strdup(src->model);
-    dst->system = council__strdup(src->system ? src->system : system);
+    dst->name = src->name;
+    dst->model = src->model;
+    dst->system = src->system != NULL ? src->system : system;
     dst->provider = src->provider;
-    return dst->name == NULL || dst->model == NULL ||
-           ((src->system != NULL || system != NULL) && dst->system == NULL);
+    return 0;
 }
 
 static void
@@ -959,7 +953,8 @@ council__host_new(const council_def *def, const council_message *msgs,
     h->sops = sops;
     h->seed = seed;
     h->limits = def->limits;
-    h->council_name = council__strdup(def->name);
+    h->def = council__def_ref(def);
+    h->council_name = def->name;
     h->providers = council__calloc(def->n_providers, sizeof(*h->providers));
     h->members = council__calloc(def->n_members, sizeof(*h->members));
     h->chairs = council__calloc(def->n_chair_fallback + 1, sizeof(*h->chairs));
@@ -971,10 +966,8 @@ council__host_new(const council_def *def, const council_message *msgs,
         const council__provider_def *pd = &def->providers[i];
         council__hprovider *p = &h->providers[i];
         h->n_providers++;
-        p->name = council__strdup(pd->name);
-        p->base_url = council__strdup(pd->base_url);
-        if (p->name == NULL || p->base_url == NULL)
-            goto fail;
+        p->name = pd->name;
+        p->base_url = pd->base_url;
         if (pd->api_key_env != NULL) {
             const char *key = getenv(pd->api_key_env);
             if (key == NULL || key[0] == '\0') {

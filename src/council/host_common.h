@@ -75,7 +75,7 @@ enum {
 };
 
 typedef struct council__hmember {
-    char *name, *model, *system;
+    const char *name, *model, *system; /* the definition's (h->def) */
     size_t provider;
     enum council__mstate state; /* of its answer */
     char *answer;               /* its latest answer */
@@ -95,10 +95,10 @@ typedef struct council__hmember {
 } council__hmember;
 
 typedef struct council__hprovider {
-    char *name;
+    const char *name; /* the definition's */
     council__provider_cfg cfg;
-    char *base_url;
-    char *api_key; /* a secret: never logged, zeroed on free */
+    const char *base_url; /* the definition's */
+    char *api_key;        /* a secret: never logged, zeroed on free */
 } council__hprovider;
 
 typedef struct council__strategy_ops {
@@ -135,7 +135,8 @@ struct council__host {
     const council__strategy_ops *sops;
     council_run *run;
     council__http *http;
-    char *council_name;
+    const council_def *def;   /* a reference: its strings are borrowed */
+    const char *council_name; /* the definition's */
     council__hprovider *providers;
     size_t n_providers;
     council__hmember *members;
