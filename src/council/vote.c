@@ -341,6 +341,22 @@ vote_done(vote_run *vr, council__hcall *c, const council__chat_result *res)
     maybe_end_vote(vr);
 }
 
+/* The vote prompt of a voter, made anew from the order it was shown (for
+ * a retry whose request body was let go). */
+static char *
+v_prompt_again(council__host *h, const council__hcall *c)
+{
+    vote_run *vr = (vote_run *)h;
+    const council__hmember *m = &h->members[c->member];
+    size_t shown[26], i;
+
+    if (m->shown == NULL || m->n_shown > sizeof(shown) / sizeof(shown[0]))
+        return NULL;
+    for (i = 0; i < m->n_shown; i++)
+        shown[i] = vr->cands[m->shown[i]];
+    return vote_prompt(h, shown, m->n_shown);
+}
+
 static void
 start_vote(vote_run *vr)
 {
@@ -434,8 +450,9 @@ v_begin(council__host *h)
 }
 
 static const council__strategy_ops vote_sops = {
-    "vote",         v_begin, v_call_done,   v_synth_prompt, v_top_member,
-    v_result_extra, NULL,    v_synth_extra, v_free_extra};
+    "vote",       v_begin,        v_call_done,   v_synth_prompt,
+    v_top_member, v_result_extra, NULL,          v_synth_extra,
+    v_free_extra, "vote",         v_prompt_again};
 
 council_err
 council__vote_host_new(const council_def *def, const council_message *msgs,

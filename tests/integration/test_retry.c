@@ -885,3 +885,40 @@ TEST_T(rank_review_and_synthesis_retries_rebuild_their_prompts, 60)
     council_def_free(def);
     council_mockllm_close(m);
 }
+
+/* The same for a vote: a ballot's call breaks before any text; its retry
+ * sends the vote prompt made anew, and the ballot still parses. */
+TEST_T(vote_retry_rebuilds_its_prompt, 60)
+{
+    /* Requests 1-3 answer, 4-6 vote, 7 the vote again, 8 the synthesis. */
+    council_mockllm *m = mock("nth=5:disconnect=0", 0);
+    council_def *def = council(m, "vote",
+                               "  - { name: ann, provider: mock, model: a }\n"
+                               "  - { name: bob, provider: mock, model: b }\n"
+                               "  - { name: cy, provider: mock, model: c }\n",
+                               CHAIR, "retries: 1, quorum: 3");
+    council_engine *eng = NULL;
+    keep k = {0};
+    council_run *run;
+    const council_outcome *o;
+    json_t *ev[64];
+    size_t i, n, n_calls;
+
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    run = start(eng, def, &k, 60000);
+    o = wait_for(run);
+    ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
+    ASSERT_EQ_U64(find(&k, "member_failed", ev, 64), 0);
+    n = find(&k, "review_completed", ev, 64);
+    ASSERT_EQ_U64(n, 3);
+    for (i = 0; i < n; i++)
+        ASSERT(json_is_true(json_object_get(ev[i], "parse_ok")));
+    n_calls = find(&k, "member_started", ev, 64) +
+              find(&k, "synthesis_started", ev, 64);
+    ASSERT_EQ_INT(council_mockllm_requests(m), (int)n_calls + 1);
+    council_run_release(run);
+    council_engine_close(eng);
+    keep_free(&k);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
