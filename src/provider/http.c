@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/json_scan.h"
 #include "provider/anthropic.h"
 #include "provider/call.h"
 #include "provider/json.h"
@@ -1727,10 +1728,17 @@ council__json_error_body(council__chat *c, const char *body, size_t len,
                          char *msg, size_t msg_size, char *type,
                          size_t type_size)
 {
+    unsigned long failures = council__json_alloc_failures();
     json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
-    json_t *err = json_object_get(root, "error");
+    json_t *err;
 
     (void)c;
+    if (council__json_alloc_failures() != failures) {
+        /* A string may have lost a byte: show the body itself. */
+        json_decref(root);
+        root = NULL;
+    }
+    err = json_object_get(root, "error");
     if (err == NULL)
         err = json_object_get(root, "message") != NULL ? root : NULL;
     if (err != NULL)
@@ -1748,9 +1756,22 @@ council__json_object(council__chat *c, const char *data, size_t len,
                      const char *what)
 {
     json_error_t jerr;
+    unsigned long failures = council__json_alloc_failures();
     json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     char shown[96];
 
+    if (council__json_alloc_failures() != failures ||
+        (root == NULL && council__json_oom(data, len, &jerr))) {
+        /* Not the provider's fault; and jansson's lexer parses on after
+         * an allocation fails, a byte short in some string. */
+        json_decref(root);
+        if (council__chat_running(c)) {
+            council__chat_fail(c, COUNCIL__CALL_STREAM,
+                               "out of memory parsing the %s", what);
+            c->res.err = COUNCIL_ENOMEM;
+        }
+        return NULL;
+    }
     if (json_is_object(root))
         return root;
     council__sanitize(shown, sizeof(shown), data, len < 80 ? len : 80);

@@ -863,3 +863,52 @@ TEST(errkind_names)
     ASSERT_STR_EQ(council__call_errkind_name(COUNCIL__CALL_CANCELLED),
                   "cancelled");
 }
+
+/* A jansson allocation fails while a stream event is parsed: the call
+ * fails as out of memory, never goes on with a string a byte short
+ * (jansson's lexer parses on after such a failure). */
+static size_t fail_json_size;
+
+static void *
+fail_malloc(size_t n)
+{
+    if (n == fail_json_size) {
+        fail_json_size = 0;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+TEST(json_allocation_failure_is_out_of_memory_not_a_short_string)
+{
+    council__chat_req req = req_default();
+    council__chat_cbs cbs = {on_delta, on_done};
+    council__chat *c = NULL;
+    char data[1100];
+    json_t *o;
+    got g = {0};
+    env e;
+
+    env_open(&e);
+    ASSERT_OK(council__chat_new(e.h, &council__openai_ops, &req, &cbs, &g, &c));
+    ASSERT_EQ_INT(uv_timer_init(&e.loop, &c->timer), 0);
+    c->timer.data = c;
+    c->state = COUNCIL__CHAT_RUNNING;
+    /* A 1,000-byte string: jansson's lexer buffer doubles to 1,024. */
+    memcpy(data, "{\"x\":\"", 6);
+    memset(data + 6, 'a', 1000);
+    memcpy(data + 1006, "\"}", 3);
+    ASSERT_OK(council_set_allocator(fail_malloc, realloc, calloc, free));
+    fail_json_size = 1024;
+    o = council__json_object(c, data, strlen(data), "chunk");
+    ASSERT_OK(council_set_allocator(malloc, realloc, calloc, free));
+    ASSERT_EQ_U64(fail_json_size, 0); /* it was asked for, and failed */
+    ASSERT(o == NULL);
+    ASSERT(!council__chat_running(c));
+    ASSERT_EQ_INT(c->res.err, COUNCIL_ENOMEM);
+    ASSERT_STR_CONTAINS(c->res.message, "out of memory parsing the chunk");
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_run(&e.loop, UV_RUN_NOWAIT);
+    council__chat_discard(c);
+    env_close(&e);
+}
