@@ -1096,6 +1096,18 @@ load_members(ld *l, const node *s, council_def *def)
         rc = load_member(l, def, s->kids[i], where, 0, m);
         if (rc != COUNCIL_OK)
             return rc;
+        if (strcmp(m->name, "chairman") == 0) {
+            /* Events and results name the chairman "chairman". */
+            const node *mm = s->kids[i];
+
+            for (size_t k = 0; k + 1 < mm->n; k += 2)
+                if (strcmp(mm->kids[k]->text, "name") == 0)
+                    return fail_at(l, mm->kids[k + 1],
+                                   "%s.name: \"chairman\" is reserved for "
+                                   "the chairman (events name it so); "
+                                   "choose another member name",
+                                   where);
+        }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(def->members[j].name, m->name) == 0) {
                 /* Point at this member's name value. */

@@ -247,6 +247,11 @@ TEST(schema_errors_positions)
                COUNCIL_EINVAL, 7, 13,
                "members[1].name: duplicate member name \"a\" (also "
                "members[0])");
+    /* The chairman's name is not a member's, at the name value. */
+    expect_err(HEAD "  - { name: chairman, provider: local, model: m }\n" TAIL,
+               COUNCIL_EINVAL, 7, 13,
+               "members[1].name: \"chairman\" is reserved for the chairman "
+               "(events name it so); choose another member name");
     /* A name outside [A-Za-z0-9_.-]. */
     expect_err(HEAD "  - { name: 'b c', provider: local, model: m }\n" TAIL,
                COUNCIL_EINVAL, 7, 13,
