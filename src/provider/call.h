@@ -55,7 +55,8 @@ typedef struct council__chat_ops {
      * (http.c resets everything in council__chat it knows of). */
     void (*on_restart)(council__chat *c);
     /* The request body of req (new string), to build it again for an
-     * attempt after it was let go. */
+     * attempt after it was let go.  It may read only req's model,
+     * messages and max_tokens: all that the call keeps (rebuild_body). */
     council_err (*build_body)(const council__chat_req *req, char **out);
 } council__chat_ops;
 
