@@ -122,6 +122,7 @@ struct council_run {
     uv_timer_t deadline;
     int deadline_armed;
     uint64_t deadline_ms, seed;
+    uint64_t deadline_t0_ns; /* uv_hrtime() when the deadline was armed */
     council_run *reap_next;
 
     /* Recorders, fixed at start. */
@@ -735,7 +736,17 @@ static void
 deadline_fired(uv_timer_t *t)
 {
     council_run *run = t->data;
+    uint64_t el_ms = (uv_hrtime() - run->deadline_t0_ns) / 1000000u;
 
+    /* The loop's clock counts whole milliseconds, cut down, and is read
+     * before the timer is armed: a timer may fire up to a millisecond
+     * early.  Then it is armed again for the rest, so a run never ends
+     * before its deadline. */
+    if (el_ms < run->deadline_ms) {
+        uv_timer_start(&run->deadline, deadline_fired, run->deadline_ms - el_ms,
+                       0);
+        return;
+    }
     if (run->state == R_RUNNING && run->hops->cancel != NULL)
         run->hops->cancel(run->hstate, "deadline");
 }
@@ -752,6 +763,7 @@ do_start(council_engine *eng, struct cmd *c)
         run->deadline.data = run;
         run_ref(run); /* dropped in deadline_closed */
         run->deadline_armed = 1;
+        run->deadline_t0_ns = uv_hrtime();
         uv_timer_start(&run->deadline, deadline_fired, run->deadline_ms, 0);
     }
     run->host_started = 1;
