@@ -844,21 +844,18 @@ TEST_T(council_without_retries_fails_members_once, 60)
     council_mockllm_close(m);
 }
 
-/* A rank run: one review and the synthesis break after the role chunk
- * (before any text), after their request bodies were let go; the retries
- * send the prompts made anew, and the mock answers them as prompts asking
- * for a ranking and for a synthesis (it answers from the prompt). */
-TEST_T(rank_review_and_synthesis_retries_rebuild_their_prompts, 60)
+/* A council whose calls the mock's faults break after the role chunk
+ * (before any text), after their request bodies were let go: it ends ok,
+ * with no member failed, n_reviews reviews (or ballots) that all parse,
+ * and `extra` more requests than calls (the retries, which send the
+ * prompts made anew; the mock answers from the prompt, so a wrong
+ * rebuilt prompt gives a review that does not parse). */
+static void
+retries_rebuild(const char *faults, const char *strategy, const char *members,
+                const char *limits, size_t n_reviews, int extra)
 {
-    /* Requests 1-4 answer, 5-8 review, 9 the review again, 10 the
-     * synthesis, 11 the synthesis again. */
-    council_mockllm *m = mock("nth=6:disconnect=0;nth=10:disconnect=0", 0);
-    council_def *def = council(m, "rank",
-                               "  - { name: ann, provider: mock, model: a }\n"
-                               "  - { name: bob, provider: mock, model: b }\n"
-                               "  - { name: cy, provider: mock, model: c }\n"
-                               "  - { name: dee, provider: mock, model: d }\n",
-                               CHAIR, "retries: 1, quorum: 4");
+    council_mockllm *m = mock(faults, 0);
+    council_def *def = council(m, strategy, members, CHAIR, limits);
     council_engine *eng = NULL;
     keep k = {0};
     council_run *run;
@@ -872,13 +869,13 @@ TEST_T(rank_review_and_synthesis_retries_rebuild_their_prompts, 60)
     ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
     ASSERT_EQ_U64(find(&k, "member_failed", ev, 64), 0);
     n = find(&k, "review_completed", ev, 64);
-    ASSERT_EQ_U64(n, 4);
+    ASSERT_EQ_U64(n, n_reviews);
     for (i = 0; i < n; i++)
         ASSERT(json_is_true(json_object_get(ev[i], "parse_ok")));
     ASSERT_EQ_U64(find(&k, "synthesis_completed", ev, 64), 1);
     n_calls = find(&k, "member_started", ev, 64) +
               find(&k, "synthesis_started", ev, 64);
-    ASSERT_EQ_INT(council_mockllm_requests(m), (int)n_calls + 2);
+    ASSERT_EQ_INT(council_mockllm_requests(m), (int)n_calls + extra);
     council_run_release(run);
     council_engine_close(eng);
     keep_free(&k);
@@ -886,39 +883,25 @@ TEST_T(rank_review_and_synthesis_retries_rebuild_their_prompts, 60)
     council_mockllm_close(m);
 }
 
-/* The same for a vote: a ballot's call breaks before any text; its retry
- * sends the vote prompt made anew, and the ballot still parses. */
+/* Rank: a review and the synthesis.  Requests 1-4 answer, 5-8 review,
+ * 9 the review again, 10 the synthesis, 11 the synthesis again. */
+TEST_T(rank_review_and_synthesis_retries_rebuild_their_prompts, 60)
+{
+    retries_rebuild("nth=6:disconnect=0;nth=10:disconnect=0", "rank",
+                    "  - { name: ann, provider: mock, model: a }\n"
+                    "  - { name: bob, provider: mock, model: b }\n"
+                    "  - { name: cy, provider: mock, model: c }\n"
+                    "  - { name: dee, provider: mock, model: d }\n",
+                    "retries: 1, quorum: 4", 4, 2);
+}
+
+/* Vote: a ballot.  Requests 1-3 answer, 4-6 vote, 7 the ballot again,
+ * 8 the synthesis. */
 TEST_T(vote_retry_rebuilds_its_prompt, 60)
 {
-    /* Requests 1-3 answer, 4-6 vote, 7 the vote again, 8 the synthesis. */
-    council_mockllm *m = mock("nth=5:disconnect=0", 0);
-    council_def *def = council(m, "vote",
-                               "  - { name: ann, provider: mock, model: a }\n"
-                               "  - { name: bob, provider: mock, model: b }\n"
-                               "  - { name: cy, provider: mock, model: c }\n",
-                               CHAIR, "retries: 1, quorum: 3");
-    council_engine *eng = NULL;
-    keep k = {0};
-    council_run *run;
-    const council_outcome *o;
-    json_t *ev[64];
-    size_t i, n, n_calls;
-
-    ASSERT_OK(council_engine_open(NULL, &eng));
-    run = start(eng, def, &k, 60000);
-    o = wait_for(run);
-    ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
-    ASSERT_EQ_U64(find(&k, "member_failed", ev, 64), 0);
-    n = find(&k, "review_completed", ev, 64);
-    ASSERT_EQ_U64(n, 3);
-    for (i = 0; i < n; i++)
-        ASSERT(json_is_true(json_object_get(ev[i], "parse_ok")));
-    n_calls = find(&k, "member_started", ev, 64) +
-              find(&k, "synthesis_started", ev, 64);
-    ASSERT_EQ_INT(council_mockllm_requests(m), (int)n_calls + 1);
-    council_run_release(run);
-    council_engine_close(eng);
-    keep_free(&k);
-    council_def_free(def);
-    council_mockllm_close(m);
+    retries_rebuild("nth=5:disconnect=0", "vote",
+                    "  - { name: ann, provider: mock, model: a }\n"
+                    "  - { name: bob, provider: mock, model: b }\n"
+                    "  - { name: cy, provider: mock, model: c }\n",
+                    "retries: 1, quorum: 3", 3, 1);
 }
