@@ -280,14 +280,14 @@ on_poll(uv_poll_t *poll, int status, int events)
  * turn, when deliver takes it out of the multi and libcurl closes the
  * socket). */
 static int
-socket_failed(CURL *easy, const char *what)
+socket_failed(CURL *easy, council_err err, const char *what)
 {
     council__chat *c = NULL;
 
     if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c) == CURLE_OK &&
         c != NULL && council__chat_running(c)) {
         council__chat_fail(c, COUNCIL__CALL_CONNECT, "%s", what);
-        if (strncmp(what, "out of memory", 13) == 0)
+        if (err == COUNCIL_ENOMEM)
             c->res.err = COUNCIL_ENOMEM;
     }
     return 0;
@@ -312,10 +312,12 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     if (sk == NULL) {
         sk = council__calloc(1, sizeof(*sk));
         if (sk == NULL)
-            return socket_failed(easy, "out of memory for a socket watcher");
+            return socket_failed(easy, COUNCIL_ENOMEM,
+                                 "out of memory for a socket watcher");
         if (uv_poll_init_socket(h->loop, &sk->poll, fd) != 0) {
             council__free(sk);
-            return socket_failed(easy, "cannot watch the connection's socket");
+            return socket_failed(easy, COUNCIL_EIO,
+                                 "cannot watch the connection's socket");
         }
         sk->fd = fd;
         sk->h = h;
@@ -332,7 +334,8 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
     if (uv_poll_start(&sk->poll, events, on_poll) != 0)
-        return socket_failed(easy, "cannot watch the connection's socket");
+        return socket_failed(easy, COUNCIL_EIO,
+                             "cannot watch the connection's socket");
     return 0;
 }
 
