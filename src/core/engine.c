@@ -676,6 +676,9 @@ event_time(council__loop *lp)
     return lp->ts_cache;
 }
 
+void (*council__testing_on_emit)(const council_event *ev, void *ud);
+void *council__testing_on_emit_ud;
+
 council_err
 council__run_emit(council_run *run, council__event_init *init)
 {
@@ -708,6 +711,8 @@ council__run_emit(council_run *run, council__event_init *init)
                          init->keep_ts ? init->ts_us : event_time(run->lp));
     run->outbox[run->ob_len++] = ev; /* the outbox's reference */
     mark_dirty(run);
+    if (council__testing_on_emit != NULL)
+        council__testing_on_emit(ev, council__testing_on_emit_ud);
     atomic_store_explicit(
         &run->lp->published,
         atomic_load_explicit(&run->lp->published, memory_order_relaxed) + 1,

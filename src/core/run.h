@@ -78,6 +78,16 @@ uint64_t council__run_seed(const council_run *run);
 /* Whether the terminal event was emitted already. */
 int council__run_is_terminal(const council_run *run);
 
+/*
+ * Test tap (the history of RELIABILITY.md "Oracle first"): when set, called
+ * on the loop thread for each event the bus accepted (stamped with its seq
+ * and queued to the run's outbox), before council__run_emit returns.  NULL
+ * in production.  Set it before the engine opens, clear it after it
+ * closed; the function must not call back into the engine.
+ */
+extern void (*council__testing_on_emit)(const council_event *ev, void *ud);
+extern void *council__testing_on_emit_ud;
+
 /* Engine-wide log line (any thread). */
 void council__log(council_engine *eng, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
