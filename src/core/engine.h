@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The engine's private structure, shared by engine.c and the parts that
- * run on its loop (hosts, providers).  Everything here except the command
- * queue, the registry and the counters belongs to the loop thread.
+ * The engine's private structure, shared by the engine's files (loop.c,
+ * lifecycle.c, pubsub.c, rechost.c) and the parts that run on its loops
+ * (hosts, providers).  Everything here except the command queue, the
+ * registry and the counters belongs to the loop thread.
  */
 #ifndef COUNCIL_ENGINE_H
 #define COUNCIL_ENGINE_H
@@ -18,7 +19,29 @@
 #define COUNCIL__REG_BUCKETS 1024
 
 struct cmd;
-struct council__http;
+typedef struct council__loop council__loop;
+
+/*
+ * A loop service: a per-loop object that some part of the library creates
+ * on first use and that lives until the engine closes (the provider's
+ * HTTP client, the pool of child-process hosts).  The loop knows it only
+ * by this table: the kind is a static object whose address is the key.
+ */
+typedef struct council__service_kind {
+    const char *name;
+    /* Create the service on lp's loop; NULL if it cannot be. */
+    void *(*open)(council__loop *lp);
+    /* The engine is closing and every run of the loop has been shut
+     * down: stop, and close every handle (their close callbacks run
+     * before the loop ends); then free obj. */
+    void (*shutdown)(void *obj);
+} council__service_kind;
+
+#define COUNCIL__LOOP_SERVICES_MAX 4
+
+/* Defaults of the engine's child-process host options (council.h). */
+#define COUNCIL__HOST_RUNS_DEFAULT 64
+#define COUNCIL__HOST_HEARTBEAT_DEFAULT_MS 10000
 
 /*
  * One event-loop thread of an engine.  A run lives on one loop for its
@@ -26,7 +49,7 @@ struct council__http;
  * single-threaded; loops share only the registry, the counters and the
  * recorder pool.
  */
-typedef struct council__loop {
+struct council__loop {
     council_engine *eng;
     uv_loop_t loop;
     uv_async_t wakeup;
@@ -53,10 +76,13 @@ typedef struct council__loop {
      * cache line, cold from the thread that freed it).  Summed by
      * council_engine_stats_get. */
     _Alignas(64) atomic_uint_fast64_t published;
-    /* The HTTP client shared by this loop's provider calls (strategy.c). */
-    struct council__http *http;
-    void (*http_shutdown)(struct council__loop *lp);
-} council__loop;
+    /* Loop services, in the order they were created. */
+    struct {
+        const council__service_kind *kind;
+        void *obj;
+    } services[COUNCIL__LOOP_SERVICES_MAX];
+    size_t n_services;
+};
 
 struct council_engine {
     council__pool *pool;
@@ -65,6 +91,12 @@ struct council_engine {
     council__loop *loops;
     int n_loops;
     atomic_uint next_loop;
+
+    /* Child-process hosts (src/host): options, fixed at open. */
+    char *host_program; /* NULL: $COUNCIL_HOST_PROGRAM, else installed */
+    int host_runs_per_child;
+    uint64_t host_heartbeat_ms;
+    int host_spares;
 
     /* Runs in flight by id (reg_mu); each entry holds a reference. */
     pthread_mutex_t reg_mu;
@@ -82,5 +114,10 @@ struct council_engine {
 
 /* The loop a run lives on. */
 council__loop *council__run_lp(council_run *run);
+
+/* The service of this kind on lp, created on first use (loop thread).
+ * NULL if it could not be created, or the loop is shutting down. */
+void *council__loop_service(council__loop *lp,
+                            const council__service_kind *kind);
 
 #endif

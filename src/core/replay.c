@@ -27,7 +27,7 @@
 
 #include "core/alloc.h"
 #include "core/run.h"
-#include "recorder/recorder.h"
+#include "core/replay.h"
 
 /* Events emitted per loop turn when not paced. */
 #define CHUNK 256
@@ -310,44 +310,39 @@ check_record(council_event *const *events, size_t n, council_diag *diag)
 }
 
 council_err
-council_run_replay(council_engine *engine, const council_run_opts *opts,
-                   council_event *const *events, size_t n, unsigned flags,
-                   council_run **out, council_diag *diag)
+council__replay_check(const council_run_opts *opts,
+                      council_event *const *events, size_t n, unsigned flags,
+                      council_diag *diag)
 {
-    council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
-    council_err rc;
+    council_run_opts o;
+
+    if (diag != NULL)
+        memset(diag, 0, sizeof(*diag));
+    if ((flags & ~COUNCIL_REPLAY_PACED) != 0 ||
+        council__run_opts_copy(opts, &o) != COUNCIL_OK) {
+        set_diag(diag, "invalid arguments");
+        return COUNCIL_EINVAL;
+    }
+    return check_record(events, n, diag);
+}
+
+council_err
+council__replay_start(council_engine *engine, const council_run_opts *opts,
+                      council_event *const *events, size_t n, unsigned flags,
+                      council_run **out, council_diag *diag)
+{
+    council_run_opts o;
     replay *r;
-    char where[4200];
     size_t i;
 
     if (out != NULL)
         *out = NULL;
-    if (diag != NULL)
-        memset(diag, 0, sizeof(*diag));
-    if (engine == NULL || (flags & ~COUNCIL_REPLAY_PACED) != 0 ||
-        (opts != NULL && opts->version != COUNCIL_RUN_OPTS_VERSION)) {
+    if (engine == NULL || council__run_opts_copy(opts, &o) != COUNCIL_OK) {
         set_diag(diag, "invalid arguments");
         return COUNCIL_EINVAL;
     }
-    rc = check_record(events, n, diag);
-    if (rc != COUNCIL_OK)
-        return rc;
-    if (opts != NULL)
-        o = *opts;
     if (o.run_id == NULL)
         o.run_id = council_event_run_id(events[0]);
-    /* Recording the replay where the run is recorded already would
-     * collide: say so before any recorder's init refuses. */
-    for (i = 0; i < o.n_recorders && o.recorders != NULL; i++) {
-        if (council__recorder_has_run(o.recorders[i].ops, o.recorders[i].args,
-                                      o.run_id, where, sizeof(where))) {
-            set_diag(diag,
-                     "run %s is already recorded in %.180s; replay it "
-                     "under another run id",
-                     o.run_id, where);
-            return COUNCIL_EEXIST;
-        }
-    }
     r = council__calloc(1, sizeof(*r));
     if (r == NULL ||
         (r->events = council__calloc(n, sizeof(*r->events))) == NULL) {

@@ -58,6 +58,12 @@ council_err council__run_start_host_on(council_engine *eng,
                                        const council_run_opts *opts, int loop,
                                        council_run **out, council_diag *diag);
 
+/* A caller's run options as the current version: *out gets in's fields
+ * (those its version has) and zeros for the rest; with in NULL, the
+ * defaults.  COUNCIL_EINVAL for an unknown version.  Any thread. */
+council_err council__run_opts_copy(const council_run_opts *in,
+                                   council_run_opts *out);
+
 /* Loop thread.  Builds the event from init (run_id is filled in; data is
  * stolen; seq is the run's next; the time is now unless init->keep_ts).
  * COUNCIL_ECLOSED when the run already has its terminal event (the event is
@@ -75,8 +81,14 @@ council_engine *council__run_engine(council_run *run);
 const char *council__run_id_of(const council_run *run);
 uint64_t council__run_deadline_ms(const council_run *run);
 uint64_t council__run_seed(const council_run *run);
+/* The seq of the last event emitted (0 before the first). */
+uint64_t council__run_last_seq(const council_run *run);
 /* Whether the terminal event was emitted already. */
 int council__run_is_terminal(const council_run *run);
+
+/* council_run_cancel with the kind the host is told ("cancelled" or
+ * "deadline"; anything else is "cancelled").  Any thread. */
+council_err council__run_cancel_kind(council_run *run, const char *kind);
 
 /*
  * Test tap (the history of RELIABILITY.md "Oracle first"): when set, called

@@ -10,22 +10,31 @@
 #include "council/def.h"
 #include "council/strategy.h"
 
-static void
-http_shutdown(council__loop *lp)
+/* Each loop's HTTP client is a loop service: created by the first call
+ * of a run on that loop, closed when the engine closes. */
+static void *
+http_open(council__loop *lp)
 {
-    council__http_close(lp->http, NULL, NULL);
-    lp->http = NULL;
+    council__http *http = NULL;
+
+    if (council__http_open(&lp->loop, &http) != COUNCIL_OK)
+        return NULL;
+    return http;
 }
+
+static void
+http_shutdown(void *obj)
+{
+    council__http_close(obj, NULL, NULL);
+}
+
+static const council__service_kind http_service = {"http", http_open,
+                                                   http_shutdown};
 
 council__http *
 council__run_http(council_run *run)
 {
-    council__loop *lp = council__run_lp(run);
-
-    if (lp->http == NULL &&
-        council__http_open(&lp->loop, &lp->http) == COUNCIL_OK)
-        lp->http_shutdown = http_shutdown;
-    return lp->http;
+    return council__loop_service(council__run_lp(run), &http_service);
 }
 
 council_err
@@ -48,11 +57,8 @@ council_run_start_messages(council_engine *eng, const council_def *def,
     for (i = 0; i < n; i++)
         if (messages[i].role == NULL || messages[i].content == NULL)
             return COUNCIL_EINVAL;
-    if (opts != NULL) {
-        if (opts->version != COUNCIL_RUN_OPTS_VERSION)
-            return COUNCIL_EINVAL;
-        o = *opts;
-    }
+    if (council__run_opts_copy(opts, &o) != COUNCIL_OK)
+        return COUNCIL_EINVAL;
     if (o.deadline_ms == 0)
         o.deadline_ms = def->limits.deadline_ms;
     while (o.seed == 0) {

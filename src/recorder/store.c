@@ -8,7 +8,7 @@
  * server answers GET /v1/runs/{id} from it.  Also council_store_list and
  * council_store_conversation (each opens the file for the call), and the
  * check replay makes before recording a run again
- * (council__recorder_has_run).
+ * (council__recorder_has_run, asked by src/recorder/replay_start.c).
  *
  * Nothing here trusts the file.  A missing file is reported, never
  * created; a foreign, damaged or newer store is COUNCIL_EIO with SQLite's

@@ -25,6 +25,8 @@ typedef struct trec {
     int sleep_first_ms; /* sleep in the first handle_event */
     int cancel_on_seq;  /* call council_engine_cancel at this seq */
     int wait_on_seq;    /* call council_run_wait from handle_event */
+    int cancel_in_init; /* call council_engine_cancel from init */
+    council_err init_cancel_rc;
     council_engine *eng;
     _Atomic(council_run *) wait_run; /* set by the test after start */
     /* history */
@@ -75,6 +77,8 @@ t_init(const char *run_id, void *args, void **state, char *why, size_t why_size)
     enter(t);
     atomic_fetch_add(&t->inits, 1);
     snprintf(t->run_id, sizeof(t->run_id), "%s", run_id);
+    if (t->cancel_in_init)
+        t->init_cancel_rc = council_engine_cancel(t->eng, run_id);
     if (t->refuse) {
         snprintf(why, why_size, "disk is on fire");
         leave(t);
@@ -591,6 +595,36 @@ TEST(cancel_and_wait_from_inside_handle_event)
                   COUNCIL_OUTCOME_CANCELLED);
     ASSERT_EQ_INT(t.wait_rc, COUNCIL_EDEADLK);
     check_history(&t, 3);
+    council_run_release(run);
+    council_engine_close(eng);
+}
+
+/* A cancel that reaches the loop before the run's start (from a recorder's
+ * init, by id: the run is registered, its host not started) is not lost:
+ * the host is cancelled as it starts (the lifecycle's STARTING x cancel
+ * cell), and the run ends cancelled. */
+TEST(cancel_before_start_is_kept)
+{
+    council_engine *eng = open_engine();
+    council__script s = {hang_steps, 2, COUNCIL__SCRIPT_HANG};
+    trec t = {0};
+    trec *tp[1] = {&t};
+    council_run *run;
+    int started = 0;
+
+    s.started = &started;
+    t.eng = eng;
+    t.cancel_in_init = 1;
+    ASSERT_OK(start(eng, &s, tp, 1, "cancel-first", &run, NULL));
+    ASSERT_OK(t.init_cancel_rc);
+    ASSERT_EQ_INT(council_outcome_kind_of(wait_run(run)),
+                  COUNCIL_OUTCOME_CANCELLED);
+    /* The host started and was cancelled at once: its first event is
+     * the cancelled run_failed. */
+    ASSERT_EQ_INT(started, 1);
+    ASSERT(t.n >= 1);
+    ASSERT_EQ_INT(t.types[t.n - 1], COUNCIL_EV_RUN_FAILED);
+    check_history(&t, t.n);
     council_run_release(run);
     council_engine_close(eng);
 }
