@@ -371,14 +371,38 @@ typedef struct council_engine_opts {
      * at start), so all per-run promises hold with any number; more loops
      * let provider traffic of many concurrent runs use more cores. */
     int loop_threads;
+
+    /* Since version 2: child-process run hosts, for runs with isolation
+     * COUNCIL_ISOLATION_PROCESS (see council_run_opts).  A version-1
+     * struct ends before these fields and gets every default. */
+    /*
+     * The host program: an executable that runs council_host_main (the
+     * installed council-host, or any program whose main calls it).  NULL:
+     * $COUNCIL_HOST_PROGRAM if set, else the council-host installed with
+     * the library (under its libexec directory).  Copied at open.
+     */
+    const char *host_program;
+    /* Runs a child may take one after another once its run ended cleanly:
+     * 0 = default (64); 1 = a fresh process for every run.  A child that
+     * crashed, was killed or misbehaved is never reused. */
+    int host_runs_per_child;
+    /* A child sends a heartbeat while it has nothing else to say; a child
+     * silent for this long is killed and its run ends as crashed("no
+     * heartbeat for ..."): 0 = default (10 s). */
+    uint64_t host_heartbeat_ms;
+    /* Idle children kept started on each loop, ready for the next
+     * isolated run: 0 = default (1), -1 = none (spawn on demand). */
+    int host_spares;
 } council_engine_opts;
 
-#define COUNCIL_ENGINE_OPTS_VERSION 1
+#define COUNCIL_ENGINE_OPTS_VERSION 2
 
 /*
  * Open an engine: the event-loop threads that host the runs (see
- * loop_threads), plus the recorder pool.  opts may be NULL for defaults.
- * Any thread.
+ * loop_threads), plus the recorder pool.  opts may be NULL for defaults;
+ * opts->version may be 1 or 2 (COUNCIL_ENGINE_OPTS_VERSION).  Children for
+ * isolated runs are started only when such a run starts.  COUNCIL_EINVAL
+ * for an unknown version or an option out of range.  Any thread.
  */
 COUNCIL_API council_err council_engine_open(const council_engine_opts *opts,
                                             council_engine **out);
@@ -435,9 +459,33 @@ typedef struct council_run_opts {
     uint64_t seed;
     const council_recorder_spec *recorders;
     size_t n_recorders;
+
+    /* Since version 2 (a version-1 struct ends before it). */
+    /* Where the run's host runs: COUNCIL_ISOLATION_DEFAULT (the council's
+     * `isolation` key, else in the engine's process), _NONE or _PROCESS. */
+    int isolation;
 } council_run_opts;
 
-#define COUNCIL_RUN_OPTS_VERSION 1
+#define COUNCIL_RUN_OPTS_VERSION 2
+
+/*
+ * Isolation of a run's host (its strategy, provider calls and parsers).
+ *   NONE: on the engine's loop, in this process (the fastest).
+ *   PROCESS: in a child process (see council_engine_opts.host_program).
+ *     Recorders and subscribers stay in this process and see exactly what
+ *     they see for a run in this process: the events arrive over a socket,
+ *     in seq order.  If the child dies without sending its terminal event,
+ *     the run ends as crashed with the reason: "signal SIGSEGV", "exit
+ *     status 3", "no heartbeat for 10s", "host protocol error: ...".  A
+ *     terminal event the child sent before it died wins.  A cancelled run
+ *     whose child does not stop within 2 s is killed and still ends
+ *     cancelled.  Children run in their own process group, die with this
+ *     process, are always reaped, and inherit no descriptor but their
+ *     socket.  API keys reach them through their environment only.
+ */
+#define COUNCIL_ISOLATION_DEFAULT 0
+#define COUNCIL_ISOLATION_NONE 1
+#define COUNCIL_ISOLATION_PROCESS 2
 
 /*
  * Start a run of council def on a question.  Every recorder's init is
@@ -759,6 +807,22 @@ COUNCIL_API council_err council_store_conversation(const char *path,
  * fine.  Any thread. */
 COUNCIL_API void council_store_conversation_free(council_message *msgs,
                                                  size_t n);
+
+/* ------------------------------------------------------------------------
+ * Child-process run hosts
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The whole body of a host program: the main of council-host (and of the
+ * hidden `council __host`) is `return council_host_main(argc, argv);`.
+ * An engine starts such a program for isolated runs with the socket to
+ * its parent as file descriptor 3; it runs the runs its parent sends, one
+ * at a time, and returns (the process's exit status) when the parent
+ * closes the socket or dies.  Not for other uses: run by hand it finds no
+ * socket and returns 2 with a message on stderr.  argv is unused but for
+ * that message.  The main thread of a fresh process, once.
+ */
+COUNCIL_API int council_host_main(int argc, char **argv);
 
 /* ------------------------------------------------------------------------
  * Mock LLM server (offline use, tests, benchmarks)

@@ -36,6 +36,14 @@ int cli_report_run(FILE *f, const char *record_json, council_event **events,
  * create is set.  Returns 0, or -1 with a message on stderr. */
 int cli_default_db(char *out, size_t size, int create);
 
+/* The host program for isolated runs: this very binary (`council __host`
+ * runs council_host_main), as /proc/self/exe names it; NULL if that
+ * cannot be read (the library then looks for council-host itself). */
+const char *cli_host_program(void);
+/* --isolation VALUE: COUNCIL_ISOLATION_NONE or _PROCESS into *out; 0, or
+ * -1 with a message on stderr. */
+int cli_parse_isolation(const char *v, int *out);
+
 /* "council: " + message on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

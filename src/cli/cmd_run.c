@@ -36,6 +36,11 @@ static const char run_usage[] =
     "                       council's limits.deadline\n"
     "  --seed N             seed for the reviewers' shuffles (recorded)\n"
     "  --run-id ID          choose the run id (default: a new UUIDv7)\n"
+    "  --isolation MODE     process: run the council in a child process, so\n"
+    "                       a crash there ends only this run, as crashed\n"
+    "                       (\"signal SIGSEGV\"), with every event before it\n"
+    "                       kept; none: in this process; default: the\n"
+    "                       council file's isolation key, else none\n"
     "  --continue RUN_ID    go on from a recorded run: its messages and its\n"
     "                       final answer, then QUESTION as the next user\n"
     "                       message; read from the first --record sqlite:\n"
@@ -84,6 +89,7 @@ council_cmd_run(int argc, char **argv)
     size_t n_conv = 0;
     cli_record rec[CLI_MAX_RECORD];
     int n_rec = 0, no_record = 0, json = 0, quiet = 0, i, code;
+    int isolation = COUNCIL_ISOLATION_DEFAULT;
     uint64_t deadline_ms = 0, seed = 0;
     char db[4096];
     council_mockllm *mock = NULL;
@@ -151,6 +157,12 @@ council_cmd_run(int argc, char **argv)
             if (v == NULL)
                 goto missing;
             continue_id = v;
+            i++;
+        } else if (strcmp(a, "--isolation") == 0) {
+            if (v == NULL)
+                goto missing;
+            if (cli_parse_isolation(v, &isolation) != 0)
+                return EXIT_USAGE;
             i++;
         } else if (strcmp(a, "--run-id") == 0) {
             if (v == NULL)
@@ -264,6 +276,7 @@ council_cmd_run(int argc, char **argv)
     }
 
     eo.log = log_line;
+    eo.host_program = cli_host_program();
     rc = council_engine_open(&eo, &eng);
     if (rc != COUNCIL_OK) {
         cli_error("cannot open the engine: %s", council_strerror(rc));
@@ -281,6 +294,7 @@ council_cmd_run(int argc, char **argv)
     ro.run_id = run_id;
     ro.deadline_ms = deadline_ms;
     ro.seed = seed;
+    ro.isolation = isolation;
 
     cli_catch_interrupts();
 

@@ -60,6 +60,10 @@ static const char serve_usage[] =
     "  --shutdown-grace DUR   on SIGINT/SIGTERM, time given to runs in\n"
     "                         flight before they are cancelled (default 10s)\n"
     "  --threads N            HTTP worker threads (default 2)\n"
+    "  --isolation MODE       process: each run in a child process (a crash\n"
+    "                         there ends only that run, as crashed); none:\n"
+    "                         in this process; default: each council file's\n"
+    "                         isolation key, else none\n"
     "  -h, --help             this help\n"
     "\n"
     "signals: SIGINT or SIGTERM stops (a second one cancels at once);\n"
@@ -169,7 +173,8 @@ council_cmd_serve(int argc, char **argv)
             strcmp(a, "--token") != 0 && strcmp(a, "--max-runs") != 0 &&
             strcmp(a, "--max-streams") != 0 && strcmp(a, "--max-body") != 0 &&
             strcmp(a, "--heartbeat") != 0 &&
-            strcmp(a, "--shutdown-grace") != 0 && strcmp(a, "--threads") != 0) {
+            strcmp(a, "--shutdown-grace") != 0 && strcmp(a, "--threads") != 0 &&
+            strcmp(a, "--isolation") != 0) {
             cli_error("serve: unknown option %s (see council serve --help)", a);
             return EXIT_USAGE;
         }
@@ -214,6 +219,9 @@ council_cmd_serve(int argc, char **argv)
             if (parse_count(a, v, 1, 64, &n) != 0)
                 return EXIT_USAGE;
             o.threads = (int)n;
+        } else if (strcmp(a, "--isolation") == 0) {
+            if (cli_parse_isolation(v, &o.isolation) != 0)
+                return EXIT_USAGE;
         } else if (strcmp(a, "--heartbeat") == 0) {
             if (parse_dur(a, v, &o.heartbeat_ms) != 0)
                 return EXIT_USAGE;
@@ -223,6 +231,7 @@ council_cmd_serve(int argc, char **argv)
         }
     }
     o.token = token;
+    o.host_program = cli_host_program();
     if (db_opt != NULL) {
         o.db = db_opt;
     } else {

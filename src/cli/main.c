@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -71,6 +72,38 @@ mkdirs(char *path)
     return 0;
 }
 
+const char *
+cli_host_program(void)
+{
+    static char path[4096];
+    ssize_t n;
+
+    if (path[0] != '\0')
+        return path;
+    n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n <= 0 || (size_t)n >= sizeof(path) - 1) {
+        path[0] = '\0';
+        return NULL;
+    }
+    path[n] = '\0';
+    return path;
+}
+
+int
+cli_parse_isolation(const char *v, int *out)
+{
+    if (strcmp(v, "process") == 0) {
+        *out = COUNCIL_ISOLATION_PROCESS;
+        return 0;
+    }
+    if (strcmp(v, "none") == 0) {
+        *out = COUNCIL_ISOLATION_NONE;
+        return 0;
+    }
+    cli_error("--isolation %s: expected process or none", v);
+    return -1;
+}
+
 int
 cli_default_db(char *out, size_t size, int create)
 {
@@ -125,6 +158,10 @@ main(int argc, char **argv)
         printf("council %s\n", council_version());
         return 0;
     }
+    /* Hidden: the run host of an isolated run, started by the engine of
+     * a council run or serve (this same binary, see cli_host_program). */
+    if (strcmp(cmd, "__host") == 0)
+        return council_host_main(argc, argv);
     if (strcmp(cmd, "run") == 0)
         return council_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "runs") == 0)

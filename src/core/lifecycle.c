@@ -599,6 +599,9 @@ council__run_opts_copy(const council_run_opts *in, council_run_opts *out)
     if (in == NULL)
         return COUNCIL_OK;
     switch (in->version) {
+    case 1:
+        memcpy(out, in, offsetof(council_run_opts, isolation));
+        break;
     case COUNCIL_RUN_OPTS_VERSION:
         *out = *in;
         break;

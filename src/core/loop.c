@@ -319,14 +319,32 @@ stop_loops(council_engine *eng, int n)
 
 /* ---- engine ------------------------------------------------------------ */
 
-/* Child-process hosts (src/host): their defaults. */
+/* Child-process hosts (src/host): the options of version 2, with their
+ * defaults. */
 static council_err
 engine_host_opts(council_engine *eng, const council_engine_opts *opts)
 {
-    (void)opts;
     eng->host_runs_per_child = COUNCIL__HOST_RUNS_DEFAULT;
     eng->host_heartbeat_ms = COUNCIL__HOST_HEARTBEAT_DEFAULT_MS;
     eng->host_spares = 1;
+    if (opts == NULL || opts->version < 2)
+        return COUNCIL_OK;
+    if (opts->host_runs_per_child < 0 || opts->host_spares < -1 ||
+        opts->host_spares > 64)
+        return COUNCIL_EINVAL;
+    if (opts->host_program != NULL) {
+        if (opts->host_program[0] == '\0')
+            return COUNCIL_EINVAL;
+        eng->host_program = council__strdup(opts->host_program);
+        if (eng->host_program == NULL)
+            return COUNCIL_ENOMEM;
+    }
+    if (opts->host_runs_per_child > 0)
+        eng->host_runs_per_child = opts->host_runs_per_child;
+    if (opts->host_heartbeat_ms > 0)
+        eng->host_heartbeat_ms = opts->host_heartbeat_ms;
+    if (opts->host_spares != 0)
+        eng->host_spares = opts->host_spares < 0 ? 0 : opts->host_spares;
     return COUNCIL_OK;
 }
 

@@ -1164,10 +1164,11 @@ load_limits(ld *l, const node *m, council_def *def)
 static council_err
 load_top(ld *l, const node *root, council_def *def)
 {
-    static const char *const keys[] = {"name",    "strategy", "providers",
-                                       "members", "chairman", "limits"};
-    static const int req[] = {1, 0, 1, 1, 1, 0};
-    const node *v[6];
+    static const char *const keys[] = {"name",     "strategy", "providers",
+                                       "members",  "chairman", "limits",
+                                       "isolation"};
+    static const int req[] = {1, 0, 1, 1, 1, 0, 0};
+    const node *v[7];
     char sb[64];
     council_err rc;
 
@@ -1176,7 +1177,7 @@ load_top(ld *l, const node *root, council_def *def)
                        "expected a mapping at the top level (name, "
                        "providers, members, chairman), got %s",
                        kind_of(root));
-    rc = map_fields(l, root, "the top level", keys, req, 6, v);
+    rc = map_fields(l, root, "the top level", keys, req, 7, v);
     if (rc != COUNCIL_OK)
         return rc;
     rc = get_name(l, v[0], "name", &def->name);
@@ -1201,6 +1202,22 @@ load_top(ld *l, const node *root, council_def *def)
             return fail_at(l, s,
                            "strategy: expected one of rank, debate, "
                            "vote, got \"%s\"",
+                           shown(sb, sizeof(sb), s->text, s->len));
+    }
+    def->isolation = COUNCIL_ISOLATION_DEFAULT;
+    if (v[6] != NULL) {
+        const node *s = v[6];
+
+        if (s->type != N_SCALAR || is_null(s))
+            return fail_at(l, s, "isolation: expected none or process, got %s",
+                           kind_of(s));
+        if (strcmp(s->text, "none") == 0)
+            def->isolation = COUNCIL_ISOLATION_NONE;
+        else if (strcmp(s->text, "process") == 0)
+            def->isolation = COUNCIL_ISOLATION_PROCESS;
+        else
+            return fail_at(l, s,
+                           "isolation: expected none or process, got \"%s\"",
                            shown(sb, sizeof(sb), s->text, s->len));
     }
     rc = load_providers(l, v[2], def);
@@ -1276,6 +1293,14 @@ load_text(const char *text, size_t len, council_diag *diag, council_def **out)
     rc = load_top(&l, root, def);
     if (rc != COUNCIL_OK)
         goto out;
+    /* The text itself, for a child-process host to load the same council
+     * from (src/host). */
+    def->text = council__strndup(text, len);
+    if (def->text == NULL) {
+        rc = COUNCIL_ENOMEM;
+        goto out;
+    }
+    def->text_len = len;
     *out = def;
     def = NULL;
 out:
@@ -1412,6 +1437,7 @@ council_def_free(council_def *def)
     if (def == NULL ||
         atomic_fetch_sub_explicit(&def->refs, 1, memory_order_acq_rel) != 1)
         return;
+    council__free(def->text);
     for (size_t i = 0; i < def->n_providers; i++) {
         council__free(def->providers[i].name);
         council__free(def->providers[i].base_url);

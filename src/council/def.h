@@ -67,6 +67,11 @@ struct council_def {
     council__member_def *chair_fallback;
     size_t n_chair_fallback;
     council__limits limits;
+    int isolation; /* COUNCIL_ISOLATION_*: the `isolation` key, or DEFAULT */
+    /* The text it was loaded from (text_len bytes plus a NUL, which the
+     * text itself may hold: a child-process host loads it again). */
+    char *text;
+    size_t text_len;
 };
 
 /* One more reference (any thread); council_def_free drops it. */

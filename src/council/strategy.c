@@ -9,6 +9,7 @@
 #include "core/engine.h"
 #include "council/def.h"
 #include "council/strategy.h"
+#include "host/host.h"
 
 /* Each loop's HTTP client is a loop service: created by the first call
  * of a run on that loop, closed when the engine closes. */
@@ -48,7 +49,7 @@ council_run_start_messages(council_engine *eng, const council_def *def,
     void *state = NULL;
     council_err rc;
     size_t i;
-    int loop = -1;
+    int loop = -1, isolation;
 
     if (out != NULL)
         *out = NULL;
@@ -65,6 +66,19 @@ council_run_start_messages(council_engine *eng, const council_def *def,
         if (getrandom(&o.seed, sizeof(o.seed), 0) != sizeof(o.seed))
             o.seed = (uint64_t)council__now_us() * 0x9E3779B97F4A7C15ULL;
     }
+    isolation =
+        o.isolation != COUNCIL_ISOLATION_DEFAULT ? o.isolation : def->isolation;
+    if (isolation == COUNCIL_ISOLATION_PROCESS) {
+        /* The strategy runs in a child (src/host); its own engine applies
+         * max_parallel within the run. */
+        rc = council__proc_host_new(def, messages, n, o.seed, &ops, &state);
+        if (rc != COUNCIL_OK)
+            return rc;
+        return council__run_start_host(eng, ops, state, &o, out, diag);
+    }
+    if (isolation != COUNCIL_ISOLATION_DEFAULT &&
+        isolation != COUNCIL_ISOLATION_NONE)
+        return COUNCIL_EINVAL;
     switch (def->strategy) {
     case COUNCIL__STRATEGY_RANK:
         rc = council__rank_host_new(def, messages, n, o.seed, &ops, &state,

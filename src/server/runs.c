@@ -471,6 +471,7 @@ srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
     ro.n_recorders = n;
     ro.deadline_ms = rq->deadline_ms;
     ro.seed = rq->seed;
+    ro.isolation = s->o.isolation;
     memset(&diag, 0, sizeof(diag));
     if (rq->msgs != NULL)
         rc = council_run_start_messages(s->eng, rq->def, rq->msgs, rq->n_msgs,

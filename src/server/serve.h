@@ -115,7 +115,9 @@ typedef struct srv_opts {
     size_t max_streams;
     size_t max_body;
     uint64_t heartbeat_ms;
-    int threads; /* HTTP worker threads */
+    int threads;              /* HTTP worker threads */
+    int isolation;            /* COUNCIL_ISOLATION_* for every run */
+    const char *host_program; /* for isolated runs; NULL: the library's */
 } srv_opts;
 
 typedef struct srv srv;

@@ -705,6 +705,7 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
 
     eo.log = engine_log;
     eo.log_ud = s;
+    eo.host_program = o->host_program;
     e = council_engine_open(&eo, &s->eng);
     if (e != COUNCIL_OK) {
         snprintf(err, errsz, "cannot open the engine: %s", council_strerror(e));

@@ -148,8 +148,8 @@ run_in_process(int i)
     return 0;
 }
 
-static double
-multiplier(void)
+double
+runner_timeout_multiplier(void)
 {
     const char *s = getenv("COUNCIL_TEST_TIMEOUT_MULTIPLIER");
     double m = s != NULL ? strtod(s, NULL) : 1.0;
@@ -171,7 +171,8 @@ run_forked(int i)
 {
     char *argv[] = {"test", "--case", (char *)cases[i].name, NULL};
     int64_t start = now_ms();
-    int64_t limit = (int64_t)(cases[i].timeout_s * 1000 * multiplier());
+    int64_t limit =
+        (int64_t)(cases[i].timeout_s * 1000 * runner_timeout_multiplier());
     pid_t pid;
     int status = 0;
     int rc;

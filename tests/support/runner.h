@@ -33,6 +33,9 @@ void runner__fail(const char *file, int line, const char *fmt, ...)
 uint64_t runner_seed(void);
 /* A fresh temporary directory for this case, removed when it passes. */
 const char *runner_tmpdir(void);
+/* $COUNCIL_TEST_TIMEOUT_MULTIPLIER (1 when unset): time bounds in tests
+ * are multiplied by it (slow sanitizer builds). */
+double runner_timeout_multiplier(void);
 /* Skip the end-of-case fd check (for cases that leave libraries' global
  * descriptors open on purpose, e.g. a process-wide log file). */
 void runner_allow_fd_growth(void);
