@@ -80,6 +80,42 @@ state_name(enum run_state s)
     return "?";
 }
 
+/*
+ * The outcome a run ends with when memory ran out for its own: one for the
+ * whole process, made by the first council_engine_open and never freed (it
+ * is immutable, and a caller may read a run's outcome after the engine
+ * closed), so that finalize needs no memory.
+ */
+static council_outcome *_Atomic oom_outcome;
+static pthread_mutex_t oom_mu = PTHREAD_MUTEX_INITIALIZER;
+
+council_err
+council__oom_outcome_init(void)
+{
+    council_err rc = COUNCIL_OK;
+
+    if (atomic_load(&oom_outcome) != NULL)
+        return COUNCIL_OK;
+    /* Made again by the next open if memory ran out this time. */
+    pthread_mutex_lock(&oom_mu);
+    if (atomic_load(&oom_outcome) == NULL) {
+        council_outcome *o =
+            council__error_outcome("internal", "out of memory");
+        if (o != NULL)
+            atomic_store(&oom_outcome, o);
+        else
+            rc = COUNCIL_ENOMEM;
+    }
+    pthread_mutex_unlock(&oom_mu);
+    return rc;
+}
+
+const council_outcome *
+council__oom_outcome(void)
+{
+    return atomic_load(&oom_outcome);
+}
+
 /* A cell that cannot happen: say so; the caller does the safe thing. */
 static void
 bail(council_run *run, const char *input)
@@ -100,8 +136,8 @@ static void
 run_free(council_run *run)
 {
     council__pubsub_release(run);
-    council__outcome_free(run->outcome);
-    council__outcome_free(run->oom_outcome);
+    if (run->outcome != atomic_load(&oom_outcome))
+        council__outcome_free(run->outcome);
     council__free(run->recs);
     pthread_cond_destroy(&run->cv);
     pthread_mutex_destroy(&run->mu);
@@ -215,10 +251,8 @@ council__error_outcome(const char *kind, const char *msg)
 static void
 end_run(council_run *run, council_outcome *o)
 {
-    if (o == NULL) {
-        o = run->oom_outcome;
-        run->oom_outcome = NULL;
-    }
+    if (o == NULL)
+        o = atomic_load(&oom_outcome);
     pthread_mutex_lock(&run->mu);
     run->outcome = o;
     atomic_store(&run->ended, 1);
@@ -701,11 +735,6 @@ council__run_start_host_on(council_engine *eng, const council__host_ops *hops,
     if (run == NULL) {
         rc = COUNCIL_ENOMEM;
         goto fail_host;
-    }
-    run->oom_outcome = council__error_outcome("internal", "out of memory");
-    if (run->oom_outcome == NULL) {
-        rc = COUNCIL_ENOMEM;
-        goto fail_run;
     }
     rc = reg_add(eng, run);
     if (rc != COUNCIL_OK) {

@@ -117,7 +117,6 @@ struct council_run {
     /* Recorders, fixed at start (rechost.c). */
     rec **recs;
     size_t n_recs;
-    council_outcome *oom_outcome; /* preallocated: finalize survives OOM */
 
     /* Shared with waiters, under mu. */
     pthread_mutex_t mu;
@@ -139,6 +138,11 @@ void council__run_on_cancel(council_run *run, const char *kind);
 void council__runs_shutdown(council__loop *lp);
 /* Free the hosts of runs that exited (loop thread, after commands). */
 void council__runs_reap(council__loop *lp);
+/* The process's out-of-memory outcome (error, "internal"): made by
+ * council__oom_outcome_init (engine open; ENOMEM if it could not be),
+ * never freed, shared by every run that needs it. */
+council_err council__oom_outcome_init(void);
+const council_outcome *council__oom_outcome(void);
 /* An error outcome [{kind, message}], or NULL when memory ran out. */
 council_outcome *council__error_outcome(const char *kind, const char *msg);
 /* Registry lookup, under reg_mu. */

@@ -386,6 +386,8 @@ council_engine_open(const council_engine_opts *opts, council_engine **out)
         return COUNCIL_EINVAL;
     if (opts != NULL && (opts->loop_threads < 0 || opts->loop_threads > 64))
         return COUNCIL_EINVAL;
+    if (council__oom_outcome_init() != COUNCIL_OK)
+        return COUNCIL_ENOMEM;
     eng = council__calloc(1, sizeof(*eng));
     if (eng == NULL)
         return COUNCIL_ENOMEM;

@@ -146,7 +146,7 @@ council__recs_finalize_unstarted(council_run *run, size_t n, const char *kind,
                                  const char *why)
 {
     council_outcome *o = council__error_outcome(kind, why);
-    const council_outcome *use = o != NULL ? o : run->oom_outcome;
+    const council_outcome *use = o != NULL ? o : council__oom_outcome();
     size_t i;
 
     for (i = 0; i < n; i++) {
