@@ -19,11 +19,21 @@
  * flight - VmRSS before) / that many runs, and (VmHWM - before) / C.
  * Prints one JSON line; exits 1 if any run did not end ok.
  *
+ * With --isolation process every run's host is a child process
+ * (--runs-per-child R: 1 = a fresh process per run; default the engine's,
+ * 64; --spares K); in hold mode the children's private memory
+ * (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, summed over
+ * this process's children when the most runs are in flight) is added to
+ * the parent's VmRSS growth: "kib_per_run" is then the whole cost of an
+ * isolated run in flight, and "child_private_kib_per_run" its child's part.
+ *
  *   bench_runs --base-url URL [--runs N] [--concurrency C] [--warmup W]
  *              [--hold] [--label X] [--starters S] [--engines E]
  *              [--recorder-threads T] [--count-alloc]
+ *              [--isolation none|process] [--runs-per-child R] [--spares K]
  *   SERVER_PIDS=1,2 (optional): the servers' CPU over the measured window.
  */
+#include <dirent.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -78,6 +88,9 @@ struct worker {
     int failed;
     tally t;
 };
+
+/* The runs' isolation (--isolation), for start_one. */
+static int isolation = COUNCIL_ISOLATION_NONE;
 
 /* Runs still to start in the current phase, shared by the workers. */
 static pthread_mutex_t claim_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -163,6 +176,51 @@ status_kib(const char *key)
         }
     fclose(f);
     return v;
+}
+
+/* The private memory (Private_Clean + Private_Dirty) of every child of
+ * this process, KiB; the number of children in *n. */
+static long
+children_private_kib(long *n)
+{
+    char path[64], line[256];
+    long sum = 0, me = (long)getpid();
+    struct dirent *de;
+    DIR *d = opendir("/proc");
+
+    *n = 0;
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        long pid = strtol(de->d_name, NULL, 10), ppid = 0;
+        FILE *f;
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(line, sizeof(line), f) != NULL) {
+            const char *rp = strrchr(line, ')');
+            if (rp != NULL)
+                sscanf(rp + 2, "%*c %ld", &ppid);
+        }
+        fclose(f);
+        if (ppid != me)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/smaps_rollup", pid);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        (*n)++;
+        while (fgets(line, sizeof(line), f) != NULL)
+            if (strncmp(line, "Private_Clean:", 14) == 0 ||
+                strncmp(line, "Private_Dirty:", 14) == 0)
+                sum += strtol(line + 14, NULL, 10);
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
 }
 
 /* Bytes handed out by malloc and not freed (all arenas, mmap included). */
@@ -313,6 +371,9 @@ cmp_double(const void *a, const void *b)
 typedef struct opts {
     const char *base_url;
     const char *label;
+    int isolation;      /* COUNCIL_ISOLATION_* */
+    int runs_per_child; /* 0: the engine's default */
+    int spares;         /* 0: the engine's default */
     long runs, concurrency, warmup;
     int hold;
     int recorder_threads;
@@ -376,6 +437,7 @@ start_one(worker *w)
     spec.args = s;
     ro.recorders = &spec;
     ro.n_recorders = 1;
+    ro.isolation = isolation;
     memset(&d, 0, sizeof(d));
     s->t_start = now_s();
     rc = council_run_start(w->eng, w->def, question, &ro, &s->run, &d);
@@ -571,6 +633,9 @@ parse_args(int argc, char **argv, opts *o)
     o->recorder_threads = 0;
     o->starters = 4;
     o->engines = 1;
+    o->isolation = COUNCIL_ISOLATION_NONE;
+    o->runs_per_child = 0;
+    o->spares = 0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -586,6 +651,14 @@ parse_args(int argc, char **argv, opts *o)
             return -1;
         if (strcmp(a, "--base-url") == 0)
             o->base_url = v;
+        else if (strcmp(a, "--isolation") == 0)
+            o->isolation = strcmp(v, "process") == 0 ? COUNCIL_ISOLATION_PROCESS
+                           : strcmp(v, "none") == 0  ? COUNCIL_ISOLATION_NONE
+                                                     : -1;
+        else if (strcmp(a, "--runs-per-child") == 0)
+            o->runs_per_child = (int)strtol(v, NULL, 10);
+        else if (strcmp(a, "--spares") == 0)
+            o->spares = (int)strtol(v, NULL, 10);
         else if (strcmp(a, "--label") == 0)
             o->label = v;
         else if (strcmp(a, "--runs") == 0)
@@ -607,6 +680,7 @@ parse_args(int argc, char **argv, opts *o)
     if (o->base_url == NULL || o->runs < 1 || o->concurrency < 1 ||
         o->warmup < 0 || o->recorder_threads < 0 || o->starters < 1 ||
         o->starters > 256 || o->engines < 1 || o->engines > 16 ||
+        o->isolation < 0 || o->runs_per_child < 0 || o->spares < -1 ||
         (o->hold && o->engines != 1))
         return -1;
     return 0;
@@ -625,6 +699,8 @@ typedef struct sampler {
     double t0;
     council_engine *eng;
     long pending_at_peak; /* events published, not yet delivered, then */
+    int children;         /* isolated: sum the children's memory */
+    long child_kib_at_peak, children_at_peak;
 } sampler;
 
 static void *
@@ -651,6 +727,10 @@ sampler_main(void *arg)
             council_engine_stats_get(sp->eng, &st);
             sp->pending_at_peak = (long)(st.events_published - st.deliveries);
         }
+        if (in > sp->peak_in || (in == sp->peak_in && rss > sp->rss_at_peak))
+            if (sp->children)
+                sp->child_kib_at_peak =
+                    children_private_kib(&sp->children_at_peak);
         if (in > sp->peak_in) {
             sp->peak_in = in;
             sp->rss_at_peak = rss;
@@ -693,6 +773,7 @@ hold(council_engine *eng, const council_def *def, const opts *o)
     pthread_mutex_unlock(&mu);
     sp.t0 = now_s();
     sp.eng = eng;
+    sp.children = isolation == COUNCIL_ISOLATION_PROCESS;
     pthread_create(&sp.th, NULL, sampler_main, &sp);
     for (i = 0; i < c; i++) {
         if (start_one(&w) == NULL)
@@ -724,7 +805,8 @@ hold(council_engine *eng, const council_def *def, const opts *o)
            "\"events_per_run\":%.1f,\"all_in_flight\":%s",
            c, t_all_in, sp.peak_in, sp.t_peak, rss_before, sp.rss_at_peak,
            sp.peak_in > 0
-               ? (double)(sp.rss_at_peak - rss_before) / (double)sp.peak_in
+               ? (double)(sp.rss_at_peak - rss_before + sp.child_kib_at_peak) /
+                     (double)sp.peak_in
                : 0,
            sp.peak_in > 0
                ? (double)(sp.heap_at_peak - heap_before) / (double)sp.peak_in
@@ -736,6 +818,17 @@ hold(council_engine *eng, const council_def *def, const opts *o)
            w.t.lat[w.t.n_lat / 2] * 1e3, w.t.ok, w.t.bad,
            (double)w.t.events / (double)c, sp.peak_in == c ? "true" : "false");
     printf(",\"pending_events_at_peak\":%ld", sp.pending_at_peak);
+    if (sp.children)
+        printf(",\"isolation\":\"process\",\"children_at_peak\":%ld,"
+               "\"child_private_kib_per_run\":%.1f,"
+               "\"parent_kib_per_run\":%.1f",
+               sp.children_at_peak,
+               sp.peak_in > 0
+                   ? (double)sp.child_kib_at_peak / (double)sp.peak_in
+                   : 0,
+               sp.peak_in > 0
+                   ? (double)(sp.rss_at_peak - rss_before) / (double)sp.peak_in
+                   : 0);
     if (w.t.bad > 0) {
         printf(",\"first_bad\":");
         json_str(stdout, w.t.first_bad);
@@ -793,6 +886,9 @@ throughput(council_engine **engs, const council_def *def, const opts *o)
     json_str(stdout, o->label);
     printf(",\"base_url\":");
     json_str(stdout, o->base_url);
+    printf(",\"isolation\":\"%s\",\"runs_per_child\":%d",
+           o->isolation == COUNCIL_ISOLATION_PROCESS ? "process" : "none",
+           o->runs_per_child);
     printf(",\"runs\":%ld,\"concurrency\":%ld,\"engines\":%d,"
            "\"starters\":%d,\"warmup\":%ld,\"wall_s\":%.3f,\"runs_per_s\":%.1f,"
            "\"requests_per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
@@ -835,7 +931,8 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: bench_runs --base-url URL [--runs N] "
                         "[--concurrency C] [--warmup W] [--hold] [--label X] "
                         "[--starters S] [--engines E] [--recorder-threads T] "
-                        "[--count-alloc]\n");
+                        "[--count-alloc] [--isolation none|process] "
+                        "[--runs-per-child R] [--spares K]\n");
         return 2;
     }
     raise_nofile();
@@ -845,6 +942,9 @@ main(int argc, char **argv)
     if (def == NULL)
         return 2;
     eo.recorder_threads = o.recorder_threads;
+    eo.host_runs_per_child = o.runs_per_child;
+    eo.host_spares = o.spares;
+    isolation = o.isolation;
     for (i = 0; i < o.engines; i++)
         if (council_engine_open(&eo, &engs[i]) != COUNCIL_OK) {
             fprintf(stderr, "bench_runs: cannot open the engine\n");
