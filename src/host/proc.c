@@ -107,6 +107,7 @@ struct hchild {
     int retiring; /* no further run: closing */
     int runs;     /* runs given to it so far */
     uint64_t last_rx_ms, idle_since_ms;
+    uint64_t oom_since_ms; /* emitting has failed for memory since, or 0 */
     council__buf in;
     size_t in_off; /* bytes of in already handled */
     hrun *hr;      /* the run it hosts, or NULL */
@@ -704,11 +705,27 @@ ch_read_frames(hchild *ch)
         case COUNCIL__FR_EVENT:
             r = take_event(ch, payload, plen, why, sizeof(why));
             if (r == 1) {
-                /* Out of memory: stop reading, try this frame again. */
+                /* Out of memory: stop reading, try this frame again a
+                 * millisecond later; after a second, give up on the run
+                 * (its host is killed: the run crashes with that reason,
+                 * a gapless prefix kept). */
+                uint64_t now = uv_now(&ch->pool->lp->loop);
+                if (ch->oom_since_ms == 0)
+                    ch->oom_since_ms = now;
+                if (now - ch->oom_since_ms >= 1000) {
+                    ch_kill(
+                        ch, "out of memory receiving seq %llu",
+                        (unsigned long long)council__run_last_seq(ch->hr->run) +
+                            1);
+                    ch_close_sock(ch);
+                    ch_on_eof(ch);
+                    return;
+                }
                 uv_read_stop((uv_stream_t *)&ch->sock);
                 uv_timer_start(&ch->retry, on_retry, 1, 0);
                 goto keep;
             }
+            ch->oom_since_ms = 0;
             if (r < 0) {
                 ch_protocol_error(ch, why);
                 return;
@@ -764,7 +781,8 @@ on_hb(uv_timer_t *t)
     uint64_t now = uv_now(t->loop), hb = p->eng->host_heartbeat_ms;
     char d[32];
 
-    if (ch->state != CH_LIVE)
+    /* While its frames wait for our memory, its silence is ours. */
+    if (ch->state != CH_LIVE || ch->oom_since_ms != 0)
         return;
     if (now - ch->last_rx_ms >= hb) {
         council__host_duration(hb, d, sizeof(d));
