@@ -22,65 +22,13 @@ RAW=$OUT/raw.jsonl
 LOG=$OUT/log.txt
 : > "$LOG"
 
-PEER_SRC=$REPO/../shared/peers/node
-[ -d "$PEER_SRC" ] || PEER_SRC=/work/shared/peers/node
-[ -d "$PEER_SRC" ] || { echo "no peers/node found" >&2; exit 2; }
-
-P_NGINX=18080 P_MOCK=18085 P_MOCKSLOW=18086 P_SLOWJS=18090
-PIDS=()
 TMP=$(mktemp -d /tmp/council-bench.XXXXXX)
-
-say() { echo "== $*" | tee -a "$LOG" >&2; }
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    done
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 trap cleanup EXIT INT TERM
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-# Wait (up to ~5 min) for the 1-minute load to fall below MAX_LOAD.  Only
-# before the sitting: the benchmarks themselves raise the load average; the
-# others_cpu_pct of each result says how busy the rest of the machine was.
-wait_quiet() {
-    local i
-    for i in $(seq 1 20); do
-        if awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN{exit !(l < m)}'; then
-            return 0
-        fi
-        say "load $(load1) >= $MAX_LOAD, waiting 15 s ($i/20)"
-        sleep 15
-    done
-    say "WARNING: load still $(load1); measuring anyway"
-}
-
-wait_port() {
-    local i
-    for i in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
-
 # ---- setup ---------------------------------------------------------------
-if ! command -v nginx > /dev/null || ! command -v wrk > /dev/null; then
-    say "installing nginx wrk"
-    apt-get install -y nginx wrk >> "$LOG" 2>&1
-fi
-say "peer: $PEER_SRC -> $TMP/node"
-cp -r "$PEER_SRC" "$TMP/node"
-rm -rf "$TMP/node/node_modules" "$TMP/node/run"
-(cd "$TMP/node" && timeout 300 npm ci --no-audit --no-fund >> "$LOG" 2>&1)
-(cd "$TMP/node" && node gen-configs.mjs $P_NGINX 1 >> "$LOG")
+setup_node_peer
 
 say "building $REPO/build-rel (Release, no sanitizers)"
 cmake -S "$REPO" -B "$REPO/build-rel" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -88,34 +36,17 @@ cmake -S "$REPO" -B "$REPO/build-rel" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 ninja -C "$REPO/build-rel" -j1 council_cli bench_runs bench_fanout >> "$LOG"
 BIN=$REPO/build-rel
 
-nginx -p "$TMP/node/run/" -c "$TMP/node/nginx.conf" \
-      -e "$TMP/node/run/nginx-error.log" &
-PIDS+=($!)
-NGINX_MASTER=$!
+start_peer_servers
 "$BIN/council" mock-llm --listen 127.0.0.1:$P_MOCK > "$TMP/mock.out" &
 PIDS+=($!)
 MOCK_PID=$!
 "$BIN/council" mock-llm --listen 127.0.0.1:$P_MOCKSLOW --latency 2s \
       > "$TMP/mockslow.out" &
 PIDS+=($!)
-(cd "$TMP/node" && PORT=$P_SLOWJS SLOW_MS=2000 exec node slow.mjs \
-      > "$TMP/slow.out") &
-PIDS+=($!)
-for p in $P_NGINX $P_MOCK $P_MOCKSLOW $P_SLOWJS; do wait_port "$p"; done
-NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | paste -sd, -)
+for p in $P_MOCK $P_MOCKSLOW; do wait_port "$p"; done
 
-NGINX_SSE=http://127.0.0.1:$P_NGINX/sse/v1
 MOCK=http://127.0.0.1:$P_MOCK/v1
 MOCKSLOW=http://127.0.0.1:$P_MOCKSLOW/v1
-SLOWJS=http://127.0.0.1:$P_SLOWJS/v1
-
-# One JSON line into RAW, with the scenario, the implementation, the load.
-record() { # scenario impl json
-    local j=$3
-    [ -n "$j" ] || j='{"failed":true}'
-    printf '{"scenario":"%s","impl":"%s","load1":%s,"result":%s}\n' \
-        "$1" "$2" "$(load1)" "$j" | tee -a "$RAW" >&2
-}
 
 council_tp() { # scenario base_url concurrency server_pids [extra args]
     local sc=$1 url=$2 c=$3 pids=$4 out
