@@ -291,9 +291,16 @@ typedef struct council_recorder_spec {
 /*
  * Built-in recorders.  args is a NUL-terminated path, borrowed by init.
  *   sqlite: the database file (created if missing; WAL mode; tables `runs`
- *           and `events`, see docs/storage.md).
- *   jsonl:  a directory; the run is written to DIR/<run_id>.jsonl, one event
- *           per line, then one line holding the outcome.
+ *           and `events`, see docs/storage.md; a store of schema version 1
+ *           is upgraded to 2).
+ *   jsonl:  a directory; the run is written to DIR/<run_id>.jsonl: a line
+ *           naming its owner, one event per line, then one line holding
+ *           the outcome.
+ * Both record the run's owner (this process: host, pid, start time, boot
+ * id) when the run starts, and at finalize its outcome with the number of
+ * events the run emitted, so a record that lost events (a full disk) says
+ * so, and one whose process died is closed by the next reader
+ * (council_store_open).
  */
 COUNCIL_API const council_recorder_ops *council_recorder_sqlite(void);
 COUNCIL_API const council_recorder_ops *council_recorder_jsonl(void);
@@ -635,6 +642,16 @@ typedef struct council_run_row {
     const char *outcome;  /* "ok", "cancelled", "error", "crashed" or NULL */
     uint64_t events;      /* events stored */
     const char *strategy; /* "rank", "debate", "vote", or NULL */
+    /* crashed: the reason ("process lost: pid N" for a run whose process
+     * is gone, see council_store_open); error: the first error's
+     * message; else NULL. */
+    const char *reason;
+    /* The number of events the run emitted, as its recorder counted them
+     * when it finalized; 0 when unknown (no outcome recorded, a run
+     * closed by a reader, or a record from before this field).  More
+     * than events: the record is incomplete (its recorder lost events,
+     * e.g. to a full disk). */
+    uint64_t events_emitted;
 } council_run_row;
 
 /*
@@ -665,8 +682,9 @@ COUNCIL_API council_err council_store_list(const char *path, size_t limit,
 typedef struct council_store council_store;
 
 /* council_store_open flags.  READONLY: never write (council_store_delete
- * fails).  DELETE_UNFINISHED: council_store_delete may delete a run that
- * has no outcome (see there). */
+ * fails; runs whose process is gone are reported as crashed, not closed).
+ * DELETE_UNFINISHED: council_store_delete may delete a run that has no
+ * outcome (see there). */
 #define COUNCIL_STORE_READONLY 0x1u
 #define COUNCIL_STORE_DELETE_UNFINISHED 0x2u
 
@@ -681,6 +699,26 @@ typedef struct council_store council_store;
  * a record cut short (no outcome line, or a torn last line, as a crash
  * leaves it) opens as a run without an outcome; a damaged line opens the
  * valid lines before it, and council_store_events reports the damage.
+ *
+ * Runs whose process is gone.  Every record names its owner: the host
+ * name, pid, process start time and boot id of the process whose
+ * recorder writes it.  A run without an outcome whose owner is on this
+ * host and gone (no such process on this boot, a zombie, its pid now
+ * another process's, or another boot) can no longer end: its recorder died
+ * with its process.  A read-write handle closes every such run in the
+ * store, in one transaction, at open and whenever a later call meets one:
+ * outcome crashed, reason "process lost: pid N", ended now, its events
+ * kept (a jsonl record gets the outcome line its recorder would have
+ * written: the outcome of its terminal event if the file holds one, else
+ * that crash; the file is cut back to its last whole line first, and
+ * synced).  A read-only handle reports such runs the same way (in
+ * council_store_runs, its "crashed" and "running" filters, and
+ * council_store_run) without writing.  Never touched: a run whose owner
+ * lives, one owned by another host, one whose owner is not known whole
+ * (stores of schema version 1, jsonl records without an owner line:
+ * they read as before).  Closing is best effort: a store that cannot be
+ * written (busy past 1 s, a read-only file, a full disk) keeps such rows,
+ * which still read as crashed.
  *
  * On COUNCIL_OK *out is the handle; close it with council_store_close.
  * Errors: COUNCIL_ENOTFOUND (no such file), COUNCIL_EIO (cannot be read,
@@ -703,9 +741,9 @@ COUNCIL_API void council_store_close(council_store *s);
  */
 typedef struct council_store_query {
     const char *council; /* only runs of this council; NULL = any */
-    /* only runs with this outcome: "ok", "error", "cancelled", "crashed",
-     * or "running" (no outcome recorded: in flight, or its process ended
-     * before the recorder finalized); NULL = any */
+    /* only runs with this outcome: "ok", "error", "cancelled", "crashed"
+     * (a run whose process is gone included), or "running" (no outcome
+     * recorded, and its process not known to be gone); NULL = any */
     const char *outcome;
     int64_t since_us; /* only runs started at or after this time
                          (microseconds since the epoch); 0 = any */
@@ -735,7 +773,13 @@ COUNCIL_API council_err council_store_runs(council_store *s,
  * event, started_us/started and ended_us/ended (null while there is no
  * outcome), duration_ms, outcome ("ok", "error", "cancelled", "crashed",
  * or "running" when none is recorded) with reason, errors and result as
- * council_outcome_json gives them, and events (the number stored).
+ * council_outcome_json gives them, events (the number stored),
+ * events_emitted (the number the run emitted, as its recorder counted
+ * them at finalize, or null when unknown), incomplete (true when fewer
+ * events are stored than the run emitted: its recorder lost some, e.g. to
+ * a full disk; the outcome is still the run's), and owner ({host, pid,
+ * start, boot} of the process that recorded it, or null).  A run whose
+ * process is gone reads as crashed (see council_store_open).
  *
  * On COUNCIL_OK *json_out is a NUL-terminated string, the caller's: free
  * it with council_free.  Errors: COUNCIL_ENOTFOUND (no run run_id; diag:
@@ -770,10 +814,11 @@ COUNCIL_API council_err council_store_events(
  * Delete run run_id: its row and its events, in one transaction (all or
  * nothing).  A run without an outcome may still be in flight: its
  * recorder would go on writing events for a run that no longer exists.
- * It is refused with COUNCIL_EBUSY ("run ID has no outcome: it may still
- * be running"), unless the handle was opened with
- * COUNCIL_STORE_DELETE_UNFINISHED, for runs whose process is known to have
- * ended before its recorder finalized.
+ * It is refused with COUNCIL_EBUSY ("run ID has no outcome: it is running
+ * (pid N)", or "... it may still be running" when its owner is not known
+ * or on another host), unless its process is gone (see council_store_open)
+ * or the handle was opened with COUNCIL_STORE_DELETE_UNFINISHED, for runs
+ * whose process is known to have ended before its recorder finalized.
  *
  * Errors: COUNCIL_ENOTFOUND (no run run_id), COUNCIL_EBUSY (above),
  * COUNCIL_EINVAL (a read-only handle, a jsonl record (remove its file

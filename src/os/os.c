@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static const struct council__os real = {
     .unlink = unlink,
     .mkdir = mkdir,
     .stat = sys_stat,
+    .kill = kill,
 };
 
 struct council__os council__os = {
@@ -50,6 +52,7 @@ struct council__os council__os = {
     .unlink = unlink,
     .mkdir = mkdir,
     .stat = sys_stat,
+    .kill = kill,
 };
 
 const char *

@@ -5,7 +5,8 @@
  * council__os, which defaults to the real calls; a test replaces entries to
  * inject faults, in the manner of SQLite's xSetSystemCall.  SQLite's own
  * file I/O goes through SQLite's unix VFS, whose xSetSystemCall is the seam
- * for the sqlite recorder.  Replace entries only while no recorder is
+ * for the sqlite recorder.  The owner checks (owner.c) read /proc and
+ * probe pids through it too.  Replace entries only while no recorder is
  * running (before threads start, or after they are joined).
  */
 #ifndef COUNCIL_OS_H
@@ -25,6 +26,8 @@ struct council__os {
     int (*unlink)(const char *path);
     int (*mkdir)(const char *path, mode_t mode);
     int (*stat)(const char *path, struct stat *st);
+    /* kill(pid, 0) only: whether the owner of a run record exists. */
+    int (*kill)(pid_t pid, int sig);
 };
 
 extern struct council__os council__os;

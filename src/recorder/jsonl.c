@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The jsonl recorder: one file per run, DIR/<run_id>.jsonl, one event per
- * line in seq order, then exactly one line holding the outcome.  Lines are
- * gathered in memory and written in large appends (at ~64 KiB, on flush and
- * at finalize); the file is fsynced once, at finalize.  Whatever goes wrong,
- * the file stays a valid prefix of the run, which council__jsonl_read can
- * tell apart from a complete record.
+ * The jsonl recorder: one file per run, DIR/<run_id>.jsonl: a first line
+ * naming its owner ({"owner":{host, pid, start, boot}}: this process, so a
+ * reader can tell a run whose process died), one event per line in seq
+ * order, then exactly one line holding the outcome.  Lines are gathered in
+ * memory and written in large appends (the owner line at init; then at
+ * ~64 KiB, on flush and at finalize); the file is fsynced once, at
+ * finalize.  Whatever goes wrong, the file stays a valid prefix of the
+ * run, which council__jsonl_read can tell apart from a complete record.
  *
  * Method (write failures).  The buffer holds whole lines not yet written.
  * A write that fails (disk full, I/O error) keeps the unwritten bytes, so
@@ -14,11 +16,15 @@
  * event as failed (non-zero) while the file lags behind.  If the backlog
  * passes 8 MiB, or an event cannot be rendered or buffered (out of memory),
  * the recorder stops appending for good: a later line would leave a gap.
- * At finalize it tries the backlog once more and adds the outcome line only
- * if everything before it is in the file; if the file ends in a torn line it
- * is truncated back to the last whole line (should that fail too, the
- * reader reports the torn line).  Finalize always fsyncs, closes the file and
- * frees everything.
+ * The terminal event's line waits for finalize, which writes it with the
+ * outcome line in one append.  At finalize it tries the backlog once more
+ * and adds the outcome line if everything before it is in the file; if
+ * not, it drops the backlog, cuts a torn line back to the last whole one,
+ * and tries the outcome line alone, with "events_emitted" (the run's
+ * event count): the file then says how the run ended and that it lacks
+ * events.  If even that cannot be written the file has no outcome line
+ * (should the truncation fail too, the reader reports the torn line).
+ * Finalize always fsyncs, closes the file and frees everything.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +33,9 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/event.h"
 #include "os/os.h"
+#include "os/owner.h"
 #include "recorder/recorder.h"
 
 #define WRITE_AT (64 * 1024)
@@ -40,10 +48,12 @@ struct jsonl {
     char *buf; /* whole lines not yet written */
     size_t len;
     size_t cap;
-    off_t size;     /* bytes in the file (it was created empty) */
-    off_t line_end; /* the file's size at the end of its last whole line */
-    int failing;    /* the last write attempt failed */
-    int broken;     /* nothing more is appended: a gap would follow */
+    off_t size;        /* bytes in the file (it was created empty) */
+    off_t line_end;    /* the file's size at the end of its last whole line */
+    int failing;       /* the last write attempt failed */
+    int broken;        /* nothing more is appended: a gap would follow */
+    uint64_t last_seq; /* the last event's seq: how many the run emitted */
+    int terminal;      /* the terminal event's line is buffered */
 };
 
 static int
@@ -120,6 +130,31 @@ append_line(struct jsonl *st, const char *text)
     return 0;
 }
 
+/* Buffer the owner line: {"owner":{"host":...,"pid":...,"start":...,
+ * "boot":...}}, unknown fields null.  -1 when memory ran out. */
+static int
+owner_line(struct jsonl *st)
+{
+    council__owner me;
+    json_t *o;
+    char *text;
+    int rc;
+
+    council__owner_self(&me);
+    o = json_pack("{s:{s:s?,s:I,s:o,s:s?}}", "owner", "host",
+                  me.host[0] != '\0' ? me.host : NULL, "pid",
+                  (json_int_t)me.pid, "start",
+                  me.start >= 0 ? json_integer(me.start) : json_null(), "boot",
+                  me.boot[0] != '\0' ? me.boot : NULL);
+    text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text == NULL)
+        return -1;
+    rc = append_line(st, text);
+    council__free(text);
+    return rc;
+}
+
 static void
 state_free(struct jsonl *st)
 {
@@ -177,6 +212,12 @@ jsonl_init(const char *run_id, void *args, void **state, char *why,
         goto out;
     }
     st->fd = fd;
+    /* The owner line, written now: from here on a reader can tell
+     * whether the process writing the file still lives.  A failed write
+     * stays buffered and is retried as any line. */
+    if (owner_line(st) != 0)
+        goto nomem;
+    (void)drain(st);
     *state = st;
     st = NULL;
     rc = 0;
@@ -194,6 +235,8 @@ jsonl_event(void *state, council_event *ev)
     struct jsonl *st = state;
     const char *line;
 
+    if (council_event_seq(ev) > st->last_seq)
+        st->last_seq = council_event_seq(ev);
     if (st->broken)
         return -1;
     line = council_event_json(ev);
@@ -203,8 +246,11 @@ jsonl_event(void *state, council_event *ev)
         st->broken = 1;
         return -1;
     }
-    if (!st->failing && st->len < WRITE_AT)
-        return 0;
+    /* The terminal line goes out with the outcome line, at finalize. */
+    if (council__event_is_terminal(council_event_type_of(ev)))
+        st->terminal = 1;
+    if (st->terminal || (!st->failing && st->len < WRITE_AT))
+        return st->failing ? -1 : 0;
     if (drain(st) == 0)
         return 0;
     if (st->len > GIVE_UP_AT) {
@@ -221,7 +267,7 @@ jsonl_flush(void *state)
 {
     struct jsonl *st = state;
 
-    if (st->len > 0)
+    if (st->len > 0 && !st->terminal)
         (void)drain(st);
 }
 
@@ -238,20 +284,57 @@ sync_dir(const char *dir)
     council__os.close(fd);
 }
 
+/* oj with "events_emitted": n before its closing brace, as a new string
+ * (council__free), or NULL when memory ran out. */
+static char *
+with_emitted(const char *oj, uint64_t n)
+{
+    size_t len = strlen(oj), size = len + 48;
+    char *line = council__malloc(size);
+
+    if (line == NULL || len < 2 || oj[len - 1] != '}') {
+        council__free(line);
+        return NULL;
+    }
+    memcpy(line, oj, len - 1);
+    snprintf(line + len - 1, size - (len - 1), ",\"events_emitted\":%llu}",
+             (unsigned long long)n);
+    return line;
+}
+
+/* Cut the file back to its last whole line. */
+static void
+cut_torn(struct jsonl *st)
+{
+    if (st->size != st->line_end &&
+        council__os.ftruncate(st->fd, st->line_end) == 0)
+        st->size = st->line_end;
+}
+
 static void
 jsonl_finalize(void *state, const council_outcome *outcome)
 {
     struct jsonl *st = state;
     const char *oj = outcome != NULL ? council_outcome_json(outcome) : NULL;
-    int ok = 1;
+    int whole = !st->broken;
 
     if (st->len > 0 && drain(st) != 0)
-        ok = 0;
-    if (ok && !st->broken && oj != NULL && append_line(st, oj) == 0)
-        (void)drain(st);
-    if (st->size != st->line_end &&
-        council__os.ftruncate(st->fd, st->line_end) == 0)
-        st->size = st->line_end;
+        whole = 0;
+    if (whole && oj != NULL && append_line(st, oj) == 0 && drain(st) != 0)
+        whole = 0;
+    if (!whole && oj != NULL) {
+        /* Events are missing: drop what could not be written, and say
+         * so in the outcome line (the prefix of whole lines stays). */
+        char *line = with_emitted(oj, st->last_seq);
+
+        st->len = 0;
+        cut_torn(st);
+        if (line != NULL && st->size == st->line_end &&
+            append_line(st, line) == 0)
+            (void)drain(st);
+        council__free(line);
+    }
+    cut_torn(st);
     while (council__os.fsync(st->fd) != 0 && errno == EINTR)
         ;
     /* No retry on EINTR: on Linux the descriptor is gone either way. */

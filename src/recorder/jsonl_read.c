@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The jsonl run-file checker: reads DIR/<run_id>.jsonl as the jsonl
- * recorder writes it and says whether it is a complete record, or how far
- * it is a valid prefix and what is wrong after that (a torn last line, bad
- * JSON, a seq gap, a missing outcome), with line numbers.  It reads through
+ * recorder writes it (an owner line, the events, the outcome line) and says
+ * whether it is a complete record, or how far it is a valid prefix and
+ * what is wrong after that (a torn last line, bad JSON, a seq gap, a
+ * missing outcome), with line numbers.  It reads through
  * the os seam and never trusts the file: any bytes give a report, never a
  * crash.
  */
@@ -126,6 +127,28 @@ check_event(json_t *o, council__jsonl_report *rep, char *why, size_t size)
     return NULL;
 }
 
+/* The owner line's fields into o (those missing or malformed stay
+ * unknown: such an owner is never judged gone). */
+static void
+read_owner(json_t *v, council__owner *o)
+{
+    json_t *host = json_object_get(v, "host");
+    json_t *pid = json_object_get(v, "pid");
+    json_t *start = json_object_get(v, "start");
+    json_t *boot = json_object_get(v, "boot");
+
+    memset(o, 0, sizeof(*o));
+    o->start = -1;
+    if (json_is_string(host))
+        snprintf(o->host, sizeof(o->host), "%s", json_string_value(host));
+    if (json_is_integer(pid) && json_integer_value(pid) > 0)
+        o->pid = (int64_t)json_integer_value(pid);
+    if (json_is_integer(start) && json_integer_value(start) >= 0)
+        o->start = (int64_t)json_integer_value(start);
+    if (json_is_string(boot))
+        snprintf(o->boot, sizeof(o->boot), "%s", json_string_value(boot));
+}
+
 council_err
 council__jsonl_read(const char *path, council__jsonl_report *rep,
                     int (*on_line)(json_t *obj, int line, void *ud), void *ud,
@@ -146,6 +169,7 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
     rc = slurp(path, &text, &len, diag);
     if (rc != COUNCIL_OK)
         goto out;
+    rep->size = len;
     while (pos < len) {
         const char *start = text + pos;
         const char *nl = memchr(start, '\n', len - pos);
@@ -166,6 +190,8 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
                                    "a line follows the outcome line");
             goto out;
         }
+        if (nl != NULL)
+            rep->line_end = pos;
         if (nl == NULL) {
             rep->torn = 1;
             rc = COUNCIL_EPARSE;
@@ -192,14 +218,23 @@ council__jsonl_read(const char *path, council__jsonl_report *rep,
                                    o == NULL ? jerr.text : "other value");
             goto out;
         }
+        if (line == 1 && json_is_object(json_object_get(o, "owner"))) {
+            rep->has_owner = 1;
+            read_owner(json_object_get(o, "owner"), &rep->owner);
+            json_decref(o);
+            continue;
+        }
         if (json_object_get(o, "outcome") != NULL) {
             const char *k = json_string_value(json_object_get(o, "outcome"));
+            json_t *em = json_object_get(o, "events_emitted");
 
             if (k == NULL)
                 bad = "\"outcome\" is not a string";
             else {
                 rep->has_outcome = 1;
                 snprintf(rep->outcome, sizeof(rep->outcome), "%s", k);
+                if (json_is_integer(em) && json_integer_value(em) > 0)
+                    rep->emitted = (uint64_t)json_integer_value(em);
             }
         } else {
             bad = check_event(o, rep, why, sizeof(why));

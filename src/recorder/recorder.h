@@ -14,10 +14,13 @@
 #include <stdint.h>
 
 #include "council.h"
+#include "os/owner.h"
 
 /* The schema version of the sqlite store (PRAGMA user_version), and its
- * PRAGMA application_id ("Cncl"). */
-#define COUNCIL__STORE_VERSION 1
+ * PRAGMA application_id ("Cncl").  Version 2 added the runs' owner
+ * (owner_host, owner_pid, owner_start, owner_boot) and emitted; recorders
+ * upgrade a version 1 store, readers read both. */
+#define COUNCIL__STORE_VERSION 2
 #define COUNCIL__STORE_APP_ID 0x436e636c
 
 /* What council__jsonl_read found in a run file. */
@@ -32,14 +35,25 @@ typedef struct council__jsonl_report {
      * event, a line after the outcome), or 0: the record is damaged there,
      * not merely cut short. */
     int bad_line;
+    /* The owner line ({"owner":{...}}, the first line of a file written
+     * by this version; older files have none). */
+    int has_owner;
+    council__owner owner;
+    /* "events_emitted" of the outcome line (written when the file lacks
+     * events the run emitted), else 0. */
+    uint64_t emitted;
+    /* The file's size, and the offset after its last newline. */
+    uint64_t size, line_end;
 } council__jsonl_report;
 
 /*
- * Read and check a jsonl run file: every line is a JSON object; the event
- * lines carry one run_id and seq 1, 2, 3, ... without gaps; the last line,
- * and only it, is the outcome ({"outcome": ...}).  on_line (may be NULL) is
- * called with each valid line's parsed object (borrowed) and line number;
- * non-zero from it stops the read with COUNCIL_ECANCELED.
+ * Read and check a jsonl run file: every line is a JSON object; the first
+ * may be the owner line ({"owner": {...}}, reported in rep, not passed to
+ * on_line); the event lines carry one run_id and seq 1, 2, 3, ... without
+ * gaps; the last line, and only it, is the outcome ({"outcome": ...}).
+ * on_line (may be NULL) is called with each valid event and outcome
+ * line's parsed object (borrowed) and line number; non-zero from it stops
+ * the read with COUNCIL_ECANCELED.
  *
  * Returns COUNCIL_OK for a complete, valid file; COUNCIL_ENOTFOUND if there
  * is no such file; COUNCIL_EIO if it cannot be read; COUNCIL_ENOMEM if

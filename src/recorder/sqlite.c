@@ -2,7 +2,8 @@
 /*
  * The sqlite recorder: a run's events go to the `events` table of a
  * database in WAL mode, and the run's row in `runs` is filled in as it
- * goes (council, question and strategy from run_started; the outcome at
+ * goes (its owner at init; council, question and strategy from
+ * run_started; the outcome and the number of events the run emitted at
  * finalize).  The schema is in docs/storage.md.  Each recorder has its own
  * connection, so recorders of different runs may write to one file from
  * different threads; SQLite's locks and busy_timeout serialize them.
@@ -19,9 +20,12 @@
  * reported failed while the queue is not in the database.  So the
  * database always holds a contiguous prefix of the run's seqs.  Past 100,000
  * queued events, or when memory runs out, the recorder drops the queue and
- * stops writing events (a later one would leave a gap).  Finalize tries the
- * queue once more, then records the outcome in the run row with
- * synchronous=FULL, and always closes the connection and frees everything.
+ * stops writing events (a later one would leave a gap).  The terminal
+ * event is held for finalize, which commits the queue and the outcome in
+ * one transaction with synchronous=FULL (so a row holds its terminal event
+ * only with its outcome); if that fails, it records the outcome alone,
+ * whose `emitted` then exceeds `events`: the record says it is incomplete.
+ * Finalize always closes the connection and frees everything.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -30,9 +34,14 @@
 
 #include "core/alloc.h"
 #include "core/event.h"
+#include "os/owner.h"
 #include "recorder/recorder.h"
 
 #define BATCH 1000
+/* The runs a reader may have to close (no outcome), by owner host: a
+ * reader looks for them at every open. */
+#define OPEN_INDEX_SQL                                                         \
+    "CREATE INDEX runs_open ON runs(owner_host) WHERE outcome IS NULL;"
 #define GIVE_UP_AT 100000
 /* Back-off between retries of a failed batch: 50 ms doubling to 2 s. */
 #define BACKOFF_MIN_US 50000
@@ -51,22 +60,42 @@ struct sq {
     int64_t retry_at; /* monotonic us; no retry before, except finalize */
     int64_t backoff;
     int broken; /* events are no longer written */
+    /* The last seq handed to handle_event: how many events the run
+     * emitted, once the terminal one came (recorded as `emitted`). */
+    uint64_t last_seq;
+    int terminal; /* the terminal event is queued: finalize writes it */
 };
 
 static const char schema_sql[] =
     "CREATE TABLE runs(run_id TEXT PRIMARY KEY, council TEXT, question TEXT,"
     " strategy TEXT, started_us INTEGER NOT NULL, ended_us INTEGER,"
     " outcome TEXT, reason TEXT, outcome_json TEXT,"
-    " events INTEGER NOT NULL DEFAULT 0);"
+    " events INTEGER NOT NULL DEFAULT 0, emitted INTEGER, owner_host TEXT,"
+    " owner_pid INTEGER, owner_start INTEGER, owner_boot TEXT);"
     "CREATE TABLE events(run_id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " type TEXT NOT NULL, ts_us INTEGER NOT NULL, json TEXT NOT NULL,"
     " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
-    "CREATE INDEX runs_started ON runs(started_us);";
+    "CREATE INDEX runs_started ON runs(started_us);" OPEN_INDEX_SQL;
+
+/* Version 1 to 2: the columns a reader needs to tell a run whose process
+ * is gone (the owner) and a record that lost events (emitted), added at
+ * the end, as a new store has them. */
+static const char migrate_1_2_sql[] =
+    "ALTER TABLE runs ADD COLUMN emitted INTEGER;"
+    "ALTER TABLE runs ADD COLUMN owner_host TEXT;"
+    "ALTER TABLE runs ADD COLUMN owner_pid INTEGER;"
+    "ALTER TABLE runs ADD COLUMN owner_start INTEGER;"
+    "ALTER TABLE runs ADD COLUMN owner_boot TEXT;" OPEN_INDEX_SQL
+    "PRAGMA user_version=2;";
 
 /* Statements that fail to prepare unless the tables have our columns. */
-static const char probe_runs_sql[] =
+static const char probe_runs_v1_sql[] =
     "SELECT run_id, council, question, strategy, started_us, ended_us,"
     " outcome, reason, outcome_json, events FROM runs LIMIT 0";
+static const char probe_runs_sql[] =
+    "SELECT run_id, council, question, strategy, started_us, ended_us,"
+    " outcome, reason, outcome_json, events, emitted, owner_host,"
+    " owner_pid, owner_start, owner_boot FROM runs LIMIT 0";
 static const char probe_events_sql[] =
     "SELECT run_id, seq, type, ts_us, json FROM events LIMIT 0";
 
@@ -169,6 +198,18 @@ ensure_schema(sqlite3 *db, const char *path, char *why, size_t why_size)
                  "council knows (%d)",
                  path, (long long)ver, COUNCIL__STORE_VERSION);
         goto fail;
+    } else if (ver == 1 && probe(db, probe_runs_v1_sql) == SQLITE_OK &&
+               probe(db, probe_events_sql) == SQLITE_OK) {
+        /* A store of the previous version: upgraded in this transaction,
+         * so a racing recorder sees version 1 or 2, never half of it. */
+        rc = sqlite3_exec(db, migrate_1_2_sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            snprintf(why, why_size,
+                     "sqlite: %s: cannot upgrade the schema from version 1: "
+                     "%s",
+                     path, sqlite3_errmsg(db));
+            goto fail;
+        }
     } else if (ver != COUNCIL__STORE_VERSION ||
                probe(db, probe_runs_sql) != SQLITE_OK ||
                probe(db, probe_events_sql) != SQLITE_OK) {
@@ -256,6 +297,7 @@ sq_init(const char *run_id, void *args, void **state, char *why,
     const char *path = args;
     struct sq *st = NULL;
     sqlite3_stmt *ins = NULL;
+    council__owner me;
     int rc = -1;
     int src;
 
@@ -289,8 +331,9 @@ sq_init(const char *run_id, void *args, void **state, char *why,
     if (setup(st->db, path, why, why_size) != SQLITE_OK)
         goto out;
     src = sqlite3_prepare_v2(st->db,
-                             "INSERT INTO runs(run_id, started_us)"
-                             " VALUES(?1, ?2)",
+                             "INSERT INTO runs(run_id, started_us, owner_host,"
+                             " owner_pid, owner_start, owner_boot)"
+                             " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                              -1, &ins, NULL);
     if (src == SQLITE_OK)
         src = sqlite3_prepare_v2(st->db,
@@ -313,6 +356,17 @@ sq_init(const char *run_id, void *args, void **state, char *why,
     }
     sqlite3_bind_text(ins, 1, run_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(ins, 2, council__now_us());
+    /* The owner: this process (recorders run in the engine's process).
+     * A field it cannot know stays NULL, and a reader never closes a run
+     * whose owner is not known whole. */
+    council__owner_self(&me);
+    if (me.host[0] != '\0')
+        sqlite3_bind_text(ins, 3, me.host, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 4, me.pid);
+    if (me.start >= 0)
+        sqlite3_bind_int64(ins, 5, me.start);
+    if (me.boot[0] != '\0')
+        sqlite3_bind_text(ins, 6, me.boot, -1, SQLITE_STATIC);
     src = sqlite3_step(ins);
     if ((src & 0xff) == SQLITE_CONSTRAINT) {
         snprintf(why, why_size, "sqlite: run %s is already recorded in %s",
@@ -374,33 +428,70 @@ insert_event(struct sq *st, council_event *ev)
     return SQLITE_OK;
 }
 
+/* The run row's outcome and emitted count, in the transaction in progress
+ * (or on its own).  SQLITE_OK or the error. */
+static int
+update_outcome(struct sq *st, const council_outcome *outcome)
+{
+    sqlite3_stmt *upd = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(st->db,
+                            "UPDATE runs SET ended_us=?2, outcome=?3,"
+                            " reason=?4, outcome_json=?5, emitted=?6"
+                            " WHERE run_id=?1",
+                            -1, &upd, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(upd, 1, st->run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(upd, 2, council__now_us());
+    if (outcome != NULL) {
+        sqlite3_bind_text(
+            upd, 3, council_outcome_kind_name(council_outcome_kind_of(outcome)),
+            -1, SQLITE_STATIC);
+        sqlite3_bind_text(upd, 4, council_outcome_reason(outcome), -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_text(upd, 5, council_outcome_json(outcome), -1,
+                          SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(upd, 6, (sqlite3_int64)st->last_seq);
+    rc = sqlite3_step(upd);
+    sqlite3_finalize(upd);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /*
- * Write the queue in one transaction.  0 when it is empty afterwards.
- * After a failure, retries wait for the back-off unless force is set, so a
- * database that stays full is not rewritten at every flush.
+ * Write the queue in one transaction, and with outcome (finalize) the run
+ * row's outcome in the same one.  0 when it committed.  After a failure,
+ * retries wait for the back-off unless force is set, so a database that
+ * stays full is not rewritten at every flush.
  */
 static int
-write_batch(struct sq *st, int force)
+write_batch(struct sq *st, int force, const council_outcome *outcome)
 {
     size_t i;
     int rc;
 
-    if (st->n == 0)
+    if (st->n == 0 && outcome == NULL)
         return 0;
     if (st->failing && !force && mono_us() < st->retry_at)
         return -1;
     rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     for (i = 0; rc == SQLITE_OK && i < st->n; i++)
         rc = insert_event(st, st->queue[i]);
-    if (rc == SQLITE_OK) {
+    if (rc == SQLITE_OK && st->n > 0) {
         sqlite3_bind_text(st->upd_count, 1, st->run_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st->upd_count, 2, (sqlite3_int64)st->n);
         rc = sqlite3_step(st->upd_count);
         sqlite3_reset(st->upd_count);
         sqlite3_clear_bindings(st->upd_count);
         if (rc == SQLITE_DONE)
-            rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+            rc = SQLITE_OK;
     }
+    if (rc == SQLITE_OK && outcome != NULL)
+        rc = update_outcome(st, outcome);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         /* SQLite may have rolled back already (SQLITE_FULL, IOERR). */
         if (!sqlite3_get_autocommit(st->db))
@@ -423,6 +514,8 @@ sq_event(void *state, council_event *ev)
 {
     struct sq *st = state;
 
+    if (council_event_seq(ev) > st->last_seq)
+        st->last_seq = council_event_seq(ev);
     if (st->broken)
         return -1;
     if (st->n == st->cap) {
@@ -439,9 +532,15 @@ sq_event(void *state, council_event *ev)
         st->cap = cap;
     }
     st->queue[st->n++] = council_event_ref(ev);
-    if (st->n % BATCH != 0)
+    /* The terminal event waits for finalize, which commits it with the
+     * outcome: a row never holds its terminal event without its outcome
+     * (a process killed in between would leave a record that says both
+     * "ended" and "running"). */
+    if (council__event_is_terminal(council_event_type_of(ev)))
+        st->terminal = 1;
+    if (st->terminal || st->n % BATCH != 0)
         return st->failing ? -1 : 0;
-    if (write_batch(st, 0) == 0)
+    if (write_batch(st, 0, NULL) == 0)
         return 0;
     if (st->n >= GIVE_UP_AT) {
         st->broken = 1;
@@ -455,41 +554,31 @@ sq_flush(void *state)
 {
     struct sq *st = state;
 
-    if (!st->broken)
-        (void)write_batch(st, 0);
+    if (!st->broken && !st->terminal)
+        (void)write_batch(st, 0, NULL);
 }
 
+/*
+ * The queue and the outcome in one transaction; if that fails (the disk is
+ * full), the outcome alone, so the record still says how the run ended
+ * (and, by emitted > events, that its log is incomplete).  If even that
+ * fails the row keeps no outcome; once this process has gone, the next
+ * reader closes it as crashed("process lost: pid N").
+ */
 static void
 sq_finalize(void *state, const council_outcome *outcome)
 {
     struct sq *st = state;
-    sqlite3_stmt *upd = NULL;
-    int rc;
 
-    if (!st->broken)
-        (void)write_batch(st, 1);
     /* The last commit is synced (WAL and all) before finalize returns. */
     sqlite3_exec(st->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-    rc = sqlite3_prepare_v2(st->db,
-                            "UPDATE runs SET ended_us=?2, outcome=?3,"
-                            " reason=?4, outcome_json=?5 WHERE run_id=?1",
-                            -1, &upd, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(upd, 1, st->run_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(upd, 2, council__now_us());
-        if (outcome != NULL) {
-            sqlite3_bind_text(
-                upd, 3,
-                council_outcome_kind_name(council_outcome_kind_of(outcome)), -1,
-                SQLITE_STATIC);
-            sqlite3_bind_text(upd, 4, council_outcome_reason(outcome), -1,
-                              SQLITE_STATIC);
-            sqlite3_bind_text(upd, 5, council_outcome_json(outcome), -1,
-                              SQLITE_STATIC);
-        }
-        (void)sqlite3_step(upd);
+    if (st->broken || (write_batch(st, 1, outcome) != 0 &&
+                       write_batch(st, 1, outcome) != 0)) {
+        /* Twice, for a passing fault; then the outcome alone, which
+         * needs far less room than the batch did. */
+        drop_queue(st);
+        (void)write_batch(st, 1, outcome);
     }
-    sqlite3_finalize(upd);
     state_free(st);
 }
 

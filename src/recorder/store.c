@@ -28,8 +28,9 @@
 
 #include "core/alloc.h"
 #include "core/event.h"
-#include "os/os.h"
 #include "core/json_scan.h"
+#include "os/os.h"
+#include "os/owner.h"
 #include "recorder/store.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -58,9 +59,10 @@ done(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
-/* Check the schema: application id and version we know. */
+/* Check the schema: application id and a version we read (1 or 2), in
+ * *version. */
 static council_err
-check_store(sqlite3 *db, const char *path, council_diag *diag)
+check_store(sqlite3 *db, const char *path, int *version, council_diag *diag)
 {
     sqlite3_stmt *st = NULL;
     sqlite3_int64 app = -1, ver = -1;
@@ -83,14 +85,15 @@ check_store(sqlite3 *db, const char *path, council_diag *diag)
                                (unsigned long long)app);
         goto out;
     }
-    if (ver != COUNCIL__STORE_VERSION) {
+    if (ver < 1 || ver > COUNCIL__STORE_VERSION) {
         rc = COUNCIL_EIO;
         council__recorder_diag(diag, path, 0,
                                "unknown store schema version %lld "
-                               "(this council reads %d)",
+                               "(this council reads 1 to %d)",
                                (long long)ver, COUNCIL__STORE_VERSION);
         goto out;
     }
+    *version = (int)ver;
 out:
     sqlite3_finalize(st);
     return rc;
@@ -99,7 +102,8 @@ out:
 /* Open the SQLite file at path (never creating it) and check it.  On
  * failure *out is NULL and diag says why. */
 static council_err
-open_db(const char *path, int readonly, sqlite3 **out, council_diag *diag)
+open_db(const char *path, int readonly, sqlite3 **out, int *version,
+        council_diag *diag)
 {
     sqlite3 *db = NULL;
     struct stat sb;
@@ -124,7 +128,7 @@ open_db(const char *path, int readonly, sqlite3 **out, council_diag *diag)
     }
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, 10000);
-    rc = check_store(db, path, diag);
+    rc = check_store(db, path, version, diag);
 out:
     if (rc != COUNCIL_OK)
         sqlite3_close(db);
@@ -161,20 +165,222 @@ looks_like_jsonl(const char *path)
     return r;
 }
 
+/* ---- owners and the runs they left ------------------------------------- */
+
+const char *
+council__store_lost_reason(int64_t pid, char *buf, size_t size)
+{
+    snprintf(buf, size, "process lost: pid %lld", (long long)pid);
+    return buf;
+}
+
+council_outcome *
+council__store_lost_outcome(int64_t pid)
+{
+    char reason[64];
+
+    return council__outcome_new(
+        COUNCIL_OUTCOME_CRASHED, NULL, NULL,
+        council__store_lost_reason(pid, reason, sizeof(reason)));
+}
+
+/* An owner from host, pid, start and boot values (NULL = unknown). */
+static void
+owner_set(council__owner *o, const unsigned char *host, int has_pid,
+          int64_t pid, int has_start, int64_t start, const unsigned char *boot)
+{
+    memset(o, 0, sizeof(*o));
+    o->start = -1;
+    if (host != NULL)
+        snprintf(o->host, sizeof(o->host), "%s", (const char *)host);
+    if (has_pid)
+        o->pid = pid;
+    if (has_start)
+        o->start = start;
+    if (boot != NULL)
+        snprintf(o->boot, sizeof(o->boot), "%s", (const char *)boot);
+}
+
+static void
+owner_from_columns(sqlite3_stmt *st, int col, council__owner *o)
+{
+    owner_set(o, sqlite3_column_text(st, col),
+              sqlite3_column_type(st, col + 1) == SQLITE_INTEGER,
+              sqlite3_column_int64(st, col + 1),
+              sqlite3_column_type(st, col + 2) == SQLITE_INTEGER,
+              sqlite3_column_int64(st, col + 2),
+              sqlite3_column_text(st, col + 3));
+}
+
+/* council_owner_lost(host, pid, start, boot): 1 when that owner is gone
+ * (council__owner_check), which the handle notes for its closer. */
+static void
+owner_lost_fn(sqlite3_context *ctx, int argc, sqlite3_value **v)
+{
+    council_store *s = sqlite3_user_data(ctx);
+    council__owner o;
+    int lost;
+
+    (void)argc;
+    owner_set(&o, sqlite3_value_text(v[0]),
+              sqlite3_value_type(v[1]) == SQLITE_INTEGER,
+              sqlite3_value_int64(v[1]),
+              sqlite3_value_type(v[2]) == SQLITE_INTEGER,
+              sqlite3_value_int64(v[2]), sqlite3_value_text(v[3]));
+    lost = council__owner_check(&o) == COUNCIL__OWNER_LOST;
+    if (lost)
+        s->saw_lost = 1;
+    sqlite3_result_int(ctx, lost);
+}
+
+typedef struct lost_run {
+    char *run_id;
+    int64_t pid, start;
+} lost_run;
+
+/*
+ * Method (closing the runs whose owner is gone).  Look first without a
+ * lock: the runs of this host without an outcome (the runs_open index),
+ * each owner checked.  Only if one is gone, take the write lock (waiting
+ * at most 1 s: a reader must not stall behind a long batch; the runs read
+ * as crashed anyway), look again under it, and close every one found, in
+ * one transaction: outcome crashed("process lost: pid N"), ended_us now.
+ * The update matches the owner too, so it never touches a row that
+ * changed in between.  A live owner's run, another host's, one with an
+ * owner not known whole (version 1 rows) are never touched.  Best effort:
+ * a store that cannot be written (read-only file, full disk) keeps the
+ * rows, which still read as crashed.
+ */
+static void
+close_lost(council_store *s)
+{
+    council__owner me, o;
+    lost_run *v = NULL;
+    size_t n = 0, cap = 0, i;
+    int64_t now = council__now_us();
+    int any = 0, ok = 1, src;
+
+    if (s->jsonl) {
+        if (s->saw_lost && !(s->flags & COUNCIL_STORE_READONLY))
+            council__store_jsonl_close(s);
+        s->saw_lost = 0;
+        return;
+    }
+    if (s->q_close == NULL || s->in_runs || s->in_events)
+        return;
+    s->saw_lost = 0;
+    council__owner_self(&me);
+    if (me.host[0] == '\0')
+        return;
+    sqlite3_bind_text(s->q_open, 1, me.host, -1, SQLITE_TRANSIENT);
+    while (!any && sqlite3_step(s->q_open) == SQLITE_ROW) {
+        owner_from_columns(s->q_open, 1, &o);
+        any = council__owner_check(&o) == COUNCIL__OWNER_LOST;
+    }
+    done(s->q_open);
+    if (!any)
+        return;
+    sqlite3_busy_timeout(s->db, 1000);
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(s->q_open, 1, me.host, -1, SQLITE_TRANSIENT);
+    while ((src = sqlite3_step(s->q_open)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s->q_open, 0);
+
+        owner_from_columns(s->q_open, 1, &o);
+        if (id == NULL || council__owner_check(&o) != COUNCIL__OWNER_LOST)
+            continue;
+        if (n == cap) {
+            size_t nc = cap != 0 ? cap * 2 : 8;
+            lost_run *nv = council__realloc(v, nc * sizeof(*nv));
+
+            if (nv == NULL) {
+                ok = 0;
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[n].run_id = council__strdup(id);
+        v[n].pid = o.pid;
+        v[n].start = o.start;
+        if (v[n++].run_id == NULL) {
+            ok = 0;
+            break;
+        }
+    }
+    if (src != SQLITE_DONE && src != SQLITE_ROW)
+        ok = 0;
+    done(s->q_open);
+    for (i = 0; ok && i < n; i++) {
+        council_outcome *out = council__store_lost_outcome(v[i].pid);
+
+        if (out == NULL) {
+            ok = 0;
+            break;
+        }
+        sqlite3_bind_text(s->q_close, 1, v[i].run_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s->q_close, 2, now);
+        sqlite3_bind_text(s->q_close, 3, council_outcome_reason(out), -1,
+                          SQLITE_TRANSIENT);
+        sqlite3_bind_text(s->q_close, 4, council_outcome_json(out), -1,
+                          SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s->q_close, 5, v[i].pid);
+        sqlite3_bind_int64(s->q_close, 6, v[i].start);
+        ok = sqlite3_step(s->q_close) == SQLITE_DONE;
+        done(s->q_close);
+        council__outcome_free(out);
+    }
+    if (ok && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        ok = 0;
+    if (!ok && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    sqlite3_busy_timeout(s->db, 10000);
+    for (i = 0; i < n; i++)
+        council__free(v[i].run_id);
+    council__free(v);
+}
+
 /* ---- open, close ----------------------------------------------------------
  */
 
-static const char runs_sql[] =
-    "SELECT run_id, council, question, started_us, ended_us, outcome,"
-    " events, strategy FROM runs"
-    " WHERE (?1 IS NULL OR council = ?1)"
-    " AND (?2 IS NULL OR (?2 = 'running' AND outcome IS NULL)"
-    " OR outcome = ?2)"
-    " AND started_us >= ?3"
-    " ORDER BY started_us DESC, rowid DESC LIMIT ?4";
-static const char run_sql[] =
-    "SELECT run_id, council, question, strategy, started_us, ended_us,"
-    " outcome, reason, outcome_json, events FROM runs WHERE run_id = ?1";
+/*
+ * The statements on runs, for both schema versions: version 1 has no
+ * owner or emitted columns, which read as NULL (an owner never known, so
+ * never closed).  A run without an outcome whose owner is gone
+ * (council_owner_lost, registered on the connection) lists as crashed,
+ * not running, whether or not this handle may write that down.
+ */
+#define OWNER_V2 "owner_host, owner_pid, owner_start, owner_boot"
+#define OWNER_V1 "NULL, NULL, NULL, NULL"
+#define RUNS_SQL(EMITTED, OWNER)                                               \
+    "SELECT run_id, council, question, started_us, ended_us, outcome,"         \
+    " events, strategy, reason, " EMITTED ", " OWNER " FROM runs"              \
+    " WHERE (?1 IS NULL OR council = ?1)"                                      \
+    " AND (?2 IS NULL OR outcome = ?2"                                         \
+    " OR (?2 = 'running' AND outcome IS NULL"                                  \
+    " AND NOT council_owner_lost(" OWNER "))"                                  \
+    " OR (?2 = 'crashed' AND outcome IS NULL"                                  \
+    " AND council_owner_lost(" OWNER ")))"                                     \
+    " AND started_us >= ?3"                                                    \
+    " ORDER BY started_us DESC, rowid DESC LIMIT ?4"
+#define RUN_SQL(EMITTED, OWNER)                                                \
+    "SELECT run_id, council, question, strategy, started_us, ended_us,"        \
+    " outcome, reason, outcome_json, events, " EMITTED ", " OWNER              \
+    " FROM runs WHERE run_id = ?1"
+static const char *const runs_sql[2] = {RUNS_SQL("NULL", OWNER_V1),
+                                        RUNS_SQL("emitted", OWNER_V2)};
+static const char *const run_sql[2] = {RUN_SQL("NULL", OWNER_V1),
+                                       RUN_SQL("emitted", OWNER_V2)};
+/* The runs a closer looks at (version 2 only; the runs_open index). */
+static const char open_runs_sql[] =
+    "SELECT run_id, " OWNER_V2 " FROM runs"
+    " WHERE outcome IS NULL AND owner_host = ?1";
+static const char close_run_sql[] =
+    "UPDATE runs SET ended_us = ?2, outcome = 'crashed', reason = ?3,"
+    " outcome_json = ?4 WHERE run_id = ?1 AND outcome IS NULL"
+    " AND owner_pid = ?5 AND owner_start = ?6";
 static const char started_sql[] =
     "SELECT json FROM events WHERE run_id = ?1 AND seq = 1";
 static const char events_sql[] = "SELECT seq, json FROM events"
@@ -196,6 +402,8 @@ council_store_close(council_store *s)
     sqlite3_finalize(s->q_events);
     sqlite3_finalize(s->q_del_events);
     sqlite3_finalize(s->q_del_run);
+    sqlite3_finalize(s->q_open);
+    sqlite3_finalize(s->q_close);
     sqlite3_close(s->db); /* every statement is finalized: it closes */
     for (i = 0; i < s->n_events; i++)
         council_event_unref(s->events[i]);
@@ -234,17 +442,25 @@ council_store_open(const char *path, unsigned flags, council_store **out,
     if (looks_like_jsonl(path)) {
         s->jsonl = 1;
         rc = council__store_load_jsonl(s, diag);
+        if (rc == COUNCIL_OK)
+            close_lost(s);
         goto out;
     }
-    rc = open_db(path, (flags & COUNCIL_STORE_READONLY) != 0, &s->db, diag);
+    rc = open_db(path, (flags & COUNCIL_STORE_READONLY) != 0, &s->db,
+                 &s->version, diag);
     if (rc != COUNCIL_OK)
         goto out;
     /* Every statement now: they fail to prepare unless the tables have
      * our columns. */
-    if (sqlite3_prepare_v3(s->db, runs_sql, -1, SQLITE_PREPARE_PERSISTENT,
-                           &s->q_runs, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(s->db, run_sql, -1, SQLITE_PREPARE_PERSISTENT,
-                           &s->q_run, NULL) != SQLITE_OK ||
+    if (sqlite3_create_function_v2(s->db, "council_owner_lost", 4, SQLITE_UTF8,
+                                   s, owner_lost_fn, NULL, NULL,
+                                   NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(s->db, runs_sql[s->version - 1], -1,
+                           SQLITE_PREPARE_PERSISTENT, &s->q_runs,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(s->db, run_sql[s->version - 1], -1,
+                           SQLITE_PREPARE_PERSISTENT, &s->q_run,
+                           NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(s->db, started_sql, -1, SQLITE_PREPARE_PERSISTENT,
                            &s->q_started, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(s->db, events_sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -254,10 +470,20 @@ council_store_open(const char *path, unsigned flags, council_store **out,
                              SQLITE_PREPARE_PERSISTENT, &s->q_del_events,
                              NULL) != SQLITE_OK ||
           sqlite3_prepare_v3(s->db, del_run_sql, -1, SQLITE_PREPARE_PERSISTENT,
-                             &s->q_del_run, NULL) != SQLITE_OK))) {
+                             &s->q_del_run, NULL) != SQLITE_OK)) ||
+        (s->version >= 2 && !(flags & COUNCIL_STORE_READONLY) &&
+         (sqlite3_prepare_v3(s->db, open_runs_sql, -1,
+                             SQLITE_PREPARE_PERSISTENT, &s->q_open,
+                             NULL) != SQLITE_OK ||
+          sqlite3_prepare_v3(s->db, close_run_sql, -1,
+                             SQLITE_PREPARE_PERSISTENT, &s->q_close,
+                             NULL) != SQLITE_OK))) {
         rc = fail_db(s->db, path, diag, "not a council store");
         goto out;
     }
+    /* Whoever opens the store to read it closes the runs whose process
+     * is gone (DISTRIBUTED.md 3). */
+    close_lost(s);
 out:
     if (rc != COUNCIL_OK) {
         council_store_close(s);
@@ -321,7 +547,9 @@ council_store_runs(council_store *s, const council_store_query *q,
     s->in_runs = 1;
     while ((src = sqlite3_step(s->q_runs)) == SQLITE_ROW) {
         council_run_row row;
+        char reason[64];
 
+        memset(&row, 0, sizeof(row));
         row.run_id = (const char *)sqlite3_column_text(s->q_runs, 0);
         row.council = (const char *)sqlite3_column_text(s->q_runs, 1);
         row.question = (const char *)sqlite3_column_text(s->q_runs, 2);
@@ -330,8 +558,24 @@ council_store_runs(council_store *s, const council_store_query *q,
         row.outcome = (const char *)sqlite3_column_text(s->q_runs, 5);
         row.events = (uint64_t)sqlite3_column_int64(s->q_runs, 6);
         row.strategy = (const char *)sqlite3_column_text(s->q_runs, 7);
+        row.reason = (const char *)sqlite3_column_text(s->q_runs, 8);
+        row.events_emitted = (uint64_t)sqlite3_column_int64(s->q_runs, 9);
         if (row.run_id == NULL)
             continue; /* a damaged row; the key is never NULL otherwise */
+        if (row.outcome == NULL) {
+            council__owner o;
+
+            owner_from_columns(s->q_runs, 10, &o);
+            if (council__owner_check(&o) == COUNCIL__OWNER_LOST) {
+                /* As the closer will record it. */
+                s->saw_lost = 1;
+                row.outcome = "crashed";
+                row.reason =
+                    council__store_lost_reason(o.pid, reason, sizeof(reason));
+                row.ended_us = council__now_us();
+                row.events_emitted = 0;
+            }
+        }
         if (cb(&row, ud) != 0) {
             src = SQLITE_DONE;
             break;
@@ -341,6 +585,8 @@ council_store_runs(council_store *s, const council_store_query *q,
     if (src != SQLITE_DONE)
         rc = fail_db(s->db, s->path, diag, "cannot read the runs");
     done(s->q_runs);
+    if (s->saw_lost)
+        close_lost(s);
     return rc;
 }
 
@@ -530,9 +776,10 @@ key_in(const council__json_member *m, const char *const *keys)
 
 /* The record's own fields, written by the builder whatever is stored. */
 static const char *const own_keys[] = {
-    "type",     "run_id",      "seq",        "ts",      "council",
-    "strategy", "question",    "started_us", "started", "ended_us",
-    "ended",    "duration_ms", "outcome",    "events",  NULL};
+    "type",       "run_id",         "seq",        "ts",      "council",
+    "strategy",   "question",       "started_us", "started", "ended_us",
+    "ended",      "duration_ms",    "outcome",    "events",  "owner",
+    "incomplete", "events_emitted", NULL};
 /* The outcome's fields, which win over run_started's. */
 static const char *const outcome_keys[] = {"reason", "errors", "result", NULL};
 
@@ -673,6 +920,34 @@ council__store_record(const council__run_src *r, const char *path,
                                     copy_outcome, &sp);
     put_key(&b, "events");
     put_int(&b, (int64_t)r->events);
+    /* What the record holds: all the run emitted, or not. */
+    put_key(&b, "events_emitted");
+    if (r->has_emitted)
+        put_int(&b, (int64_t)r->emitted);
+    else
+        put_s(&b, "null");
+    put_key(&b, "incomplete");
+    put_s(&b, r->has_emitted && r->emitted > r->events ? "true" : "false");
+    put_key(&b, "owner");
+    if (r->owner != NULL) {
+        put_s(&b, "{\"host\":");
+        put_json_string(&b, r->owner->host);
+        put_key(&b, "pid");
+        put_int(&b, r->owner->pid);
+        put_key(&b, "start");
+        if (r->owner->start >= 0)
+            put_int(&b, r->owner->start);
+        else
+            put_s(&b, "null");
+        put_key(&b, "boot");
+        if (r->owner->boot[0] != '\0')
+            put_json_string(&b, r->owner->boot);
+        else
+            put_s(&b, "null");
+        put(&b, "}", 1);
+    } else {
+        put_s(&b, "null");
+    }
     put(&b, "}", 1);
     if (b.oom) {
         council__free(b.p);
@@ -688,6 +963,8 @@ council_store_run(council_store *s, const char *run_id, char **json_out,
                   council_diag *diag)
 {
     council__run_src r;
+    council_outcome *lost = NULL;
+    council__owner owner;
     council_err rc = COUNCIL_OK;
     int src;
 
@@ -722,7 +999,28 @@ council_store_run(council_store *s, const char *run_id, char **json_out,
     r.ended_us = sqlite3_column_int64(s->q_run, 5);
     r.outcome = (const char *)sqlite3_column_text(s->q_run, 6);
     r.events = (uint64_t)sqlite3_column_int64(s->q_run, 9);
-    if (r.outcome != NULL && sqlite3_column_type(s->q_run, 8) != SQLITE_NULL) {
+    r.has_emitted = r.outcome != NULL &&
+                    sqlite3_column_type(s->q_run, 10) == SQLITE_INTEGER;
+    r.emitted = (uint64_t)sqlite3_column_int64(s->q_run, 10);
+    owner_from_columns(s->q_run, 11, &owner);
+    if (owner.host[0] != '\0' || owner.pid != 0)
+        r.owner = &owner;
+    if (r.outcome == NULL &&
+        council__owner_check(&owner) == COUNCIL__OWNER_LOST) {
+        /* Its process is gone: crashed, as the closer records it. */
+        lost = council__store_lost_outcome(owner.pid);
+        if (lost == NULL) {
+            rc = COUNCIL_ENOMEM;
+            council__recorder_diag(diag, s->path, 0, "out of memory");
+            goto out;
+        }
+        s->saw_lost = 1;
+        r.outcome = "crashed";
+        r.ended_us = council__now_us();
+        r.outcome_json = council_outcome_json(lost);
+        r.outcome_len = strlen(r.outcome_json);
+    } else if (r.outcome != NULL &&
+               sqlite3_column_type(s->q_run, 8) != SQLITE_NULL) {
         r.outcome_json = (const char *)sqlite3_column_text(s->q_run, 8);
         r.outcome_len = (size_t)sqlite3_column_bytes(s->q_run, 8);
     }
@@ -742,6 +1040,9 @@ out:
     /* The columns' texts live until the reset: the record is built. */
     done(s->q_run);
     done(s->q_started);
+    council__outcome_free(lost);
+    if (s->saw_lost)
+        close_lost(s);
     return rc;
 }
 
@@ -897,11 +1198,35 @@ council_store_delete(council_store *s, const char *run_id, council_diag *diag)
         rc = fail_db(s->db, s->path, diag, "cannot read the runs");
     } else if (sqlite3_column_type(s->q_run, 6) == SQLITE_NULL &&
                !(s->flags & COUNCIL_STORE_DELETE_UNFINISHED)) {
-        rc = COUNCIL_EBUSY;
-        council__recorder_diag(diag, s->path, 0,
-                               "run %s has no outcome: it may still be "
-                               "running",
-                               run_id);
+        council__owner o;
+
+        /* A run whose process is gone may go: nothing writes to it. */
+        owner_from_columns(s->q_run, 11, &o);
+        switch (council__owner_check(&o)) {
+        case COUNCIL__OWNER_LOST:
+            break;
+        case COUNCIL__OWNER_ALIVE:
+            rc = COUNCIL_EBUSY;
+            council__recorder_diag(diag, s->path, 0,
+                                   "run %s has no outcome: it is running "
+                                   "(pid %lld)",
+                                   run_id, (long long)o.pid);
+            break;
+        case COUNCIL__OWNER_FOREIGN:
+            rc = COUNCIL_EBUSY;
+            council__recorder_diag(diag, s->path, 0,
+                                   "run %s has no outcome: it may still be "
+                                   "running on %s (pid %lld)",
+                                   run_id, o.host, (long long)o.pid);
+            break;
+        case COUNCIL__OWNER_UNKNOWN:
+            rc = COUNCIL_EBUSY;
+            council__recorder_diag(diag, s->path, 0,
+                                   "run %s has no outcome: it may still be "
+                                   "running",
+                                   run_id);
+            break;
+        }
     }
     done(s->q_run);
     if (rc != COUNCIL_OK)
@@ -1039,6 +1364,7 @@ council_store_conversation(const char *path, const char *run_id,
     json_t *started = NULL, *completed = NULL, *msgs, *answer, *v;
     council_message *m = NULL;
     size_t count = 0, i;
+    int version;
 
     clear_diag(diag);
     if (out != NULL)
@@ -1050,7 +1376,7 @@ council_store_conversation(const char *path, const char *run_id,
                                "invalid argument");
         return COUNCIL_EINVAL;
     }
-    rc = open_db(path, 1, &db, diag);
+    rc = open_db(path, 1, &db, &version, diag);
     if (rc != COUNCIL_OK)
         goto out;
     rc = load_event(db, path, run_id, "run_started", &started, diag);

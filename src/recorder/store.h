@@ -9,6 +9,7 @@
 
 #include <sqlite3.h>
 
+#include "os/owner.h"
 #include "recorder/recorder.h"
 
 struct council_store {
@@ -19,8 +20,16 @@ struct council_store {
     int in_runs;
     int in_events;
 
+    /* A reader met a run without an outcome whose owner is gone (the
+     * council_owner_lost SQL function, or the jsonl record's owner): a
+     * read-write handle closes such runs when the call is done. */
+    int saw_lost;
+
     /* SQLite: the connection and its statements, prepared at open. */
     sqlite3 *db;
+    int version;           /* the schema's, 1 or 2 */
+    sqlite3_stmt *q_open;  /* runs without an outcome, by owner host */
+    sqlite3_stmt *q_close; /* NULL when read-only or version 1 */
     sqlite3_stmt *q_runs;
     sqlite3_stmt *q_run;
     sqlite3_stmt *q_started;
@@ -38,6 +47,16 @@ struct council_store {
     char *outcome_text;
     int damaged; /* a bad line follows the valid ones */
     council_diag damage;
+    council__owner owner; /* from the first line; unknown if none */
+    int has_owner;
+    /* The file's size when read, and the end of its last whole line: a
+     * closer appends the outcome line there, if the file is still so. */
+    int64_t size, line_end;
+    /* How many events the run emitted, when known: the outcome line's
+     * "events_emitted" (the file lacks some), else the events it holds. */
+    int has_emitted;
+    uint64_t emitted;
+    int closed_here; /* the outcome was made here (its owner is gone) */
 };
 
 /* What a run's record is built from (borrowed). */
@@ -55,7 +74,25 @@ typedef struct council__run_src {
     const char *outcome_json;
     size_t outcome_len;
     uint64_t events;
+    /* The number of events the run emitted, when known (the recorder
+     * finalized): more than events means the record lost some. */
+    int has_emitted;
+    uint64_t emitted;
+    const council__owner *owner; /* NULL: not recorded */
 } council__run_src;
+
+/* The reason of a run closed because its owner is gone: "process lost:
+ * pid N", in buf. */
+const char *council__store_lost_reason(int64_t pid, char *buf, size_t size);
+
+/* The outcome a reader gives a run whose owner is gone:
+ * crashed("process lost: pid N").  Free with council__outcome_free; NULL
+ * when memory ran out. */
+council_outcome *council__store_lost_outcome(int64_t pid);
+
+/* The jsonl side of closing: append the outcome line to s's file (a
+ * read-write handle, whose record's owner is gone).  Best effort. */
+void council__store_jsonl_close(council_store *s);
 
 /* The record JSON of docs/storage.md into *json_out (council_free).
  * COUNCIL_EIO when a stored text is not a JSON object (diag names it). */

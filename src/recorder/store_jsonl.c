@@ -5,15 +5,24 @@
  * lines parsed into events, and the store calls answer from memory.  A
  * record cut short (no outcome line, or a torn last line: what a crash
  * leaves) is a run without an outcome, like a SQLite row that was never
- * finalized.  A damaged line (bad JSON, a gap, another run's event, a line
- * after the outcome, an event that does not parse) ends the valid part:
- * the events before it are served, and council_store_events reports the
- * damage after them.
+ * finalized, unless its owner line names a process that is gone: then it
+ * ended, as its terminal event says if the file holds one, else as
+ * crashed("process lost: pid N"), and a read-write handle appends that
+ * outcome line to the file (council__store_jsonl_close).  A damaged line
+ * (bad JSON, a gap, another run's event, a line after the outcome, an
+ * event that does not parse) ends the valid part: the events before it
+ * are served, and council_store_events reports the damage after them.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/event.h"
+#include "os/os.h"
 #include "recorder/store.h"
 
 typedef struct loader {
@@ -64,6 +73,36 @@ on_line(json_t *o, int line, void *ud)
     return 0;
 }
 
+/*
+ * The run of s ended without its outcome line, and its process is gone:
+ * the outcome is its terminal event's if the file holds one (a terminal
+ * before the death wins), else crashed("process lost: pid N").
+ */
+static council_err
+close_record(council_store *s)
+{
+    council_event *last = s->events[s->n_events - 1];
+    council_outcome *o;
+    json_error_t je;
+
+    if (council__event_is_terminal(council_event_type_of(last))) {
+        o = council__outcome_from_terminal(last);
+        s->has_emitted = 1;
+        s->emitted = s->n_events;
+    } else {
+        o = council__store_lost_outcome(s->owner.pid);
+    }
+    if (o == NULL)
+        return COUNCIL_ENOMEM;
+    s->outcome = json_loads(council_outcome_json(o), 0, &je);
+    council__outcome_free(o);
+    if (s->outcome == NULL)
+        return COUNCIL_ENOMEM;
+    s->closed_here = 1;
+    s->saw_lost = 1;
+    return COUNCIL_OK;
+}
+
 council_err
 council__store_load_jsonl(council_store *s, council_diag *diag)
 {
@@ -95,6 +134,23 @@ council__store_load_jsonl(council_store *s, council_diag *diag)
         if (diag != NULL)
             *diag = rd;
         return rc;
+    }
+    s->has_owner = rep.has_owner;
+    s->owner = rep.owner;
+    s->size = (int64_t)rep.size;
+    s->line_end = (int64_t)rep.line_end;
+    if (s->outcome != NULL) {
+        s->has_emitted = 1;
+        s->emitted = rep.emitted > s->n_events ? rep.emitted : s->n_events;
+    } else if (s->n_events > 0 && !s->damaged && s->has_owner &&
+               council__owner_check(&s->owner) == COUNCIL__OWNER_LOST) {
+        /* (A damaged file may hold its outcome after the damage: it is
+         * left as it reads.) */
+        rc = close_record(s);
+        if (rc != COUNCIL_OK) {
+            council__recorder_diag(diag, s->path, 0, "out of memory");
+            return rc;
+        }
     }
     /* The texts the record is spliced from. */
     if ((s->started != NULL &&
@@ -159,6 +215,8 @@ council__store_jsonl_runs(council_store *s, const council_store_query *q,
         kind != NULL ? council_event_time_us(s->events[s->n_events - 1]) : 0;
     row.outcome = kind;
     row.events = s->n_events;
+    row.reason = json_string_value(json_object_get(s->outcome, "reason"));
+    row.events_emitted = s->has_emitted ? s->emitted : 0;
     if (q->council != NULL &&
         (row.council == NULL || strcmp(q->council, row.council) != 0))
         return COUNCIL_OK;
@@ -195,6 +253,9 @@ council__store_jsonl_run(council_store *s, const char *run_id, char **json_out,
         r.outcome_len = strlen(s->outcome_text);
     }
     r.events = s->n_events;
+    r.has_emitted = s->has_emitted;
+    r.emitted = s->emitted;
+    r.owner = s->has_owner ? &s->owner : NULL;
     return council__store_record(&r, s->path, json_out, diag);
 }
 
@@ -219,4 +280,77 @@ council__store_jsonl_events(council_store *s, const char *run_id,
         return COUNCIL_EIO;
     }
     return COUNCIL_OK;
+}
+
+/* The outcome line for the file: the record's outcome (made by
+ * close_record) as council_outcome_json renders it, and a newline. */
+static char *
+outcome_line(council_store *s, size_t *len)
+{
+    size_t n = strlen(s->outcome_text);
+    char *line = council__malloc(n + 2);
+
+    if (line == NULL)
+        return NULL;
+    memcpy(line, s->outcome_text, n);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    *len = n + 1;
+    return line;
+}
+
+/*
+ * Method (closing a jsonl record).  The file is the dead recorder's; what
+ * it would have done at finalize, the reader does: cut a torn last line,
+ * append the outcome line, fsync.  Under an exclusive flock, and only if
+ * the file still has the size it had when read (another reader may have
+ * closed it meanwhile: then it has its outcome line).  A file this process
+ * cannot write is left as it is (it still reads as ended).  A damaged file
+ * is never written.
+ */
+void
+council__store_jsonl_close(council_store *s)
+{
+    struct stat sb;
+    size_t len = 0, off = 0;
+    char *line = NULL;
+    int fd;
+
+    if (!s->closed_here || s->damaged || s->outcome_text == NULL)
+        return;
+    do {
+        fd = council__os.open(s->path, O_WRONLY | O_APPEND | O_CLOEXEC, 0);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return;
+    while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
+        ;
+    if (council__os.stat(s->path, &sb) != 0 || (int64_t)sb.st_size != s->size)
+        goto out;
+    line = outcome_line(s, &len);
+    if (line == NULL)
+        goto out;
+    if (s->line_end != s->size &&
+        council__os.ftruncate(fd, (off_t)s->line_end) != 0)
+        goto out;
+    while (off < len) {
+        ssize_t n = council__os.write(fd, line + off, len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    if (off < len) {
+        /* Leave no torn outcome line: the file as it was (whole lines). */
+        (void)council__os.ftruncate(fd, (off_t)s->line_end);
+        goto out;
+    }
+    while (council__os.fsync(fd) != 0 && errno == EINTR)
+        ;
+    s->closed_here = 0;
+out:
+    council__free(line);
+    council__os.close(fd); /* releases the lock */
 }

@@ -2243,11 +2243,11 @@ TEST_T(purge_deletes_an_ended_run, 60)
 }
 
 /* A server killed mid-run: what it recorded is still served, the run
- * shows no outcome ("running", as the store says), and its stored events
- * replay without a gap. */
+ * reads crashed ("process lost: pid N": the killed server's pid), and its
+ * stored events replay without a gap. */
 TEST_T(a_killed_server_loses_nothing_recorded, 60)
 {
-    char path[300], *id;
+    char path[300], *id, want[64];
     int status;
     long n;
     hresp r;
@@ -2261,6 +2261,7 @@ TEST_T(a_killed_server_loses_nothing_recorded, 60)
     sse_get(path, NULL, NULL, 20, &a);
     kill(sv.pid, SIGKILL);
     ASSERT_EQ_INT(waitpid(sv.pid, &status, 0), sv.pid);
+    snprintf(want, sizeof(want), "process lost: pid %d", (int)sv.pid);
     sv.pid = 0;
     n = stored_events(id);
     serve_start(NULL);
@@ -2268,7 +2269,8 @@ TEST_T(a_killed_server_loses_nothing_recorded, 60)
     r = http("GET", path, NULL);
     ASSERT_EQ_INT(r.status, 200);
     ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
-                  "running");
+                  "crashed");
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "reason")), want);
     ASSERT_EQ_INT(json_integer_value(json_object_get(r.json, "events")), n);
     hresp_free(&r);
     snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
@@ -2363,8 +2365,9 @@ TEST_T(record_specs_record_too, 60)
     text = cli_slurp(file);
     for (p = text; *p != '\0'; p++)
         lines += *p == '\n';
-    /* Every event, then the outcome line. */
-    ASSERT_EQ_INT(lines, json_integer_value(json_object_get(j, "events")) + 1);
+    /* The owner line, every event, then the outcome line. */
+    ASSERT(strncmp(text, "{\"owner\":{", 10) == 0);
+    ASSERT_EQ_INT(lines, json_integer_value(json_object_get(j, "events")) + 2);
     ASSERT_STR_CONTAINS(text, "{\"outcome\":\"ok\"");
     free(text);
     json_decref(j);

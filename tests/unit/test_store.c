@@ -757,8 +757,8 @@ TEST_T(delete_runs, 30)
 
     /* In flight: refused, and nothing is deleted. */
     ASSERT_EQ_INT(council_store_delete(s, "live", &diag), COUNCIL_EBUSY);
-    ASSERT_STR_CONTAINS(diag.msg, "run live has no outcome: it may still be "
-                                  "running");
+    ASSERT_STR_CONTAINS(diag.msg, "run live has no outcome: it is running "
+                                  "(pid ");
     ASSERT_EQ_INT(sql_int(db, "SELECT count(*) FROM runs WHERE run_id='live'"),
                   1);
 
@@ -900,7 +900,8 @@ TEST_T(jsonl_record, 30)
     {
         char *p = content;
 
-        for (i = 0; i < 10; i++)
+        /* The owner line and ten events. */
+        for (i = 0; i < 11; i++)
             p = strchr(p, '\n') + 1;
         write_file(cut, content, (size_t)(p - content) + 7);
     }
@@ -921,7 +922,7 @@ TEST_T(jsonl_record, 30)
     {
         char *p = content;
 
-        for (i = 0; i < 6; i++)
+        for (i = 0; i < 7; i++)
             p = strchr(p, '\n') + 1;
         p[1] = 'X';
         write_file(cut, content, strlen(content));
@@ -931,7 +932,7 @@ TEST_T(jsonl_record, 30)
     ASSERT_EQ_INT(council_store_events(sj, "ok", 0, collect_some, &got, &diag),
                   COUNCIL_EIO);
     ASSERT_EQ_U64(got.e.n, 6);
-    ASSERT_EQ_INT(diag.line, 7);
+    ASSERT_EQ_INT(diag.line, 8); /* the owner line, six events, then it */
     ASSERT_STR_CONTAINS(diag.msg, "not a JSON object");
     fx_events_free(&got.e);
     council_store_close(sj);
