@@ -3,12 +3,15 @@
  * The council command's subcommands.  Each takes argv with argv[0] = the
  * subcommand's name and returns the process exit code:
  *   0 completed, 1 failed, 2 usage or council-file error, 3 cancelled,
- *   4 crashed.
+ *   4 crashed, 5 completed but a record of it is incomplete; a command
+ *   stopped by a signal (run, runs replay) ends by that signal (the shell
+ *   sees 128 + its number).
  * The command line uses council.h only (and jansson to read event JSON).
  */
 #ifndef COUNCIL_CLI_H
 #define COUNCIL_CLI_H
 
+#include <pthread.h>
 #include <stdio.h>
 
 #include "council.h"
@@ -18,7 +21,8 @@ enum {
     EXIT_FAILED = 1,
     EXIT_USAGE = 2,
     EXIT_CANCELLED = 3,
-    EXIT_CRASHED = 4
+    EXIT_CRASHED = 4,
+    EXIT_INCOMPLETE = 5
 };
 
 int council_cmd_run(int argc, char **argv);
@@ -72,8 +76,36 @@ typedef struct cli_record {
 } cli_record;
 int cli_parse_record(const char *spec, cli_record *out);
 
-/* SIGINT and SIGTERM make cli_wait cancel the run (once). */
+/* The engine's log, for one run's command: the first failure of each
+ * recorder is printed, later ones counted; cli_log_summary prints the
+ * count once the run has ended.  Zero it and init mu before use. */
+#define CLI_LOG_RECORDERS (CLI_MAX_RECORD + 1)
+typedef struct cli_log {
+    pthread_mutex_t mu;
+    struct {
+        unsigned long long n, first, last;
+    } rec[CLI_LOG_RECORDERS];
+} cli_log;
+void cli_log_line(const char *line, void *ud);
+void cli_log_summary(cli_log *l, const char *run_id, const cli_record *rec,
+                     int n_rec);
+/* Read back the run's record in each of rec (the stores it was recorded
+ * to): each that has no outcome, lost events (incomplete) or cannot be
+ * read is said on stderr.  How many were not whole. */
+int cli_check_records(const char *run_id, const cli_record *rec, int n_rec);
+
+/* SIGINT, SIGTERM, SIGHUP and a closed stdout (EPIPE: SIGPIPE is ignored
+ * from here) make cli_wait cancel the run (once); the command then ends by
+ * that signal (main.c), once the run is recorded. */
 void cli_catch_interrupts(void);
+/* The signal that stops the command (SIGPIPE for a closed stdout), or 0.
+ * Any thread. */
+int cli_stop_signal(void);
+/* A write to stdout failed with EPIPE: stop as for SIGPIPE.  Any thread. */
+void cli_stdout_closed(void);
+/* "interrupted (Ctrl-C)", "terminated (SIGTERM)", "hangup (SIGHUP)",
+ * "stdout closed (broken pipe)". */
+const char *cli_stop_reason(int sig);
 /* Wait for the run's end; borrowed outcome. */
 const council_outcome *cli_wait(council_run *run, cli_display *d);
 /* Print the final answer (on stdout, unless JSON) or why the run did not

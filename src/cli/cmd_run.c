@@ -3,9 +3,13 @@
  * council run: load a council (or the built-in demo against an in-process
  * mock LLM), start a run with the chosen recorders plus the display
  * recorder (display.c: a live view, plain lines or --json), wait for it
- * (Ctrl-C cancels), print the final answer on stdout and exit with the
- * outcome's code.  With --continue, the input is the conversation of a
- * recorded run (read from the SQLite store) followed by the new question.
+ * (SIGINT, SIGTERM, SIGHUP or a closed stdout cancel it, and the command
+ * then ends by that signal), print the final answer on stdout, read back
+ * each record it made (one that lost events or has no outcome is said, and
+ * a completed run then exits 5), and exit with the outcome's code.  With
+ * --continue, the input is the conversation of a recorded run (read from
+ * the SQLite store, after closing the runs there whose process died)
+ * followed by the new question.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +21,9 @@ static const char run_usage[] =
     "\n"
     "Run a council on QUESTION and print the final answer on stdout.\n"
     "Progress goes to stderr: a live view on a terminal, plain lines\n"
-    "otherwise.  Ctrl-C cancels the run (it is recorded as cancelled).\n"
+    "otherwise.  Ctrl-C (SIGINT), SIGTERM, SIGHUP or a closed stdout\n"
+    "cancel the run; it is recorded as cancelled, then council ends by\n"
+    "that signal.\n"
     "\n"
     "options:\n"
     "  -c, --council FILE   council definition (YAML or JSON); without it,\n"
@@ -52,7 +58,12 @@ static const char run_usage[] =
     "store; API keys come from the variables named by api_key_env.\n"
     "\n"
     "exit codes: 0 completed, 1 failed, 2 usage or council-file error,\n"
-    "            3 cancelled, 4 crashed\n";
+    "            4 crashed, 5 completed but a record of it is incomplete\n"
+    "            or has no outcome (a full disk: stderr says which);\n"
+    "            stopped by a signal, once the run is recorded as\n"
+    "            cancelled: 130 SIGINT (Ctrl-C, \"interrupted\"), 143\n"
+    "            SIGTERM (\"terminated\"), 129 SIGHUP (\"hangup\"), 141\n"
+    "            a closed stdout (SIGPIPE or EPIPE, \"stdout closed\")\n";
 
 /* The demo council: four members and a chairman on the mock LLM. */
 static const char demo_yaml[] =
@@ -73,11 +84,17 @@ static const char demo_yaml[] =
 
 /* ---- the command --------------------------------------------------------- */
 
+/* Open the store read-write and close it again: the runs there whose
+ * process died are closed as crashed (council_store_open) before a run is
+ * continued from it.  Quiet: council_store_conversation says what is
+ * wrong with the store. */
 static void
-log_line(const char *line, void *ud)
+close_dead_runs(const char *store)
 {
-    (void)ud;
-    fprintf(stderr, "council: %s\n", line);
+    council_store *s = NULL;
+
+    if (council_store_open(store, 0, &s, NULL) == COUNCIL_OK)
+        council_store_close(s);
 }
 
 int
@@ -102,6 +119,7 @@ council_cmd_run(int argc, char **argv)
     council_run_opts ro = {COUNCIL_RUN_OPTS_VERSION};
     council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
     const council_outcome *out = NULL;
+    cli_log logs = {PTHREAD_MUTEX_INITIALIZER};
     council_err rc;
 
     for (i = 1; i < argc; i++) {
@@ -205,6 +223,7 @@ council_cmd_run(int argc, char **argv)
                 return EXIT_FAILED;
             store = db;
         }
+        close_dead_runs(store);
         rc = council_store_conversation(store, continue_id, &conv, &n_conv,
                                         &diag);
         if (rc != COUNCIL_OK) {
@@ -275,7 +294,8 @@ council_cmd_run(int argc, char **argv)
         goto out;
     }
 
-    eo.log = log_line;
+    eo.log = cli_log_line;
+    eo.log_ud = &logs;
     eo.host_program = cli_host_program();
     rc = council_engine_open(&eo, &eng);
     if (rc != COUNCIL_OK) {
@@ -311,6 +331,11 @@ council_cmd_run(int argc, char **argv)
     }
     out = cli_wait(run, d);
     code = cli_report(d, council_run_id(run), out);
+    cli_log_summary(&logs, council_run_id(run), rec, n_rec);
+    /* The record must say what it holds, and so must the exit code. */
+    if (!no_record && cli_check_records(council_run_id(run), rec, n_rec) > 0 &&
+        code == EXIT_COMPLETED)
+        code = EXIT_INCOMPLETE;
     if (!json && !quiet && !no_record)
         for (i = 0; i < n_rec; i++)
             fprintf(stderr, "council: run %s recorded in %s\n",

@@ -21,7 +21,10 @@
 static const char runs_usage[] =
     "usage: council runs <subcommand> [options]\n"
     "\n"
-    "The runs recorded in a SQLite store (or a jsonl record).\n"
+    "The runs recorded in a SQLite store (or a jsonl record).  Reading a\n"
+    "store closes the runs whose process died (killed, crashed, a reboot)\n"
+    "as crashed, \"process lost: pid N\"; a record that lost events (a\n"
+    "full disk) is shown as incomplete.\n"
     "\n"
     "subcommands:\n"
     "  list                   the runs, newest first (filters, --json)\n"
@@ -40,7 +43,9 @@ static const char list_usage[] =
     "usage: council runs list [--db PATH] [--council NAME] [--outcome O]\n"
     "                         [--since WHEN] [--limit N] [--json]\n"
     "\n"
-    "List the recorded runs, newest first.\n"
+    "List the recorded runs, newest first: id, start, council, outcome,\n"
+    "duration, events (stored/emitted when the record is incomplete) and\n"
+    "the reason of a run that did not complete.\n"
     "\n"
     "options:\n"
     "  --db PATH        the store (default: $COUNCIL_DB, or\n"
@@ -48,7 +53,8 @@ static const char list_usage[] =
     "                   ~/.local/share/council/runs.db)\n"
     "  --council NAME   only runs of this council\n"
     "  --outcome O      only runs that ended so: ok, error, cancelled,\n"
-    "                   crashed, or running (no outcome recorded)\n"
+    "                   crashed (runs whose process died included), or\n"
+    "                   running (no outcome yet, its process alive)\n"
     "  --since WHEN     only runs started since WHEN: a date (2026-11-30,\n"
     "                   local midnight), a time (2026-11-30T08:00:00Z, or\n"
     "                   without Z: local), or a duration back from now\n"
@@ -82,8 +88,11 @@ static const char replay_usage[] =
     "live view of `council run` (plain lines when stderr is not a\n"
     "terminal; the final answer on stdout), as JSON lines (--json), and to\n"
     "recorders (--record).  Exits as the recorded run did: 0 completed,\n"
-    "1 failed, 3 cancelled, 4 crashed (also a record cut short).  Ctrl-C\n"
-    "stops the replay.\n"
+    "1 failed, 3 cancelled, 4 crashed (also a record cut short or\n"
+    "incomplete, which is said first); 5 when a --record store could not\n"
+    "keep the whole replay.  Ctrl-C (SIGINT), SIGTERM, SIGHUP or a closed\n"
+    "stdout stop the replay: it is recorded as cancelled, then council\n"
+    "ends by that signal (130, 143, 129, 141).\n"
     "\n"
     "options:\n"
     "  --db PATH          the store (default as for `council runs list`)\n"
@@ -141,8 +150,11 @@ is_help(const char *a)
     return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
 }
 
-/* Open the store named by w (or the default one).  An exit code on
- * failure (with the message printed), else -1. */
+/* Open the store named by w (or the default one).  Read-write unless
+ * flags say otherwise, so the runs there whose process died are closed as
+ * crashed (council_store_open); a store that cannot be opened so (a
+ * read-only medium) is read read-only, where such runs still read as
+ * crashed.  An exit code on failure (with the message printed), else -1. */
 static int
 open_store(where *w, unsigned flags, council_store **s)
 {
@@ -156,6 +168,9 @@ open_store(where *w, unsigned flags, council_store **s)
     else if (cli_default_db(w->path, sizeof(w->path), 0) != 0)
         return EXIT_FAILED;
     rc = council_store_open(w->path, flags, s, &diag);
+    if (rc == COUNCIL_EIO && !(flags & COUNCIL_STORE_READONLY))
+        rc = council_store_open(w->path, flags | COUNCIL_STORE_READONLY, s,
+                                &diag);
     if (rc == COUNCIL_ENOTFOUND && w->jsonl == NULL) {
         cli_error("no run store at %s (nothing recorded yet)", w->path);
         return EXIT_FAILED;
@@ -402,7 +417,7 @@ parse_since(const char *s, int64_t *out_us)
 static int
 print_row(const council_run_row *r, void *ud)
 {
-    char when[32] = "-", dur[32] = "-";
+    char when[32] = "-", dur[32] = "-", events[48];
     time_t secs = (time_t)(r->started_us / 1000000);
     struct tm tm;
 
@@ -412,10 +427,23 @@ print_row(const council_run_row *r, void *ud)
     if (r->ended_us > 0 && r->ended_us >= r->started_us)
         snprintf(dur, sizeof(dur), "%.2fs",
                  (double)(r->ended_us - r->started_us) / 1e6);
-    printf("%-36s  %-19s  %-16.16s  %-9s  %9s  %6llu\n", r->run_id, when,
+    /* An incomplete record shows stored/emitted: "30/459". */
+    if (r->events_emitted > r->events)
+        snprintf(events, sizeof(events), "%llu/%llu",
+                 (unsigned long long)r->events,
+                 (unsigned long long)r->events_emitted);
+    else
+        snprintf(events, sizeof(events), "%llu", (unsigned long long)r->events);
+    printf("%-36s  %-19s  %-16.16s  %-9s  %9s  %6s", r->run_id, when,
            r->council != NULL ? r->council : "-",
-           r->outcome != NULL ? r->outcome : "running", dur,
-           (unsigned long long)r->events);
+           r->outcome != NULL ? r->outcome : "running", dur, events);
+    if (r->reason != NULL && r->outcome != NULL &&
+        strcmp(r->outcome, "ok") != 0) {
+        int n = (int)strcspn(r->reason, "\r\n");
+
+        printf("  %.*s", n < 70 ? n : 70, r->reason);
+    }
+    putchar('\n');
     return 0;
 }
 
@@ -440,6 +468,17 @@ print_row_json(const council_run_row *r, void *ud)
             : json_null(),
         "outcome", r->outcome != NULL ? r->outcome : "running", "events",
         (json_int_t)r->events);
+    if (o != NULL) {
+        json_object_set_new(o, "reason",
+                            r->reason != NULL ? json_string(r->reason)
+                                              : json_null());
+        json_object_set_new(o, "events_emitted",
+                            r->events_emitted > 0
+                                ? json_integer((json_int_t)r->events_emitted)
+                                : json_null());
+        json_object_set_new(o, "incomplete",
+                            json_boolean(r->events_emitted > r->events));
+    }
     line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (line == NULL) {
@@ -517,12 +556,12 @@ cmd_list(int argc, char **argv)
         }
     }
     q.limit = (size_t)limit;
-    code = open_store(&w, COUNCIL_STORE_READONLY, &s);
+    code = open_store(&w, 0, &s);
     if (code >= 0)
         return code;
     if (!json)
-        printf("%-36s  %-19s  %-16s  %-9s  %9s  %6s\n", "RUN", "STARTED",
-               "COUNCIL", "OUTCOME", "DURATION", "EVENTS");
+        printf("%-36s  %-19s  %-16s  %-9s  %9s  %6s  %s\n", "RUN", "STARTED",
+               "COUNCIL", "OUTCOME", "DURATION", "EVENTS", "REASON");
     rc = council_store_runs(s, &q, json ? print_row_json : print_row, NULL,
                             &diag);
     council_store_close(s);
@@ -652,7 +691,7 @@ cmd_show(int argc, char **argv)
     code = parse_run_args(argc, argv, "show", show_usage, 1, &ra, show_own, &o);
     if (code >= 0)
         return code;
-    code = open_store(&ra.w, COUNCIL_STORE_READONLY, &s);
+    code = open_store(&ra.w, 0, &s);
     if (code >= 0)
         return code;
     code = resolve(s, &ra.w, ra.id, id, sizeof(id));
@@ -779,7 +818,7 @@ cmd_export(int argc, char **argv)
                           export_own, &o);
     if (code >= 0)
         return code;
-    code = open_store(&ra.w, COUNCIL_STORE_READONLY, &s);
+    code = open_store(&ra.w, 0, &s);
     if (code >= 0)
         return code;
     code = resolve(s, &ra.w, ra.id, id, sizeof(id));
@@ -941,11 +980,26 @@ replay_own(int argc, char **argv, int *i, void *ud)
     return 1;
 }
 
+/* Say on stderr when the record of run id lacks events it had. */
 static void
-log_line(const char *line, void *ud)
+warn_incomplete(council_store *s, const char *id)
 {
-    (void)ud;
-    fprintf(stderr, "council: %s\n", line);
+    char *text = NULL;
+    json_t *j;
+
+    if (council_store_run(s, id, &text, NULL) != COUNCIL_OK)
+        return;
+    j = json_loads(text, JSON_ALLOW_NUL, NULL);
+    if (json_is_true(json_object_get(j, "incomplete")))
+        cli_error(
+            "run %s: the record is incomplete: %lld of the %lld events "
+            "the run emitted are stored; the replay ends where the "
+            "record does (recorded outcome: %s)",
+            id, (long long)json_integer_value(json_object_get(j, "events")),
+            (long long)json_integer_value(json_object_get(j, "events_emitted")),
+            json_string_value(json_object_get(j, "outcome")));
+    json_decref(j);
+    council_free(text);
 }
 
 static int
@@ -959,6 +1013,7 @@ cmd_replay(int argc, char **argv)
     council_recorder_spec specs[CLI_MAX_RECORD + 1];
     council_run *run = NULL;
     cli_display *d = NULL;
+    cli_log logs = {PTHREAD_MUTEX_INITIALIZER};
     council_diag diag;
     council_err rc;
     run_args ra;
@@ -972,7 +1027,7 @@ cmd_replay(int argc, char **argv)
                           replay_own, &o);
     if (code >= 0)
         return code;
-    code = open_store(&ra.w, COUNCIL_STORE_READONLY, &s);
+    code = open_store(&ra.w, 0, &s);
     if (code >= 0)
         return code;
     code = resolve(s, &ra.w, ra.id, id, sizeof(id));
@@ -983,11 +1038,13 @@ cmd_replay(int argc, char **argv)
         cli_error("run %s: not replayed (its record is damaged)", id);
         goto out;
     }
+    warn_incomplete(s, id);
     /* Done with the store before recording, maybe into the same file. */
     council_store_close(s);
     s = NULL;
     d = cli_display_new(cli_view_choose(o.json, o.quiet));
-    eo.log = log_line;
+    eo.log = cli_log_line;
+    eo.log_ud = &logs;
     if (d == NULL || council_engine_open(&eo, &eng) != COUNCIL_OK) {
         cli_error("cannot open the engine");
         goto out;
@@ -1014,6 +1071,10 @@ cmd_replay(int argc, char **argv)
         goto out;
     }
     code = cli_report(d, council_run_id(run), cli_wait(run, d));
+    cli_log_summary(&logs, council_run_id(run), o.rec, o.n_rec);
+    if (cli_check_records(council_run_id(run), o.rec, o.n_rec) > 0 &&
+        code == EXIT_COMPLETED)
+        code = EXIT_INCOMPLETE;
     if (!o.json && !o.quiet)
         for (i = 0; i < o.n_rec; i++)
             fprintf(stderr, "council: replay of run %s recorded in %s\n", id,

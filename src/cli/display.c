@@ -11,9 +11,11 @@
  * per member, redrawn at most every 50 ms); otherwise it prints plain
  * progress lines; with --json every event goes to stdout as a line.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -230,10 +232,14 @@ d_event(void *state, council_event *ev)
 
     if (d->mode == CLI_VIEW_JSON) {
         const char *line = council_event_json(ev);
-        if (line != NULL) {
+
+        /* Once the reader of stdout has gone, nothing more is written:
+         * the run is being cancelled (cli_wait). */
+        if (line != NULL && cli_stop_signal() != SIGPIPE) {
             fputs(line, stdout);
             fputc('\n', stdout);
-            fflush(stdout);
+            if (fflush(stdout) != 0 && errno == EPIPE)
+                cli_stdout_closed();
         }
         return 0;
     }
@@ -399,13 +405,46 @@ cli_parse_record(const char *spec, cli_record *out)
 /* ---- waiting for the end ----------------------------------------------------
  */
 
-static volatile sig_atomic_t interrupted;
+/* The signal that stops the command (SIGPIPE: stdout closed), or 0.
+ * Written by the handler and by the recorder thread that met EPIPE; a
+ * lock-free atomic, so both may. */
+static atomic_int stop_sig;
 
 static void
 on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    int none = 0;
+
+    atomic_compare_exchange_strong(&stop_sig, &none, sig);
+}
+
+void
+cli_stdout_closed(void)
+{
+    on_signal(SIGPIPE);
+}
+
+int
+cli_stop_signal(void)
+{
+    return atomic_load(&stop_sig);
+}
+
+const char *
+cli_stop_reason(int sig)
+{
+    switch (sig) {
+    case SIGINT:
+        return "interrupted (Ctrl-C)";
+    case SIGTERM:
+        return "terminated (SIGTERM)";
+    case SIGHUP:
+        return "hangup (SIGHUP)";
+    case SIGPIPE:
+        return "stdout closed (broken pipe)";
+    default:
+        return "stopped";
+    }
 }
 
 void
@@ -418,20 +457,31 @@ cli_catch_interrupts(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* A closed stdout is an EPIPE on the write (display.c, cli_report),
+     * where it is known to be stdout's, not a signal that kills the
+     * process before the run is recorded. */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
 }
 
 const council_outcome *
 cli_wait(council_run *run, cli_display *d)
 {
     const council_outcome *out = NULL;
+    int acted = 0;
 
     for (;;) {
+        int sig;
+
         if (council_run_wait(run, 100, &out) == COUNCIL_OK)
             return out;
-        if (interrupted == 1) {
-            interrupted = 2;
-            if (d->mode == CLI_VIEW_PLAIN || d->mode == CLI_VIEW_LIVE)
-                fprintf(stderr, "\ncouncil: cancelling (Ctrl-C)\n");
+        sig = cli_stop_signal();
+        if (sig != 0 && !acted) {
+            /* Said in every view: it is why the command ends so. */
+            acted = 1;
+            fprintf(stderr, "%scouncil: cancelling the run: %s\n",
+                    d->mode == CLI_VIEW_LIVE ? "\n" : "", cli_stop_reason(sig));
             council_run_cancel(run);
         }
     }
@@ -448,10 +498,19 @@ cli_report(cli_display *d, const char *run_id, const council_outcome *out)
             fwrite(d->answer, 1, d->answer_len, stdout);
             if (d->answer_len == 0 || d->answer[d->answer_len - 1] != '\n')
                 fputc('\n', stdout);
+            if (fflush(stdout) != 0 && errno == EPIPE) {
+                cli_stdout_closed();
+                cli_error("run %s completed; its answer was not written: %s",
+                          run_id, cli_stop_reason(SIGPIPE));
+            }
         }
         return EXIT_COMPLETED;
     case COUNCIL_OUTCOME_CANCELLED:
-        cli_error("run %s cancelled", run_id);
+        if (cli_stop_signal() != 0)
+            cli_error("run %s cancelled: %s", run_id,
+                      cli_stop_reason(cli_stop_signal()));
+        else
+            cli_error("run %s cancelled", run_id);
         return EXIT_CANCELLED;
     case COUNCIL_OUTCOME_CRASHED:
         cli_error("run %s crashed: %s", run_id,
@@ -462,4 +521,132 @@ cli_report(cli_display *d, const char *run_id, const council_outcome *out)
                   reason != NULL ? reason : "(no reason)");
         return EXIT_FAILED;
     }
+}
+
+/* ---- what the recorders kept ---------------------------------------------
+ */
+
+/*
+ * Method (one line per failure episode).  The engine logs a line for each
+ * event a recorder fails on ("run ID: recorder N failed on seq S (...)"):
+ * on a full disk, one per event, hundreds for one run.  The first line of
+ * each recorder is printed, the rest are counted, and cli_log_summary
+ * says how many and which seqs once the run has ended.  Every other line
+ * goes through as it is.
+ */
+void
+cli_log_line(const char *line, void *ud)
+{
+    cli_log *l = ud;
+    const char *p =
+        strncmp(line, "run ", 4) == 0 ? strstr(line, ": recorder ") : NULL;
+    unsigned long long seq;
+    int idx, first = 0;
+
+    if (l != NULL && p != NULL &&
+        sscanf(p, ": recorder %d failed on seq %llu", &idx, &seq) == 2 &&
+        idx >= 0 && idx < CLI_LOG_RECORDERS) {
+        pthread_mutex_lock(&l->mu);
+        first = l->rec[idx].n++ == 0;
+        if (first)
+            l->rec[idx].first = seq;
+        l->rec[idx].last = seq;
+        pthread_mutex_unlock(&l->mu);
+        if (!first)
+            return;
+        fprintf(stderr,
+                "council: %s (its further failures are counted, and "
+                "summed up when the run ends)\n",
+                line);
+        return;
+    }
+    fprintf(stderr, "council: %s\n", line);
+}
+
+void
+cli_log_summary(cli_log *l, const char *run_id, const cli_record *rec,
+                int n_rec)
+{
+    int i;
+
+    pthread_mutex_lock(&l->mu);
+    for (i = 0; i < CLI_LOG_RECORDERS; i++) {
+        if (l->rec[i].n == 0)
+            continue;
+        if (i < n_rec)
+            cli_error("run %s: recorder %d (%s:%s) failed on %llu event%s "
+                      "(seq %llu to %llu)",
+                      run_id, i,
+                      rec[i].ops == council_recorder_sqlite() ? "sqlite"
+                                                              : "jsonl",
+                      rec[i].path, l->rec[i].n, l->rec[i].n == 1 ? "" : "s",
+                      l->rec[i].first, l->rec[i].last);
+        else
+            cli_error("run %s: recorder %d failed on %llu event%s (seq %llu "
+                      "to %llu)",
+                      run_id, i, l->rec[i].n, l->rec[i].n == 1 ? "" : "s",
+                      l->rec[i].first, l->rec[i].last);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Read what one record holds; 0 when it is whole, else 1 with why said. */
+static int
+check_record(const char *run_id, const cli_record *r)
+{
+    char path[4200], *text = NULL;
+    council_store *s = NULL;
+    council_diag diag;
+    council_err rc;
+    json_t *j = NULL;
+    const char *outcome;
+    int bad = 1;
+
+    if (r->ops == council_recorder_jsonl())
+        snprintf(path, sizeof(path), "%s/%s.jsonl", r->path, run_id);
+    else
+        snprintf(path, sizeof(path), "%s", r->path);
+    rc = council_store_open(path, COUNCIL_STORE_READONLY, &s, &diag);
+    if (rc == COUNCIL_OK)
+        rc = council_store_run(s, run_id, &text, &diag);
+    if (rc != COUNCIL_OK) {
+        cli_error("run %s: its record in %s cannot be read: %s", run_id, path,
+                  diag.msg[0] != '\0' ? diag.msg : council_strerror(rc));
+        goto out;
+    }
+    j = json_loads(text, JSON_ALLOW_NUL, NULL);
+    outcome = json_string_value(json_object_get(j, "outcome"));
+    if (outcome == NULL || strcmp(outcome, "running") == 0) {
+        cli_error("run %s: its record in %s has no outcome (%lld events "
+                  "stored): the store could not be written (a full disk?)",
+                  run_id, path,
+                  (long long)json_integer_value(json_object_get(j, "events")));
+        goto out;
+    }
+    if (json_is_true(json_object_get(j, "incomplete"))) {
+        cli_error(
+            "run %s: its record in %s is incomplete: %lld of the %lld events "
+            "the run emitted are stored (a full disk?); it says %s",
+            run_id, path,
+            (long long)json_integer_value(json_object_get(j, "events")),
+            (long long)json_integer_value(json_object_get(j, "events_emitted")),
+            outcome);
+        goto out;
+    }
+    bad = 0;
+out:
+    json_decref(j);
+    council_free(text);
+    council_store_close(s);
+    return bad;
+}
+
+int
+cli_check_records(const char *run_id, const cli_record *rec, int n_rec)
+{
+    int i, bad = 0;
+
+    for (i = 0; i < n_rec; i++)
+        bad += check_record(run_id, &rec[i]);
+    return bad;
 }

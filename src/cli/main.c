@@ -40,7 +40,10 @@ static const char usage[] =
     "  --version           print the version\n"
     "\n"
     "exit codes: 0 completed, 1 failed, 2 usage or council-file error,\n"
-    "            3 cancelled, 4 crashed\n";
+    "            3 cancelled, 4 crashed, 5 completed but its record is\n"
+    "            incomplete; run and runs replay stopped by SIGINT,\n"
+    "            SIGTERM, SIGHUP or a closed stdout record the run as\n"
+    "            cancelled, then end by that signal (130, 143, 129, 141)\n";
 
 void
 cli_error(const char *fmt, ...)
@@ -134,6 +137,36 @@ cli_default_db(char *out, size_t size, int create)
     return 0;
 }
 
+/*
+ * A command that a signal stopped (council run, runs replay: the run is
+ * cancelled and recorded by now) ends by that same signal, as the
+ * convention for programs that catch SIGINT to clean up asks: the shell
+ * sees 128 + its number (130, 143, 129, 141) and, for SIGINT, stops a
+ * script's loop too.  code is the exit status should the signal not end
+ * the process.
+ */
+static int
+stopped_by(int code)
+{
+    int sig = cli_stop_signal();
+    struct sigaction dfl;
+    sigset_t set;
+
+    if (sig == 0)
+        return code;
+    fflush(stdout);
+    fflush(stderr);
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    return 128 + sig;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -163,9 +196,9 @@ main(int argc, char **argv)
     if (strcmp(cmd, "__host") == 0)
         return council_host_main(argc, argv);
     if (strcmp(cmd, "run") == 0)
-        return council_cmd_run(argc - 1, argv + 1);
+        return stopped_by(council_cmd_run(argc - 1, argv + 1));
     if (strcmp(cmd, "runs") == 0)
-        return council_cmd_runs(argc - 1, argv + 1);
+        return stopped_by(council_cmd_runs(argc - 1, argv + 1));
     if (strcmp(cmd, "mock-llm") == 0)
         return council_cmd_mockllm(argc - 1, argv + 1);
     if (strcmp(cmd, "validate") == 0)

@@ -294,13 +294,28 @@ text_header(report *r)
     fprintf(f, "outcome   %s", outcome ? outcome : "?");
     if (str(rec, "reason") != NULL)
         fprintf(f, ": %s", str(rec, "reason"));
+    else if (outcome != NULL && strcmp(outcome, "running") == 0 &&
+             json_is_object(json_object_get(rec, "owner")))
+        fprintf(f, " (in flight: pid %lld on %s)",
+                (long long)json_integer_value(
+                    json_object_get(json_object_get(rec, "owner"), "pid")),
+                str(json_object_get(rec, "owner"), "host")
+                    ? str(json_object_get(rec, "owner"), "host")
+                    : "?");
     else if (outcome != NULL && strcmp(outcome, "running") == 0)
         fputs(" (no outcome recorded: in flight, or its process ended "
               "first)",
               f);
     fputc('\n', f);
-    fprintf(f, "events    %lld\n",
+    fprintf(f, "events    %lld",
             (long long)json_integer_value(json_object_get(rec, "events")));
+    if (json_is_true(json_object_get(rec, "incomplete")))
+        fprintf(f,
+                " of the %lld the run emitted (the record is incomplete: "
+                "its recorder could not store the rest)",
+                (long long)json_integer_value(
+                    json_object_get(rec, "events_emitted")));
+    fputc('\n', f);
     fputs("\nquestion\n", f);
     if (str(rec, "question") != NULL)
         indented(f, str(rec, "question"), strlen(str(rec, "question")), "  ",
@@ -542,8 +557,15 @@ markdown(report *r)
         md_cell(f, str(rec, "reason"));
     }
     fputs(" |\n", f);
-    fprintf(f, "| Events | %lld |\n\n",
+    fprintf(f, "| Events | %lld",
             (long long)json_integer_value(json_object_get(rec, "events")));
+    if (json_is_true(json_object_get(rec, "incomplete")))
+        fprintf(f,
+                " of the %lld the run emitted (**incomplete record**: its "
+                "recorder could not store the rest)",
+                (long long)json_integer_value(
+                    json_object_get(rec, "events_emitted")));
+    fputs(" |\n\n", f);
 
     fputs("## Question\n\n", f);
     if (json_array_size(msgs) > 1) {

@@ -328,7 +328,8 @@ TEST_T(below_quorum_exits_1, 60)
     council_mockllm_close(m);
 }
 
-/* Ctrl-C cancels the run, records it as cancelled, exits 3. */
+/* Ctrl-C cancels the run, records it as cancelled, then council ends by
+ * SIGINT (130).  The other signals: test_orphans.c. */
 TEST_T(sigint_cancels_and_records, 60)
 {
     council_mockllm *m = start_mock(NULL, 20000);
@@ -342,8 +343,9 @@ TEST_T(sigint_cancels_and_records, 60)
         const char *args[] = {"run", "--record", rec, "-c", file, "q", NULL};
         r = run_cli(700, args);
     }
-    ASSERT_EQ_INT(r.code, 3);
-    ASSERT_STR_CONTAINS(r.err, "cancelled");
+    ASSERT_EQ_INT(r.code, 130);
+    ASSERT_STR_CONTAINS(r.err, "cancelling the run: interrupted (Ctrl-C)");
+    ASSERT_STR_CONTAINS(r.err, "cancelled: interrupted (Ctrl-C)");
     sql_value(db, "SELECT outcome FROM runs", val);
     ASSERT_STR_EQ(val, "cancelled");
     cli_result_free(&r);
@@ -416,7 +418,10 @@ TEST(unwritable_jsonl_dir_is_refused)
 }
 
 /* A recorder that cannot write mid-run (the file size limit stands in for
- * a full disk) is reported; the run and the other recorders go on. */
+ * a full disk) is reported, in one line for its first failure and one
+ * summing up the rest; the run and the other recorders go on; the record
+ * that could not be finished is named, and the exit code says it (5), not
+ * 0. */
 TEST_T(recorder_that_cannot_write_is_reported_run_goes_on, 60)
 {
     char *dir = path_in_tmp("j");
@@ -431,9 +436,22 @@ TEST_T(recorder_that_cannot_write_is_reported_run_goes_on, 60)
         r = run_cli(0, args);
     }
     child_fsize = 0;
-    if (r.code != 0)
+    if (r.code != 5)
         FAIL("exit %d; stderr: %s", r.code, r.err);
     ASSERT_STR_CONTAINS(r.err, "recorder 0 failed on seq");
+    {
+        const char *p = r.err;
+        int lines = 0;
+
+        while ((p = strstr(p, "failed on seq")) != NULL) {
+            lines++;
+            p++;
+        }
+        ASSERT_EQ_INT(lines, 1);
+    }
+    ASSERT_STR_CONTAINS(r.err, "recorder 0 (jsonl:");
+    ASSERT_STR_CONTAINS(r.err, " events (seq ");
+    ASSERT_STR_CONTAINS(r.err, "has no outcome");
     /* The display recorder went on: the answer is there. */
     ASSERT(strlen(r.out) > 20);
     cli_result_free(&r);

@@ -108,3 +108,71 @@ cli_result_free(cli_result *r)
     free(r->out);
     free(r->err);
 }
+
+int
+cli_spawn(const char *name, int out_fd, const char *const *args)
+{
+    const char *bin = getenv("COUNCIL_BIN");
+    char out_path[600], err_path[600];
+    posix_spawn_file_actions_t fa;
+    char *argv[64];
+    pid_t pid;
+    int n = 0;
+
+    ASSERT_NOT_NULL(bin);
+    snprintf(out_path, sizeof(out_path), "%s/%s.out", runner_tmpdir(), name);
+    snprintf(err_path, sizeof(err_path), "%s/%s.err", runner_tmpdir(), name);
+    argv[n++] = (char *)bin;
+    while (args[n - 1] != NULL && n < 63) {
+        argv[n] = (char *)args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (out_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    else
+        posix_spawn_file_actions_addopen(&fa, 1, out_path,
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path,
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_EQ_INT(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    return (int)pid;
+}
+
+cli_result
+cli_collect(const char *name, int pid)
+{
+    char out_path[600], err_path[600];
+    cli_result r = {0};
+    int status, waited = 0;
+
+    snprintf(out_path, sizeof(out_path), "%s/%s.out", runner_tmpdir(), name);
+    snprintf(err_path, sizeof(err_path), "%s/%s.err", runner_tmpdir(), name);
+    for (;;) {
+        pid_t w = waitpid((pid_t)pid, &status, WNOHANG);
+        if (w == (pid_t)pid)
+            break;
+        if (waited++ > 60000) {
+            kill((pid_t)pid, SIGKILL);
+            waitpid((pid_t)pid, &status, 0);
+            FAIL("council did not finish in 60 s");
+        }
+        usleep(1000);
+    }
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = cli_slurp(out_path);
+    r.err = cli_slurp(err_path);
+    return r;
+}
+
+char *
+cli_stderr_of(const char *name)
+{
+    char err_path[600];
+
+    snprintf(err_path, sizeof(err_path), "%s/%s.err", runner_tmpdir(), name);
+    return cli_slurp(err_path);
+}

@@ -23,4 +23,14 @@ cli_result cli_run_ex(int sigint_after_ms, unsigned long fsize,
                       const char *const *args);
 void cli_result_free(cli_result *r);
 
+/* The binary started in the background, as cli_run does (stdin from
+ * /dev/null; stdout to out_fd if >= 0, else to the file NAME.out; stderr
+ * to NAME.err, in the case's directory); its pid. */
+int cli_spawn(const char *name, int out_fd, const char *const *args);
+/* Wait for a cli_spawn'd child (killed after 60 s) and collect its
+ * result (stdout is "" when it went to out_fd). */
+cli_result cli_collect(const char *name, int pid);
+/* name's stderr so far (malloc'd). */
+char *cli_stderr_of(const char *name);
+
 #endif
