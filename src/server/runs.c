@@ -265,6 +265,29 @@ reap_queue(srv *s, srun *r)
     pthread_cond_signal(&s->reap_cv);
 }
 
+/* One line per recorder of r that failed on events (engine_log counted
+ * them): how many, which seqs. */
+static void
+fail_summary(srv *s, srun *r)
+{
+    int i;
+
+    for (i = 0; i < SRV_MAX_RECORD + 2; i++) {
+        unsigned long long n, first, last;
+
+        pthread_mutex_lock(&s->mu);
+        n = r->rec_fail[i].n;
+        first = r->rec_fail[i].first;
+        last = r->rec_fail[i].last;
+        pthread_mutex_unlock(&s->mu);
+        if (n > 0)
+            srv_log(s,
+                    "run %s: recorder %d failed on %llu event%s (seq %llu "
+                    "to %llu)",
+                    r->id, i, n, n == 1 ? "" : "s", first, last);
+    }
+}
+
 void *
 srv_reaper_main(void *arg)
 {
@@ -290,6 +313,25 @@ srv_reaper_main(void *arg)
         /* Every recorder of the run (the store too) is finalized when
          * this returns. */
         council_run_wait(run, UINT64_MAX, NULL);
+        fail_summary(s, r);
+        {
+            /* The store's record says what it holds; so must ours. */
+            int64_t kept = 0;
+            char outcome[16] = "";
+            int bad =
+                store_record_short(s, r->id, &kept, outcome, sizeof(outcome));
+
+            pthread_mutex_lock(&s->mu);
+            if (bad) {
+                r->store_short = 1;
+                r->store_events = kept;
+                snprintf(r->store_outcome, sizeof(r->store_outcome), "%s",
+                         outcome);
+                free(r->summary);
+                r->summary = NULL;
+            }
+            pthread_mutex_unlock(&s->mu);
+        }
 
         pthread_mutex_lock(&s->mu);
         r->run = NULL;
@@ -560,11 +602,11 @@ srun_record(srv *s, srun *r, int *ended_out)
                                                NULL};
     static const char *const outcome_own[] = {"outcome", NULL};
     council_event *first = NULL;
-    char *outcome = NULL, when[40];
+    char *outcome = NULL, when[40], store_outcome[16];
     council_outcome_kind kind;
-    int64_t ended_us;
+    int64_t ended_us, store_events;
     size_t n;
-    int ended;
+    int ended, lost, store_short;
     json_t *o;
 
     pthread_mutex_lock(&s->mu);
@@ -574,6 +616,10 @@ srun_record(srv *s, srun *r, int *ended_out)
     ended = r->ended;
     kind = r->kind;
     ended_us = r->ended_us;
+    lost = r->lost;
+    store_short = r->store_short;
+    store_events = r->store_events;
+    snprintf(store_outcome, sizeof(store_outcome), "%s", r->store_outcome);
     if (ended && r->outcome_json != NULL)
         outcome = strdup(r->outcome_json);
     pthread_mutex_unlock(&s->mu);
@@ -609,6 +655,19 @@ srun_record(srv *s, srun *r, int *ended_out)
         json_object_set_new(o, "outcome", json_string("running"));
     }
     json_object_set_new(o, "events", json_integer((json_int_t)n));
+    /* The server holds every event of its runs (unless memory ran out):
+     * what the run emitted, once it has ended. */
+    json_object_set_new(o, "events_emitted",
+                        ended && !lost ? json_integer((json_int_t)n)
+                                       : json_null());
+    json_object_set_new(o, "incomplete", json_false());
+    if (store_short)
+        /* ... but the store's copy, what outlives the server, lacks some
+         * (a full disk): say what it holds. */
+        json_object_set_new(o, "stored",
+                            json_pack("{s:I, s:s, s:b}", "events",
+                                      (json_int_t)store_events, "outcome",
+                                      store_outcome, "incomplete", 1));
 out:
     council_event_unref(first);
     free(outcome);
@@ -1198,20 +1257,38 @@ runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
     ended = r != NULL && r->ended;
     pthread_mutex_unlock(&s->mu);
     if (r == NULL) {
-        /* Not in memory: a stored run has ended; say how. */
-        return store_run_get(s, conn, id);
+        /* Not in memory: not in flight here.  409 naming how the stored
+         * run ended (crashed if its process died), or 404. */
+        return srv_not_in_flight(s, conn, id, NULL, NULL);
     }
     if (!ended && council_engine_cancel(s->eng, id) == COUNCIL_OK) {
         o = srun_record(s, r, &ended);
         srun_release(s, r);
-        if (ended)
-            return srv_reply_json(conn, 200, o, NULL);
         if (o != NULL)
             json_object_set_new(o, "cancelling", json_true());
         return srv_reply_json(conn, 202, o, NULL);
     }
-    /* It had ended: nothing to cancel; say how it ended. */
+    /* It had ended: nothing to cancel, and a 200 would say it did. */
     o = srun_record(s, r, NULL);
     srun_release(s, r);
-    return srv_reply_json(conn, 200, o, NULL);
+    if (o != NULL && strcmp(json_string_value(json_object_get(o, "outcome")),
+                            "running") == 0) {
+        /* The engine has ended it; our recorder is about to say how. */
+        json_decref(o);
+        return srv_error(conn, 409, "conflict",
+                         "run %s has just ended; its outcome is being "
+                         "recorded (retry)",
+                         id);
+    }
+    {
+        enum MHD_Result ret = srv_not_in_flight(
+            s, conn, id,
+            json_string_value(json_object_get(o, "outcome")) != NULL
+                ? json_string_value(json_object_get(o, "outcome"))
+                : "running",
+            json_string_value(json_object_get(o, "reason")));
+
+        json_decref(o);
+        return ret;
+    }
 }

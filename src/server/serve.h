@@ -162,6 +162,17 @@ struct srun {
     council_outcome_kind kind;
     char *outcome_json;
     char *summary; /* the record of an ended run, rendered once */
+    /* What the store's record of the ended run lacks, found by the
+     * reaper once every recorder was finalized: no outcome, or fewer
+     * events than the run emitted (a full disk).  0: it is whole. */
+    int store_short;
+    int64_t store_events;   /* the events it holds */
+    char store_outcome[16]; /* its outcome, "running" if none */
+    /* Failed handle_event calls by recorder index (engine_log): the first
+     * is logged, the rest counted and summed up by the reaper. */
+    struct {
+        unsigned long long n, first, last;
+    } rec_fail[SRV_MAX_RECORD + 2];
     int64_t ended_us;
     stream *waiters;   /* suspended followers (circular list) */
     srun *hnext;       /* hash chain */
@@ -384,6 +395,18 @@ enum MHD_Result models_get(srv *s, struct MHD_Connection *conn);
 /* store.c: runs read from the store (--db). */
 enum MHD_Result store_run_get(srv *s, struct MHD_Connection *conn,
                               const char *id);
+/* The store's record of run id, read back after its recorders were
+ * finalized: 1 (with *events and outcome filled) when it has no outcome
+ * or lacks events, 0 when it is whole or cannot be read (that is said
+ * elsewhere). */
+int store_record_short(srv *s, const char *id, int64_t *events, char *outcome,
+                       size_t size);
+/* DELETE /v1/runs/{id} of a run not in flight in this server: 404, or 409
+ * naming the run and its outcome (outcome NULL: read it from the store;
+ * reason may be NULL). */
+enum MHD_Result srv_not_in_flight(srv *s, struct MHD_Connection *conn,
+                                  const char *id, const char *outcome,
+                                  const char *reason);
 enum MHD_Result store_run_purge(srv *s, struct MHD_Connection *conn,
                                 const char *id);
 enum MHD_Result store_events_get(srv *s, struct MHD_Connection *conn,

@@ -583,10 +583,47 @@ mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
     abort();
 }
 
+/*
+ * The engine's log.  It says every event a recorder fails on; on a full
+ * disk that is one line per event (hundreds per run): the first failure
+ * of each recorder of a run is logged, the others counted in the run, and
+ * the reaper sums them up when the run has ended.
+ */
 static void
 engine_log(const char *line, void *ud)
 {
-    srv_log(ud, "%s", line);
+    srv *s = ud;
+    const char *p =
+        strncmp(line, "run ", 4) == 0 ? strstr(line, ": recorder ") : NULL;
+    unsigned long long seq;
+    int idx, first = 1;
+
+    if (p != NULL && (size_t)(p - line - 4) < 72 &&
+        sscanf(p, ": recorder %d failed on seq %llu", &idx, &seq) == 2 &&
+        idx >= 0 && idx < SRV_MAX_RECORD + 2) {
+        char id[72];
+        srun *r, *dead = NULL;
+
+        snprintf(id, sizeof(id), "%.*s", (int)(p - line - 4), line + 4);
+        pthread_mutex_lock(&s->mu);
+        r = srun_find(s, id); /* a reference */
+        if (r != NULL) {
+            first = r->rec_fail[idx].n++ == 0;
+            if (first)
+                r->rec_fail[idx].first = seq;
+            r->rec_fail[idx].last = seq;
+            srun_unref_locked(s, r, &dead);
+        }
+        pthread_mutex_unlock(&s->mu);
+        srun_free(dead);
+        if (first)
+            srv_log(s,
+                    "%s (its further failures are counted, and summed up "
+                    "when the run ends)",
+                    line);
+        return;
+    }
+    srv_log(s, "%s", line);
 }
 
 /*
@@ -607,14 +644,6 @@ conn_limit(const srv_opts *o)
     if (n > 1000000)
         n = 1000000;
     return n > reserve + 64 ? (unsigned)(n - reserve) : 64u;
-}
-
-static int
-noop_row(const council_run_row *row, void *ud)
-{
-    (void)row;
-    (void)ud;
-    return 1;
 }
 
 int
@@ -671,9 +700,16 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
     }
 
     /* The store: a missing file is fine (the first run creates it); a
-     * file that is not a council store is not. */
+     * file that is not a council store is not.  Opened read-write, so
+     * the runs a killed server (or council run) left without an outcome
+     * are closed as crashed before anything is served. */
     memset(&diag, 0, sizeof(diag));
-    e = council_store_list(o->db, 1, noop_row, NULL, &diag);
+    {
+        council_store *h = NULL;
+
+        e = council_store_open(o->db, 0, &h, &diag);
+        council_store_close(h);
+    }
     if (e != COUNCIL_OK && e != COUNCIL_ENOTFOUND) {
         snprintf(err, errsz, "--db %s: %s", o->db,
                  diag.msg[0] ? diag.msg : council_strerror(e));

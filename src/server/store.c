@@ -7,13 +7,16 @@
  *   GET /v1/runs              council_store_runs, with filters
  *   GET /v1/runs/{id}         council_store_run (the run record)
  *   GET /v1/runs/{id}/events  council_store_events, in batches, as SSE
+ *   DELETE /v1/runs/{id}      a run not in flight here: 409, its outcome
  *   DELETE ...?purge=true     council_store_delete
  *
  * Handles: a council_store handle is used by one thread at a time, so the
- * server keeps a small pool of read-only handles (at most POOL_MAX idle);
- * a request takes one, uses it without the lock, and gives it back.  A
- * handle that failed is closed rather than pooled.  Deleting opens a
- * read-write handle for the call.
+ * server keeps a small pool of handles (at most POOL_MAX idle); a request
+ * takes one, uses it without the lock, and gives it back.  A handle that
+ * failed is closed rather than pooled.  They are read-write handles that
+ * only read, so that a read that meets a run whose process died (another
+ * council run, killed) closes it as crashed in the store
+ * (council_store_open); deleting opens a handle of its own for the call.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -40,7 +43,7 @@ store_get(srv *s, council_err *rc, council_diag *diag)
     if (h != NULL)
         return h;
     memset(diag, 0, sizeof(*diag));
-    *rc = council_store_open(s->o.db, COUNCIL_STORE_READONLY, &h, diag);
+    *rc = council_store_open(s->o.db, 0, &h, diag);
     return *rc == COUNCIL_OK ? h : NULL;
 }
 
@@ -100,6 +103,15 @@ list_row(const council_run_row *row, void *ud)
                   "events", (json_int_t)row->events);
     if (o == NULL)
         return 1;
+    json_object_set_new(o, "reason",
+                        row->reason != NULL ? json_string(row->reason)
+                                            : json_null());
+    json_object_set_new(o, "events_emitted",
+                        row->events_emitted > 0
+                            ? json_integer((json_int_t)row->events_emitted)
+                            : json_null());
+    json_object_set_new(o, "incomplete",
+                        json_boolean(row->events_emitted > row->events));
     if (row->ended_us != 0) {
         fmt_time(row->ended_us, when, sizeof(when));
         json_object_set_new(o, "ended_us", json_integer(row->ended_us));
@@ -240,6 +252,106 @@ store_run_get(srv *s, struct MHD_Connection *conn, const char *id)
     if (text == NULL)
         return srv_error(conn, 503, "server_error", "out of memory");
     return srv_reply(conn, 200, "application/json", text, strlen(text), NULL);
+}
+
+/* ---- what the store kept --------------------------------------------------
+ */
+
+int
+store_record_short(srv *s, const char *id, int64_t *events, char *outcome,
+                   size_t size)
+{
+    council_store *h;
+    council_diag diag;
+    council_err rc;
+    char *text = NULL;
+    json_t *rec;
+    const char *o;
+    int bad = 0;
+
+    h = store_get(s, &rc, &diag);
+    if (h == NULL)
+        return 0;
+    rc = council_store_run(h, id, &text, &diag);
+    store_put(s, h, rc);
+    if (rc != COUNCIL_OK)
+        return 0;
+    rec = json_loads(text, 0, NULL);
+    council_free(text);
+    o = json_string_value(json_object_get(rec, "outcome"));
+    if (o == NULL || strcmp(o, "running") == 0 ||
+        json_is_true(json_object_get(rec, "incomplete"))) {
+        bad = 1;
+        *events = (int64_t)json_integer_value(json_object_get(rec, "events"));
+        snprintf(outcome, size, "%s", o != NULL ? o : "running");
+        srv_log(s,
+                "run %s: its record in %s %s (%lld events stored; a full "
+                "disk?)",
+                id, s->o.db,
+                strcmp(outcome, "running") == 0 ? "has no outcome"
+                                                : "is incomplete",
+                (long long)*events);
+    }
+    json_decref(rec);
+    return bad;
+}
+
+/* ---- DELETE /v1/runs/{id} of a run not in flight --------------------------
+ */
+
+enum MHD_Result
+srv_not_in_flight(srv *s, struct MHD_Connection *conn, const char *id,
+                  const char *outcome, const char *reason)
+{
+    json_t *rec = NULL, *owner;
+    council_store *h;
+    council_diag diag;
+    council_err rc;
+    char msg[600], *text = NULL;
+    json_int_t pid = 0;
+    enum MHD_Result ret;
+
+    if (outcome == NULL) {
+        h = store_get(s, &rc, &diag);
+        if (h != NULL) {
+            rc = council_store_run(h, id, &text, &diag);
+            store_put(s, h, rc);
+        }
+        if (rc == COUNCIL_ENOTFOUND)
+            return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
+        if (rc != COUNCIL_OK)
+            return srv_error(conn, 500, "server_error", "the run store: %s",
+                             diag_or(&diag, rc));
+        rec = json_loads(text, 0, NULL);
+        council_free(text);
+        outcome = json_string_value(json_object_get(rec, "outcome"));
+        reason = json_string_value(json_object_get(rec, "reason"));
+        owner = json_object_get(rec, "owner");
+        pid = json_integer_value(json_object_get(owner, "pid"));
+        if (outcome == NULL)
+            outcome = "running";
+    }
+    if (strcmp(outcome, "running") == 0)
+        /* Recorded by another process that still lives (another server,
+         * a council run): not this server's to cancel. */
+        snprintf(msg, sizeof(msg),
+                 "run %s is not in flight in this server: it is running "
+                 "in another process (pid %lld); it can only be cancelled "
+                 "there",
+                 id, (long long)pid);
+    else
+        snprintf(msg, sizeof(msg),
+                 "run %s is not in flight: it ended %s%s%s; nothing to "
+                 "cancel",
+                 id, outcome, reason != NULL ? ": " : "",
+                 reason != NULL ? reason : "");
+    ret = srv_reply_json(conn, 409,
+                         json_pack("{s:{s:s, s:s, s:s, s:s, s:s?}}", "error",
+                                   "type", "conflict", "message", msg, "run_id",
+                                   id, "outcome", outcome, "reason", reason),
+                         NULL);
+    json_decref(rec);
+    return ret;
 }
 
 /* ---- DELETE /v1/runs/{id}?purge=true ------------------------------------- */

@@ -628,9 +628,14 @@ TEST_T(a_disk_that_fills, 90)
     ASSERT(strlen(r.out) > 20); /* the answer */
     for (p = r.err; (p = strstr(p, "failed on seq")) != NULL; p++)
         lines++;
-    ASSERT_EQ_INT(lines, 2); /* one per recorder */
-    ASSERT_STR_CONTAINS(r.err, "recorder 0 (sqlite:");
-    ASSERT_STR_CONTAINS(r.err, "recorder 1 (jsonl:");
+    /* At most one line per recorder (none for one whose events all
+     * waited for the finalize batch), each summed up; never one per
+     * event. */
+    ASSERT(lines <= 2);
+    if (strstr(r.err, "recorder 0 failed on seq") != NULL)
+        ASSERT_STR_CONTAINS(r.err, "recorder 0 (sqlite:");
+    if (strstr(r.err, "recorder 1 failed on seq") != NULL)
+        ASSERT_STR_CONTAINS(r.err, "recorder 1 (jsonl:");
     ASSERT_STR_CONTAINS(r.err, "its record in ");
     cli_result_free(&r);
     /* Each reader shows each record as it is, never as a complete run:

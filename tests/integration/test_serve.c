@@ -22,6 +22,7 @@
 #include <regex.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
@@ -1044,11 +1045,17 @@ TEST_T(delete_cancels_with_the_partial_result, 60)
     ASSERT(json_is_object(res));
     ASSERT_STR_EQ(json_string_value(json_object_get(res, "council")), "trio");
     json_decref(j);
-    /* Again: nothing to cancel, it says how the run ended. */
+    /* Again: nothing to cancel, and never a 200 that does nothing: 409,
+     * naming the run and how it ended. */
     r = http("DELETE", path, NULL);
-    ASSERT_EQ_INT(r.status, 200);
-    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
+    assert_error(&r, 409, "conflict");
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_object_get(r.json, "error"), "outcome")),
                   "cancelled");
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_object_get(r.json, "error"), "run_id")),
+                  id);
+    ASSERT_STR_CONTAINS(r.body, "is not in flight: it ended cancelled");
     hresp_free(&r);
     r = http("DELETE", "/v1/runs/no-such-run", NULL);
     assert_error(&r, 404, "not_found_error");
@@ -2242,9 +2249,11 @@ TEST_T(purge_deletes_an_ended_run, 60)
     finish();
 }
 
-/* A server killed mid-run: what it recorded is still served, the run
- * reads crashed ("process lost: pid N": the killed server's pid), and its
- * stored events replay without a gap. */
+/* A server killed mid-run (SIGKILL, no chance to record anything more):
+ * restarted on the same store, it closes the run at start as crashed
+ * ("process lost: pid N": the killed server's pid); what it recorded is
+ * still served, its stored events replay without a gap; cancelling it is
+ * a 409 naming the run and its outcome; purging it works. */
 TEST_T(a_killed_server_loses_nothing_recorded, 60)
 {
     char path[300], *id, want[64];
@@ -2271,16 +2280,216 @@ TEST_T(a_killed_server_loses_nothing_recorded, 60)
     ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
                   "crashed");
     ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "reason")), want);
+    ASSERT(json_is_integer(json_object_get(r.json, "ended_us")));
     ASSERT_EQ_INT(json_integer_value(json_object_get(r.json, "events")), n);
     hresp_free(&r);
+    /* Closed at start, in the store itself. */
+    {
+        char *o = stored_outcome(id);
+
+        ASSERT_STR_EQ(o, "crashed");
+        free(o);
+    }
     snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
     sse_get(path, NULL, NULL, 0, &s);
     ASSERT_EQ_U64(s.n, (uint64_t)n);
     if (n > 0)
         check_events(&s, 1, id);
     sse_free(&s);
+    r = http("GET", "/v1/runs?outcome=crashed", NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_STR_CONTAINS(r.body, id);
+    ASSERT_STR_CONTAINS(r.body, want);
+    hresp_free(&r);
+    r = http("GET", "/v1/runs?outcome=running", NULL);
+    ASSERT(strstr(r.body, id) == NULL);
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s", id);
+    r = http("DELETE", path, NULL);
+    assert_error(&r, 409, "conflict");
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_object_get(r.json, "error"), "outcome")),
+                  "crashed");
+    ASSERT_STR_EQ(json_string_value(json_object_get(
+                      json_object_get(r.json, "error"), "reason")),
+                  want);
+    ASSERT_STR_CONTAINS(r.body, id);
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s?purge=true", id);
+    r = http("DELETE", path, NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT(json_is_true(json_object_get(r.json, "deleted")));
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/%s", id);
+    r = http("GET", path, NULL);
+    assert_error(&r, 404, "not_found_error");
+    hresp_free(&r);
     sse_free(&a);
     free(id);
+    serve_stop();
+    finish();
+}
+
+/* The store on a disk that fills during a run (a 128 KiB tmpfs): the
+ * run goes on; each recorder's failures are one log line and a summary;
+ * the run's record, from memory, says what the store kept ("stored"), and
+ * once read from the store, never reads as a complete run. */
+TEST_T(a_store_on_a_disk_that_fills, 60)
+{
+    char mnt[800], db[900], *id, *err;
+    const char *extra[] = {"--db", db, NULL};
+    const char *p;
+    json_t *j, *kept;
+    int lines = 0;
+    hresp r;
+
+    snprintf(mnt, sizeof(mnt), "%s/small", runner_tmpdir());
+    mkdir(mnt, 0700);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=128k") != 0) {
+        fprintf(stderr,
+                "SKIP: cannot mount a tmpfs here (%s); the full "
+                "disk is covered by test_cli.c and the unit tests\n",
+                strerror(errno));
+        return;
+    }
+    snprintf(db, sizeof(db), "%s/runs.db", mnt);
+    mock_start(0, NULL);
+    write_council("a.yaml", "trio", NULL);
+    serve_start(extra);
+    id = start_run("{\"council\":\"trio\",\"input\":\"fill the disk\"}");
+    j = wait_status(id, "ok", 20);
+    json_decref(j);
+    /* The reaper reads the store's record once the run is stored. */
+    {
+        char path[300];
+        double end = now_s() + 10 * time_mult();
+
+        snprintf(path, sizeof(path), "/v1/runs/%s", id);
+        for (;;) {
+            r = http("GET", path, NULL);
+            kept = json_object_get(r.json, "stored");
+            if (kept != NULL || now_s() > end)
+                break;
+            hresp_free(&r);
+            usleep(20000);
+        }
+    }
+    if (kept == NULL)
+        FAIL("no \"stored\" in %s", r.body);
+    ASSERT(json_is_true(json_object_get(kept, "incomplete")));
+    ASSERT(json_integer_value(json_object_get(kept, "events")) <
+           json_integer_value(json_object_get(r.json, "events_emitted")));
+    hresp_free(&r);
+    serve_stop();
+    err = cli_slurp(sv.err_path);
+    for (p = err; (p = strstr(p, "failed on seq")) != NULL; p++)
+        lines++;
+    /* At most one line for the failures (none when every event waited
+     * for the finalize batch), then their sum; never one per event. */
+    ASSERT(lines <= 1);
+    if (lines == 1)
+        ASSERT_STR_CONTAINS(err, " events (seq ");
+    ASSERT_STR_CONTAINS(err, "its record in ");
+    free(err);
+    /* From the store: crashed (no outcome fitted, its process has gone)
+     * or an outcome marked incomplete; never a complete run. */
+    serve_start(extra);
+    {
+        char path[300];
+        const char *o;
+
+        snprintf(path, sizeof(path), "/v1/runs/%s", id);
+        r = http("GET", path, NULL);
+        ASSERT_EQ_INT(r.status, 200);
+        o = json_string_value(json_object_get(r.json, "outcome"));
+        ASSERT_NOT_NULL(o);
+        if (strcmp(o, "crashed") == 0)
+            ASSERT_STR_CONTAINS(r.body, "process lost: pid ");
+        else
+            ASSERT(json_is_true(json_object_get(r.json, "incomplete")));
+        hresp_free(&r);
+    }
+    serve_stop();
+    umount2(mnt, MNT_DETACH);
+    free(id);
+    finish();
+}
+
+/* Whether db has its runs table yet (a recorder is creating it). */
+static int
+has_table(const char *db)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int ok;
+
+    ok = sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+         sqlite3_prepare_v2(h, "SELECT 1 FROM events LIMIT 0", -1, &st, NULL) ==
+             SQLITE_OK;
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return ok;
+}
+
+/* A run recorded by another process that lives (council run on the same
+ * store): the server lists it as running, never closes it, and refuses to
+ * cancel what it does not run (409). */
+TEST_T(a_run_of_another_live_process, 60)
+{
+    char db[800], rdb[900], file[900], path[300];
+    const char *args[12];
+    int pid, n = 0;
+    double end;
+    hresp r;
+
+    mock_start(5, NULL);
+    write_council("a.yaml", "trio", NULL);
+    snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
+    snprintf(rdb, sizeof(rdb), "sqlite:%s", db);
+    snprintf(file, sizeof(file), "%s/councils/a.yaml", runner_tmpdir());
+    args[n++] = "run";
+    args[n++] = "-q";
+    args[n++] = "--record";
+    args[n++] = rdb;
+    args[n++] = "-c";
+    args[n++] = file;
+    args[n++] = "--run-id";
+    args[n++] = "elsewhere";
+    args[n++] = "a slow one";
+    args[n] = NULL;
+    pid = cli_spawn("elsewhere", -1, args);
+    end = now_s() + 20 * time_mult();
+    while (access(db, F_OK) != 0 || !has_table(db) ||
+           stored_events("elsewhere") < 2) {
+        if (now_s() > end)
+            FAIL("the other run did not start");
+        usleep(10000);
+    }
+    serve_start(NULL);
+    r = http("GET", "/v1/runs/elsewhere", NULL);
+    ASSERT_EQ_INT(r.status, 200);
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
+                  "running");
+    ASSERT_EQ_INT(json_integer_value(
+                      json_object_get(json_object_get(r.json, "owner"), "pid")),
+                  pid);
+    hresp_free(&r);
+    snprintf(path, sizeof(path), "/v1/runs/elsewhere");
+    r = http("DELETE", path, NULL);
+    assert_error(&r, 409, "conflict");
+    ASSERT_STR_CONTAINS(r.body, "running in another process");
+    hresp_free(&r);
+    kill(pid, SIGTERM);
+    {
+        cli_result c = cli_collect("elsewhere", pid);
+
+        ASSERT_EQ_INT(c.code, 128 + SIGTERM);
+        cli_result_free(&c);
+    }
+    r = http("GET", "/v1/runs/elsewhere", NULL);
+    ASSERT_STR_EQ(json_string_value(json_object_get(r.json, "outcome")),
+                  "cancelled");
+    hresp_free(&r);
     serve_stop();
     finish();
 }

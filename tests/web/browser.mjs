@@ -66,8 +66,27 @@ try {
   await page.waitForSelector('#run-outcome[data-outcome="cancelled"]', { timeout: 20000 });
   const r2 = await api('/v1/runs/' + id2);
   assert.equal(r2.outcome, 'cancelled');
+  // Cancelled: the button is gone, and the API says nothing is in flight.
+  assert.ok(await page.locator('#cancel').isHidden(), 'Cancel offered for an ended run');
+
+  // A run whose process was killed (run.sh): crashed, no Cancel button.
+  const killed = process.env.KILLED_ID;
+  await page.goto(BASE + '/#/runs/' + encodeURIComponent(killed));
+  await page.waitForSelector('#run-outcome[data-outcome="crashed"]', { timeout: 20000 });
+  assert.ok(await page.locator('#cancel').isHidden(), 'Cancel offered for a crashed run');
+  assert.match(await page.textContent('#errors'), /process lost: pid \d+/);
+  const k = await api('/v1/runs/' + encodeURIComponent(killed));
+  assert.equal(k.outcome, 'crashed');
+  const del = await fetch(BASE + '/v1/runs/' + encodeURIComponent(killed), { method: 'DELETE' });
+  assert.equal(del.status, 409);
+  assert.equal((await del.json()).error.outcome, 'crashed');
+  await page.screenshot({ path: ART + '/web-crashed.png', fullPage: true });
+  await page.goto(BASE + '/#/');
+  await page.waitForSelector(`tr[data-run="${killed}"] td[data-outcome="crashed"]`);
+
   assert.deepEqual(errors, [], 'script errors on the page');
-  console.log('browser: run ' + id + ' followed live across a reload; run ' + id2 + ' cancelled');
+  console.log('browser: run ' + id + ' followed live across a reload; run ' + id2 +
+              ' cancelled; run ' + killed + ' shown crashed');
 } finally {
   await browser.close();
 }

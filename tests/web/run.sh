@@ -8,7 +8,8 @@
 #   browser  Debian's Chromium, driven by playwright-core (pinned), opens the
 #            web page, starts a run from the form, watches it complete live,
 #            reloads a run page mid-run without losing anything, cancels a
-#            run; screenshots are kept as test artifacts.
+#            run, and shows a run whose process was killed as crashed (no
+#            Cancel button); screenshots are kept as test artifacts.
 # Both start `council mock-llm` (slow enough to watch: 40 ms first byte,
 # 400 tokens/s; 80 for the browser) and `council serve --councils DIR` with a fresh SQLite store,
 # on free loopback ports, and stop them.
@@ -108,6 +109,26 @@ members:
 chairman: { provider: mock, model: mock-chair }
 limits: { member_timeout: 30s, deadline: 120s, retries: 1, quorum: 3 }
 YAML
+
+if [ "$MODE" = browser ]; then
+    # A run whose process is killed outright (SIGKILL: nothing recorded
+    # after): the server closes it as crashed when it opens the store, and
+    # its page must say so, with no Cancel button.
+    "$BIN" run -q --record "sqlite:$WORK/runs.db" -c "$WORK/councils/demo.yaml" \
+        --run-id killed-run "A run whose process is killed" \
+        >/dev/null 2>"$WORK/killed.log" &
+    KPID=$!
+    for i in $(seq 1 100); do
+        if "$BIN" runs list --db "$WORK/runs.db" --outcome running 2>/dev/null |
+                grep -q killed-run; then
+            break
+        fi
+        sleep 0.1
+    done
+    kill -KILL "$KPID" 2>/dev/null || true
+    wait "$KPID" 2>/dev/null || true
+    export KILLED_ID=killed-run
+fi
 
 "$BIN" serve --listen 127.0.0.1:0 --councils "$WORK/councils" \
     --db "$WORK/runs.db" >"$WORK/serve.log" 2>&1 &

@@ -87,10 +87,12 @@ async function showHome() {
       if (r.duration_ms !== undefined) dur = (r.duration_ms / 1000).toFixed(1) + ' s';
       else if (t0 !== null && t1 !== null && t1 >= t0) dur = ((t1 - t0) / 1000).toFixed(1) + ' s';
       const outcome = r.status || r.outcome || 'running';
+      /* A record that lost events says so; a crash says why. */
+      const shown = outcome + (r.incomplete ? ' (incomplete record)' : '');
       const tr = el('tr', { class: 'link', 'data-run': id },
         el('td', {}, fmtTime(started)), el('td', {}, r.council || '–'),
         el('td', { title: r.question || '' }, r.question || ''),
-        el('td', { 'data-outcome': outcome }, outcome), el('td', {}, dur));
+        el('td', { 'data-outcome': outcome, title: r.reason || '' }, shown), el('td', {}, dur));
       tr.addEventListener('click', () => { location.hash = '#/runs/' + id; });
       body.append(tr);
     }
@@ -252,6 +254,36 @@ function apply(view, ev) {
   }
 }
 
+/* How the run ended, from its record (GET /v1/runs/{id}): for a run whose
+ * events end without a terminal one (crashed: its process was killed, the
+ * server shut down), and to say when the stored record is incomplete.
+ * Returns whether the run has ended. */
+function applyRecord(view, rec) {
+  if (!rec) return false;
+  const kept = rec.stored || rec;
+  if (kept.incomplete) {
+    const n = kept.events, m = rec.events_emitted;
+    $('run-note').textContent = 'The stored record is incomplete: ' + n +
+      (typeof m === 'number' ? ' of ' + m : '') + ' events were kept (a full disk?).';
+  }
+  if (!rec.outcome || rec.outcome === 'running') return false;
+  if (!view.ended) {
+    view.ended = true;
+    const o = $('run-outcome');
+    o.textContent = rec.outcome === 'ok' ? 'completed' : rec.outcome;
+    o.dataset.outcome = rec.outcome;
+    $('run-stage').textContent = 'done';
+    if (rec.outcome === 'crashed') $('errors').append(el('p', {}, 'crashed: ' + (rec.reason || 'no reason')));
+  }
+  $('cancel').hidden = true;
+  return true;
+}
+
+async function fetchRecord(view) {
+  try { return await api('GET', '/v1/runs/' + encodeURIComponent(view.id)); }
+  catch (e) { return null; }
+}
+
 /* The run's event stream from seq `after` on; resumes after a drop. */
 async function stream(view, signal) {
   let after = 0;
@@ -292,6 +324,10 @@ async function stream(view, signal) {
         }
       }
       failures = 0;
+      /* The stream ended without a terminal event: the run may have
+       * crashed, or just this connection dropped.  The record says. */
+      if (!view.ended && !signal.aborted && applyRecord(view, await fetchRecord(view)))
+        break;
     } catch (e) {
       if (signal.aborted) return;
       failures++;
@@ -318,17 +354,28 @@ function showRun(id) {
   $('run-outcome').dataset.outcome = 'running';
   $('run-id').textContent = 'run ' + id;
   $('event-count').textContent = '0';
-  $('cancel').hidden = false;
+  $('run-note').textContent = '';
+  /* Cancel is offered only for a run in flight (the record says). */
+  $('cancel').hidden = true;
   const view = newView(id);
   const abort = new AbortController();
   follow = { id, abort };
+  fetchRecord(view).then((rec) => {
+    if (abort.signal.aborted) return;
+    if (rec && rec.outcome === 'running' && !view.ended) $('cancel').hidden = false;
+    else applyRecord(view, rec);
+  });
   stream(view, abort.signal);
 }
 
 $('cancel').addEventListener('click', async () => {
   if (!follow) return;
   try { await api('DELETE', '/v1/runs/' + encodeURIComponent(follow.id)); }
-  catch (e) { $('errors').textContent = 'cancel: ' + e.message; }
+  catch (e) {
+    /* 409: it is not in flight (it ended, or runs elsewhere). */
+    $('errors').textContent = 'cancel: ' + e.message;
+    $('cancel').hidden = true;
+  }
 });
 
 function route() {
