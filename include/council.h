@@ -222,7 +222,8 @@ COUNCIL_API const char *council_outcome_result_json(const council_outcome *o);
  * NULL for ok and crashed.  Borrowed. */
 COUNCIL_API const char *council_outcome_errors_json(const council_outcome *o);
 /* crashed: the reason ("shutdown", "signal SIGKILL", "exit status 3",
- * "worker lost", ...); error: the first error's message; else NULL. */
+ * "worker lost", "process lost: pid N" for a stored run whose process
+ * died, ...); error: the first error's message; else NULL. */
 COUNCIL_API const char *council_outcome_reason(const council_outcome *o);
 /* The outcome as one JSON object, {"outcome":"ok",...}.  Borrowed. */
 COUNCIL_API const char *council_outcome_json(const council_outcome *o);

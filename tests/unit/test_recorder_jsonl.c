@@ -576,6 +576,77 @@ TEST(file_size_limit)
     ASSERT_STR_EQ(rep.outcome, "ok");
     ASSERT_EQ_U64(rep.emitted, 40);
     ASSERT(rep.events > 1 && rep.events < 40);
+    /* A reader's record says so. */
+    {
+        council_store *s = NULL;
+        char *text = NULL;
+        json_t *j;
+
+        ASSERT_OK(council_store_open(path_of(dir, "lim"),
+                                     COUNCIL_STORE_READONLY, &s, NULL));
+        ASSERT_OK(council_store_run(s, "lim", &text, NULL));
+        j = json_loads(text, 0, NULL);
+        ASSERT_STR_EQ(json_string_value(json_object_get(j, "outcome")), "ok");
+        ASSERT_EQ_INT(json_integer_value(json_object_get(j, "events")),
+                      rep.events);
+        ASSERT_EQ_INT(json_integer_value(json_object_get(j, "events_emitted")),
+                      40);
+        ASSERT(json_is_true(json_object_get(j, "incomplete")));
+        json_decref(j);
+        council_free(text);
+        council_store_close(s);
+    }
+}
+
+/* Writes fail from the second event on (the fault injector, ENOSPC),
+ * then succeed again at finalize: the backlog and the outcome go out,
+ * whole; with the backlog given up (past 8 MiB), the outcome line goes
+ * alone with "events_emitted". */
+TEST_T(full_then_room_at_finalize, 60)
+{
+    const char *dir = runner_tmpdir();
+    council__os_fault f = {
+        .call = COUNCIL__OS_WRITE, .nth = 1, .err = ENOSPC, .persistent = 1};
+    council__jsonl_report rep;
+    char big[4097];
+    void *st;
+    uint64_t seq;
+
+    memset(big, 'y', 4096);
+    big[4096] = '\0';
+    st = open_rec(dir, "back");
+    ASSERT_EQ_INT(feed(st, ev_started("back")), 0);
+    ops->handle_flush(st);
+    council__os_fault_set(&f);
+    for (seq = 2; seq <= 10; seq++) {
+        /* Buffered, then the flush fails: the later ones report it. */
+        ASSERT_EQ_INT(feed(st, ev_delta("back", seq, "x")) != 0, seq > 2);
+        ops->handle_flush(st);
+    }
+    council__os_restore();
+    /* Still behind (the terminal line waits for finalize, which catches
+     * up). */
+    ASSERT_NE_INT(feed(st, ev_completed("back", 11)), 0);
+    finalize_ok(st);
+    ASSERT_OK(
+        council__jsonl_read(path_of(dir, "back"), &rep, NULL, NULL, NULL));
+    ASSERT_EQ_U64(rep.events, 11);
+    ASSERT_EQ_U64(rep.emitted, 0); /* complete */
+
+    st = open_rec(dir, "gone");
+    ASSERT_EQ_INT(feed(st, ev_started("gone")), 0);
+    ops->handle_flush(st);
+    council__os_fault_set(&f);
+    for (seq = 2; seq <= 2100; seq++) /* 8 MiB of 4 KiB lines */
+        (void)feed(st, ev_delta("gone", seq, big));
+    council__os_restore();
+    ASSERT_NE_INT(feed(st, ev_completed("gone", 2101)), 0);
+    finalize_ok(st);
+    ASSERT_OK(
+        council__jsonl_read(path_of(dir, "gone"), &rep, NULL, NULL, NULL));
+    ASSERT_EQ_U64(rep.events, 1);
+    ASSERT_STR_EQ(rep.outcome, "ok");
+    ASSERT_EQ_U64(rep.emitted, 2101);
 }
 
 /* ---- the reader on hand-made files ----------------------------------- */

@@ -496,6 +496,118 @@ TEST(disk_full_leaves_a_consistent_prefix)
     sqlite3_close(db);
 }
 
+/* The record a reader gives for run id of path, parsed. */
+static json_t *
+store_record(const char *path, const char *id)
+{
+    council_store *s = NULL;
+    council_diag diag;
+    char *text = NULL;
+    json_t *j;
+
+    if (council_store_open(path, COUNCIL_STORE_READONLY, &s, &diag) !=
+            COUNCIL_OK ||
+        council_store_run(s, id, &text, &diag) != COUNCIL_OK)
+        FAIL("record %s: %s", id, diag.msg);
+    j = json_loads(text, 0, NULL);
+    ASSERT_NOT_NULL(j);
+    council_free(text);
+    council_store_close(s);
+    return j;
+}
+
+/* The disk stays full until the recorder gives up on events (past
+ * 100,000 queued), then has room again at finalize: the outcome is
+ * recorded alone, and the record says it holds 30 of the events the run
+ * emitted. */
+TEST_T(disk_full_then_room_for_the_outcome, 120)
+{
+    const char *path = db_path("gave-up.db");
+    void *st = open_rec(path, "g");
+    sqlite3 *db;
+    uint64_t seq, last = 100050;
+    json_t *j;
+
+    ASSERT_EQ_INT(feed(st, ev_started("g", "demo", "q")), 0);
+    for (seq = 2; seq <= 30; seq++)
+        ASSERT_EQ_INT(feed(st, ev_delta("g", seq)), 0);
+    ops->handle_flush(st);
+    faults_install(0, 1);
+    for (seq = 31; seq < last; seq++)
+        (void)feed(st, ev_delta("g", seq));
+    ASSERT_NE_INT(feed(st, ev_completed("g", last)), 0);
+    faults_remove();
+    finalize_with(st, COUNCIL_OUTCOME_OK, NULL);
+
+    db = db_open(path);
+    assert_text(db, "PRAGMA integrity_check", "ok");
+    ASSERT_EQ_INT(check_prefix(db, "g"), 30);
+    assert_text(db, "SELECT outcome FROM runs", "ok");
+    ASSERT_EQ_INT(db_int(db, "SELECT events FROM runs"), 30);
+    ASSERT_EQ_INT(db_int(db, "SELECT emitted FROM runs"), (long long)last);
+    sqlite3_close(db);
+    j = store_record(path, "g");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "outcome")), "ok");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "events")), 30);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(j, "events_emitted")),
+                  (long long)last);
+    ASSERT(json_is_true(json_object_get(j, "incomplete")));
+    json_decref(j);
+}
+
+/* Full to the end: the row keeps no outcome (its process, this one,
+ * lives: it reads running; test_store_owner.c covers its death). */
+TEST(disk_full_to_the_end_leaves_no_outcome)
+{
+    const char *path = db_path("never.db");
+    void *st = open_rec(path, "n");
+    sqlite3 *db;
+    uint64_t seq;
+    json_t *j;
+
+    ASSERT_EQ_INT(feed(st, ev_started("n", "demo", "q")), 0);
+    ops->handle_flush(st);
+    faults_install(0, 1);
+    for (seq = 2; seq <= 50; seq++)
+        (void)feed(st, ev_delta("n", seq));
+    (void)feed(st, ev_completed("n", 51));
+    finalize_with(st, COUNCIL_OUTCOME_OK, NULL);
+    faults_remove();
+    db = db_open(path);
+    assert_text(db, "PRAGMA integrity_check", "ok");
+    assert_text(db, "SELECT outcome IS NULL FROM runs", "1");
+    ASSERT_EQ_INT(check_prefix(db, "n"), 1);
+    sqlite3_close(db);
+    j = store_record(path, "n");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "outcome")), "running");
+    ASSERT(json_is_null(json_object_get(j, "events_emitted")));
+    json_decref(j);
+}
+
+/* The terminal event is committed with the outcome, never before it: a
+ * flush after it writes nothing. */
+TEST(the_terminal_event_waits_for_the_outcome)
+{
+    const char *path = db_path("term.db");
+    void *st = open_rec(path, "t");
+    sqlite3 *db;
+
+    ASSERT_EQ_INT(feed(st, ev_started("t", "demo", "q")), 0);
+    ASSERT_EQ_INT(feed(st, ev_delta("t", 2)), 0);
+    ASSERT_EQ_INT(feed(st, ev_completed("t", 3)), 0);
+    ops->handle_flush(st);
+    db = db_open(path);
+    ASSERT_EQ_INT(db_int(db, "SELECT count(*) FROM events"), 0);
+    assert_text(db, "SELECT outcome IS NULL FROM runs", "1");
+    sqlite3_close(db);
+    finalize_with(st, COUNCIL_OUTCOME_OK, NULL);
+    db = db_open(path);
+    ASSERT_EQ_INT(check_prefix(db, "t"), 3);
+    assert_text(db, "SELECT outcome FROM runs", "ok");
+    ASSERT_EQ_INT(db_int(db, "SELECT emitted FROM runs"), 3);
+    sqlite3_close(db);
+}
+
 TEST(transient_failure_is_retried)
 {
     const char *path = db_path("blip.db");
