@@ -63,8 +63,9 @@ limits: { member_timeout: 60s, deadline: 300s, quorum: 3 }
 YAML
 }
 serve() { # councils db -> sets SERVE_PID, SERVE_URL
+    # Every follower comes from 127.0.0.1: no per-client limit.
     "$BIN/council" serve --listen 127.0.0.1:0 --councils "$1" --db "$2" \
-        --max-streams 4096 >"$TMP/serve.log" 2>&1 &
+        --max-streams 4096 --max-client-conns 0 >"$TMP/serve.log" 2>&1 &
     SERVE_PID=$!
     PIDS+=($SERVE_PID)
     SERVE_URL=$(wait_url "$TMP/serve.log" "$SERVE_PID")

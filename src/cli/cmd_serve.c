@@ -64,6 +64,14 @@ static const char serve_usage[] =
     "                         there ends only that run, as crashed); none:\n"
     "                         in this process; default: each council file's\n"
     "                         isolation key, else none\n"
+    "  --request-timeout DUR  the most time a client has to send a whole\n"
+    "                         request, headers and body, from the\n"
+    "                         connection's opening or its previous\n"
+    "                         request's end (default 30s); past it, 408 and\n"
+    "                         the connection is closed\n"
+    "  --max-client-conns N   connections open at once from one client\n"
+    "                         address (default 256; 0 = no limit); more are\n"
+    "                         closed as soon as they are accepted\n"
     "  -h, --help             this help\n"
     "\n"
     "signals: SIGINT or SIGTERM stops (a second one cancels at once);\n"
@@ -152,6 +160,8 @@ council_cmd_serve(int argc, char **argv)
     o.max_body = 1048576;
     o.heartbeat_ms = 15000;
     o.threads = 2;
+    o.request_timeout_ms = 30000;
+    o.max_client_conns = 256;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -174,7 +184,9 @@ council_cmd_serve(int argc, char **argv)
             strcmp(a, "--max-streams") != 0 && strcmp(a, "--max-body") != 0 &&
             strcmp(a, "--heartbeat") != 0 &&
             strcmp(a, "--shutdown-grace") != 0 && strcmp(a, "--threads") != 0 &&
-            strcmp(a, "--isolation") != 0) {
+            strcmp(a, "--isolation") != 0 &&
+            strcmp(a, "--request-timeout") != 0 &&
+            strcmp(a, "--max-client-conns") != 0) {
             cli_error("serve: unknown option %s (see council serve --help)", a);
             return EXIT_USAGE;
         }
@@ -222,8 +234,14 @@ council_cmd_serve(int argc, char **argv)
         } else if (strcmp(a, "--isolation") == 0) {
             if (cli_parse_isolation(v, &o.isolation) != 0)
                 return EXIT_USAGE;
+        } else if (strcmp(a, "--max-client-conns") == 0) {
+            if (parse_count(a, v, 0, 1000000, &o.max_client_conns) != 0)
+                return EXIT_USAGE;
         } else if (strcmp(a, "--heartbeat") == 0) {
             if (parse_dur(a, v, &o.heartbeat_ms) != 0)
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--request-timeout") == 0) {
+            if (parse_dur(a, v, &o.request_timeout_ms) != 0)
                 return EXIT_USAGE;
         } else {
             if (parse_dur(a, v, &grace_ms) != 0)

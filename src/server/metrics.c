@@ -160,6 +160,11 @@ metrics_get(srv *s, struct MHD_Connection *conn)
     for (i = 1; i < 6; i++)
         sbuf_fmt(&b, "council_http_responses_total{code=\"%s\"} %llu\n",
                  http_cls[i], (unsigned long long)srv_http_count((int)i));
+    metric(&b, "council_requests_timed_out_total", "counter",
+           "Connections closed because a request did not arrive whole "
+           "within --request-timeout.");
+    sbuf_fmt(&b, "council_requests_timed_out_total %llu\n",
+             (unsigned long long)c.requests_timed_out);
     metric(&b, "council_councils", "gauge", "Councils loaded.");
     sbuf_fmt(&b, "council_councils %zu\n", councils);
     metric(&b, "council_reloads_total", "counter",

@@ -1237,21 +1237,18 @@ runs_get(srv *s, struct MHD_Connection *conn, const char *id)
 }
 
 enum MHD_Result
-runs_delete(srv *s, struct MHD_Connection *conn, const char *id)
+runs_delete(srv *s, struct MHD_Connection *conn, const char *id,
+            const char *purge)
 {
-    const char *purge =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "purge");
     srun *r;
     json_t *o;
     int ended;
 
-    if (purge != NULL) {
-        if (strcmp(purge, "true") == 0 || strcmp(purge, "1") == 0)
-            return store_run_purge(s, conn, id);
-        if (strcmp(purge, "false") != 0 && strcmp(purge, "0") != 0)
-            return srv_error(conn, 400, "invalid_request_error",
-                             "'purge' must be true or false");
-    }
+    if (srv_parse_purge(purge) > 0)
+        return store_run_purge(s, conn, id);
+    if (srv_parse_purge(purge) < 0)
+        return srv_error(conn, 400, "invalid_request_error",
+                         "'purge' must be true or false");
     pthread_mutex_lock(&s->mu);
     r = srun_find(s, id);
     ended = r != NULL && r->ended;

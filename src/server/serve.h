@@ -4,7 +4,9 @@
  * OpenAI-compatible chat endpoint, metrics).  Internal to the council
  * command: it uses include/council.h, jansson and libmicrohttpd only.
  *
- * Files: server.c (daemon, routing, auth, limits, errors), runs.c (the run
+ * Files: server.c (daemon, dispatch, auth, limits, errors), route.c (the
+ * request target decoded, routes, methods, query values: route.h),
+ * conns.c (the time a client has to send a request), runs.c (the run
  * registry, the server's own recorder, idempotency keys, the reaper),
  * stream.c (event followers: SSE and chat streams, heartbeats, disconnect
  * detection), chat.c (chat completions and models), councils.c (the
@@ -12,15 +14,17 @@
  *
  * Threads: libmicrohttpd's worker threads run the request handlers; the
  * engine's recorder pool runs the server's recorder (srv_rec_ops); the
- * ticker thread sends heartbeats and notices clients that went away; the
- * reaper thread waits for ended runs' recorders and then lets go of them;
- * the command's main thread waits for signals.
+ * ticker thread sends heartbeats, notices clients that went away and cuts
+ * connections past --request-timeout (conns.c); the reaper thread waits
+ * for ended runs' recorders and then lets go of them; the command's main
+ * thread waits for signals.
  *
  * Locking: one mutex, srv.mu, guards every mutable shared field marked
  * "under mu" below: the registry, each run's event list, waiters and
  * state, each stream's suspension state, the idempotency table, the
- * council set pointer and the counters.  Lock order: srv.mu, then
- * libmicrohttpd's internal locks (MHD_suspend_connection and
+ * council set pointer and the counters.  conns.c keeps its connections
+ * under srv.conn_mu, taken after srv.mu or alone, never before it.  Lock order:
+ * srv.mu, then libmicrohttpd's internal locks (MHD_suspend_connection and
  * MHD_resume_connection are called with srv.mu held).  No libcouncil call
  * that can wait is made with srv.mu held (council_run_start,
  * council_run_wait, council_engine_cancel run outside it).  A connection
@@ -38,6 +42,7 @@
 #include <stdio.h>
 
 #include "council.h"
+#include "route.h"
 
 /* ---- small utilities (util.c) ------------------------------------------ */
 
@@ -65,8 +70,6 @@ uint64_t mono_ns(void);
 int64_t wall_us(void);
 /* RFC 3339 UTC with microseconds, like event "ts". */
 void fmt_time(int64_t us, char *out, size_t size);
-/* "r1/2" style ids: printable ASCII 0x21..0x7e except '/', 1..64 bytes. */
-int run_id_ok(const char *id);
 /* Equal strings, in time that depends only on the lengths. */
 int const_time_eq(const char *a, size_t alen, const char *b, size_t blen);
 /* A hash of bytes (FNV-1a 64). */
@@ -118,6 +121,11 @@ typedef struct srv_opts {
     int threads;              /* HTTP worker threads */
     int isolation;            /* COUNCIL_ISOLATION_* for every run */
     const char *host_program; /* for isolated runs; NULL: the library's */
+    /* The most time a client has to send a whole request, headers and
+     * body, from the connection's opening or its previous request's end
+     * (conns.c). */
+    uint64_t request_timeout_ms;
+    size_t max_client_conns; /* connections per client address; 0: any */
 } srv_opts;
 
 typedef struct srv srv;
@@ -234,9 +242,11 @@ typedef struct srv_counters {
     uint64_t http_requests[6];    /* by status class 1xx..5xx, [0] other */
     uint64_t streams_opened;
     uint64_t reloads, reload_failures;
+    uint64_t requests_timed_out; /* cut at --request-timeout (conns.c) */
 } srv_counters;
 
 typedef struct idem idem;
+typedef struct sconn sconn;
 
 struct srv {
     srv_opts o;
@@ -279,6 +289,12 @@ struct srv {
     pthread_cond_t tick_cv;
     int tick_stop;
     int cv_init;
+
+    /* Connections still receiving a request, oldest deadline first
+     * (conns.c); under conn_mu, which is taken after mu, never before. */
+    pthread_mutex_t conn_mu;
+    int conn_mu_init;
+    sconn *rd_head, *rd_tail;
 };
 
 /* server.c */
@@ -350,10 +366,12 @@ unsigned srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
 /* Handlers. */
 enum MHD_Result runs_post(srv *s, struct MHD_Connection *conn, const char *body,
                           size_t len);
-enum MHD_Result runs_list(srv *s, struct MHD_Connection *conn);
+enum MHD_Result runs_list(srv *s, struct MHD_Connection *conn,
+                          const srv_target *t);
 enum MHD_Result runs_get(srv *s, struct MHD_Connection *conn, const char *id);
-enum MHD_Result runs_delete(srv *s, struct MHD_Connection *conn,
-                            const char *id);
+/* purge: the value of ?purge= (NULL when absent). */
+enum MHD_Result runs_delete(srv *s, struct MHD_Connection *conn, const char *id,
+                            const char *purge);
 /* The record of a run in memory, in the shape of the store's run record
  * (docs/storage.md) plus "id"; *ended (may be NULL) says whether it had
  * ended. */
@@ -377,8 +395,12 @@ int ticker_start(srv *s);
 void ticker_stop(srv *s);
 /* Resume every suspended connection for good (closing). mu held. */
 void streams_resume_all(srv *s);
+/* after: the value of ?after= (NULL when absent); head: a HEAD request,
+ * answered with the stream's headers and no stream. */
 enum MHD_Result events_get(srv *s, struct MHD_Connection *conn, const char *id,
-                           stream **out);
+                           const char *after, int head, stream **out);
+/* The headers of an event stream, without a body (HEAD). */
+enum MHD_Result stream_head(struct MHD_Connection *conn, const char *ctype);
 
 /* chat.c */
 enum MHD_Result chat_post(srv *s, struct MHD_Connection *conn, const char *body,
@@ -410,13 +432,30 @@ enum MHD_Result srv_not_in_flight(srv *s, struct MHD_Connection *conn,
 enum MHD_Result store_run_purge(srv *s, struct MHD_Connection *conn,
                                 const char *id);
 enum MHD_Result store_events_get(srv *s, struct MHD_Connection *conn,
-                                 const char *id, uint64_t after, stream **out);
+                                 const char *id, uint64_t after, int head,
+                                 stream **out);
 /* SK_STORE: the next stored event (a reference): 1, 0 at the end, -1 if
  * the store failed. */
 int store_replay_next(stream *st, council_event **ev);
 void store_replay_free(store_replay *rp);
 /* Close the idle handles (srv_close, no thread uses the store). */
 void store_pool_close(srv *s);
+
+/* conns.c: the bound on receiving a request. */
+void conns_init(srv *s);
+void conns_destroy(srv *s);
+/* MHD_OPTION_NOTIFY_CONNECTION. */
+void conns_notify(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                  enum MHD_ConnectionNotificationCode code);
+/* The request line arrived (a cut connection then gets a 408). */
+void conns_request_line(struct MHD_Connection *conn);
+/* The request is in (or answered early): no bound while the reply goes.
+ * 0, or -1 if the connection was cut already (close it: MHD_NO). */
+int conns_replying(struct MHD_Connection *conn);
+/* The request ended: the next one on the connection gets the bound. */
+void conns_request_done(struct MHD_Connection *conn);
+/* Cut the connections past their bound (the ticker, mu held). */
+void conns_sweep(srv *s, uint64_t now_ns);
 
 /* metrics.c */
 enum MHD_Result metrics_get(srv *s, struct MHD_Connection *conn);

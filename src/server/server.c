@@ -27,7 +27,10 @@
 #include "serve.h"
 #include "web_assets.h"
 
-#define CONN_TIMEOUT_S 120u /* an idle (not suspended) connection */
+/* An idle connection (not suspended) while it answers: a client that
+ * reads nothing of its reply.  Receiving a request has its own, shorter
+ * bound on the whole of it (--request-timeout, conns.c). */
+#define CONN_TIMEOUT_S 120u
 /* libmicrohttpd's memory pool per connection (its default is 32 KiB):
  * request headers and the reply's I/O buffer live in it, and the library
  * clears it between requests, so it costs its whole size in resident
@@ -36,24 +39,14 @@
  * (stream.c). */
 #define CONN_POOL_SIZE ((size_t)12288)
 
-typedef enum route {
-    RT_WEB, /* the web page's files (src/server/web) */
-    RT_HEALTH,
-    RT_METRICS,
-    RT_MODELS,
-    RT_CHAT,
-    RT_RUNS,
-    RT_RUN,
-    RT_EVENTS,
-    RT_NOT_FOUND
-} route;
-
-/* One HTTP request; freed by the request-completed callback. */
+/* One HTTP request: made by the URI callback (on_uri), freed by the
+ * request-completed callback. */
 typedef struct req {
-    route rt;
+    srv_target t; /* the target, decoded from the bytes sent (route.c) */
+    int oom;      /* the target could not be decoded (memory) */
+    int started;  /* the access handler's first call ran */
     int post;
-    int id_bad;
-    char id[80];
+    int head;
     sbuf body;
     int too_big;
     size_t dropped;
@@ -214,77 +207,6 @@ srv_refuse_stream(srv *s, struct MHD_Connection *conn)
 
 /* ---- routing ------------------------------------------------------------- */
 
-static route
-route_of(const char *url, req *r)
-{
-    const char *p, *slash;
-    size_t n;
-
-    if (council_web_asset_find(url) != NULL)
-        return RT_WEB;
-    if (strcmp(url, "/healthz") == 0)
-        return RT_HEALTH;
-    if (strcmp(url, "/metrics") == 0)
-        return RT_METRICS;
-    if (strcmp(url, "/v1/models") == 0)
-        return RT_MODELS;
-    if (strcmp(url, "/v1/chat/completions") == 0)
-        return RT_CHAT;
-    if (strcmp(url, "/v1/runs") == 0 || strcmp(url, "/v1/runs/") == 0)
-        return RT_RUNS;
-    if (strncmp(url, "/v1/runs/", 9) != 0)
-        return RT_NOT_FOUND;
-    p = url + 9;
-    slash = strchr(p, '/');
-    n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-    if (slash != NULL && strcmp(slash, "/events") != 0)
-        return RT_NOT_FOUND;
-    if (n >= sizeof(r->id)) {
-        r->id_bad = 1;
-        n = sizeof(r->id) - 1;
-    }
-    memcpy(r->id, p, n);
-    r->id[n] = '\0';
-    if (!run_id_ok(r->id))
-        r->id_bad = 1;
-    return slash != NULL ? RT_EVENTS : RT_RUN;
-}
-
-/* The methods a route takes, for 405 and Allow. */
-static const char *
-allowed(route rt)
-{
-    switch (rt) {
-    case RT_CHAT:
-        return "POST";
-    case RT_RUNS:
-        return "GET, POST";
-    case RT_RUN:
-        return "GET, DELETE";
-    default:
-        return "GET";
-    }
-}
-
-static int
-method_ok(route rt, const char *m)
-{
-    int get = strcmp(m, MHD_HTTP_METHOD_GET) == 0;
-    int post = strcmp(m, MHD_HTTP_METHOD_POST) == 0;
-    int del = strcmp(m, MHD_HTTP_METHOD_DELETE) == 0;
-
-    switch (rt) {
-    case RT_CHAT:
-        return post;
-    case RT_RUNS:
-        return get || post;
-    case RT_RUN:
-        return get || del;
-    default:
-        return get;
-    }
-}
-
 static int
 auth_ok(srv *s, struct MHD_Connection *conn)
 {
@@ -353,22 +275,27 @@ static int
 first_checks(srv *s, struct MHD_Connection *conn, req *r, const char *method,
              enum MHD_Result *ret)
 {
-    const char *cl;
+    const char *cl, *type;
+    char msg[200];
+    unsigned status;
 
-    if (r->rt == RT_NOT_FOUND) {
-        *ret = srv_error(conn, 404, "not_found_error",
-                         "no such endpoint (see docs/server.md)");
+    if (r->oom) {
+        *ret = srv_error(conn, 503, "server_error", "out of memory");
         return 1;
     }
-    if (!method_ok(r->rt, method)) {
-        const char *hdrs[] = {MHD_HTTP_HEADER_ALLOW, allowed(r->rt), NULL};
+    status = srv_check_target(&r->t, method, &type, msg, sizeof(msg));
+    if (status == 405) {
+        const char *hdrs[] = {MHD_HTTP_HEADER_ALLOW, srv_allowed(r->t.rt),
+                              NULL};
 
-        *ret = error_h(conn, 405, "method_not_allowed", hdrs,
-                       "method %.20s is not allowed here (allowed: %s)", method,
-                       allowed(r->rt));
+        *ret = error_h(conn, status, type, hdrs, "%s", msg);
         return 1;
     }
-    if (r->rt != RT_HEALTH && r->rt != RT_WEB && !auth_ok(s, conn)) {
+    if (status != 0) {
+        *ret = srv_error(conn, status, type, "%s", msg);
+        return 1;
+    }
+    if (r->t.rt != RT_HEALTH && r->t.rt != RT_WEB && !auth_ok(s, conn)) {
         const char *hdrs[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", NULL};
 
         *ret = error_h(conn, 401, "authentication_error", hdrs,
@@ -376,7 +303,7 @@ first_checks(srv *s, struct MHD_Connection *conn, req *r, const char *method,
                        "required");
         return 1;
     }
-    if (r->id_bad) {
+    if (r->t.id_bad) {
         *ret = srv_error(conn, 400, "invalid_request_error",
                          "malformed run id (1 to 64 printable ASCII "
                          "characters, no '/')");
@@ -397,6 +324,24 @@ first_checks(srv *s, struct MHD_Connection *conn, req *r, const char *method,
     return 0;
 }
 
+/* The request target as the client sent it, before libmicrohttpd
+ * decodes it in place (route.h says why); the request object starts
+ * here. */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    req *r = calloc(1, sizeof(*r));
+
+    (void)cls;
+    conns_request_line(conn);
+    if (r == NULL)
+        return NULL;
+    if (srv_target_parse(uri != NULL ? uri : "", uri != NULL ? strlen(uri) : 0,
+                         &r->t) != 0)
+        r->oom = 1;
+    return r;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
            const char *method, const char *version, const char *upload,
@@ -405,17 +350,23 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     srv *s = cls;
     req *r = *con_cls;
     enum MHD_Result ret = MHD_YES;
+    const srv_target *t;
 
     (void)version;
-    if (r == NULL) {
-        r = calloc(1, sizeof(*r));
-        if (r == NULL)
-            return MHD_NO;
-        *con_cls = r;
-        r->rt = route_of(url, r);
+    (void)url; /* decoded by libmicrohttpd: r->t is what the client sent */
+    if (r == NULL)
+        return MHD_NO; /* on_uri ran out of memory */
+    t = &r->t;
+    if (!r->started) {
+        r->started = 1;
         r->post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+        r->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
         if (first_checks(s, conn, r, method, &ret)) {
             r->replied = 1;
+            /* A reply queued now ends the request: libmicrohttpd reads
+             * no body after it. */
+            if (conns_replying(conn) != 0)
+                return MHD_NO;
             return ret;
         }
         return MHD_YES;
@@ -442,14 +393,18 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     }
     if (r->replied)
         return MHD_YES;
+    /* The whole request is in: from here on the connection answers, and
+     * the bound on receiving a request (conns.c) no longer applies. */
+    if (r->st == NULL && conns_replying(conn) != 0)
+        return MHD_NO;
     if (r->too_big)
         return srv_error(conn, 413, "request_too_large",
                          "the request body is larger than %zu bytes "
                          "(--max-body)",
                          s->o.max_body);
-    switch (r->rt) {
+    switch (t->rt) {
     case RT_WEB:
-        return web_file(conn, url);
+        return web_file(conn, t->path);
     case RT_HEALTH:
         return healthz(s, conn);
     case RT_METRICS:
@@ -463,13 +418,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     case RT_RUNS:
         if (r->post)
             return runs_post(s, conn, r->body.p, r->body.len);
-        return runs_list(s, conn);
+        return runs_list(s, conn, t);
     case RT_RUN:
         if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
-            return runs_delete(s, conn, r->id);
-        return runs_get(s, conn, r->id);
+            return runs_delete(s, conn, t->id, srv_target_arg(t, "purge"));
+        return runs_get(s, conn, t->id);
     case RT_EVENTS:
-        return events_get(s, conn, r->id, &r->st);
+        return events_get(s, conn, t->id, srv_target_arg(t, "after"), r->head,
+                          &r->st);
     default:
         return srv_error(conn, 404, "not_found_error", "no such endpoint");
     }
@@ -482,12 +438,15 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req *r = *con_cls;
 
     (void)cls;
-    (void)conn;
+    /* The connection may carry another request: it gets the whole bound
+     * to send it (conns.c). */
+    conns_request_done(conn);
     if (r == NULL)
         return;
     if (r->st != NULL)
         stream_free(r->st, toe);
     sbuf_free(&r->body);
+    srv_target_free(&r->t);
     free(r);
     *con_cls = NULL;
 }
@@ -688,6 +647,7 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
     }
     pthread_mutex_init(&s->mu, NULL);
     s->mu_init = 1;
+    conns_init(s);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->reap_cv, &ca);
@@ -763,10 +723,13 @@ srv_open(const srv_opts *o, srv **out, char *err, size_t errsz)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        (struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, conns_notify, s,
         MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(o->threads > 1 ? o->threads : 1),
         MHD_OPTION_CONNECTION_LIMIT, conn_limit(o),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_client_conns,
         MHD_OPTION_CONNECTION_TIMEOUT, CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_POOL_SIZE,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_END);
@@ -951,6 +914,7 @@ srv_close(srv *s)
     }
     if (s->mu_init)
         pthread_mutex_destroy(&s->mu);
+    conns_destroy(s);
     free(s->token);
     free(s);
 }

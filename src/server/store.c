@@ -124,82 +124,18 @@ list_row(const council_run_row *row, void *ud)
     return 0;
 }
 
-/* "2026-11-24T01:02:03Z" or with a fraction: microseconds since the
- * epoch; -1 if malformed. */
-static int64_t
-parse_rfc3339(const char *v)
-{
-    struct tm tm;
-    const char *p;
-    int64_t us = 0, scale = 100000;
-    time_t t;
-
-    memset(&tm, 0, sizeof(tm));
-    p = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (p == NULL)
-        return -1;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return -1;
-        for (; *p >= '0' && *p <= '9'; p++) {
-            us += (*p - '0') * scale;
-            scale /= 10;
-        }
-    }
-    if (strcmp(p, "Z") != 0)
-        return -1;
-    t = timegm(&tm);
-    if (t == (time_t)-1 || t < 0)
-        return -1;
-    return (int64_t)t * 1000000 + us;
-}
-
 enum MHD_Result
-runs_list(srv *s, struct MHD_Connection *conn)
+runs_list(srv *s, struct MHD_Connection *conn, const srv_target *t)
 {
-    const char *lim =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
-    const char *since =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
     council_store_query q;
     council_store *h;
     council_diag diag;
     council_err rc;
     list_ctx c;
+    const char *why;
 
-    memset(&q, 0, sizeof(q));
-    q.limit = 50;
-    q.council =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "council");
-    q.outcome =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "outcome");
-    if (lim != NULL) {
-        char *end;
-        unsigned long n;
-
-        errno = 0;
-        n = strtoul(lim, &end, 10);
-        if (lim[0] < '0' || lim[0] > '9' || *end != '\0' || errno != 0 ||
-            n == 0 || n > 1000)
-            return srv_error(conn, 400, "invalid_request_error",
-                             "'limit' must be an integer from 1 to 1000");
-        q.limit = n;
-    }
-    if (q.outcome != NULL && strcmp(q.outcome, "ok") != 0 &&
-        strcmp(q.outcome, "error") != 0 &&
-        strcmp(q.outcome, "cancelled") != 0 &&
-        strcmp(q.outcome, "crashed") != 0 && strcmp(q.outcome, "running") != 0)
-        return srv_error(conn, 400, "invalid_request_error",
-                         "'outcome' must be ok, error, cancelled, crashed or "
-                         "running");
-    if (since != NULL) {
-        q.since_us = parse_rfc3339(since);
-        if (q.since_us < 0)
-            return srv_error(conn, 400, "invalid_request_error",
-                             "'since' must be an RFC 3339 UTC time such as "
-                             "2026-11-24T01:02:03Z");
-    }
+    if (srv_parse_list_query(t, &q, &why) != 0)
+        return srv_error(conn, 400, "invalid_request_error", "%s", why);
     c.s = s;
     c.data = json_array();
     if (c.data == NULL)
@@ -489,7 +425,7 @@ store_replay_free(store_replay *rp)
 
 enum MHD_Result
 store_events_get(srv *s, struct MHD_Connection *conn, const char *id,
-                 uint64_t after, stream **out)
+                 uint64_t after, int head, stream **out)
 {
     store_replay *rp = calloc(1, sizeof(*rp));
     council_diag diag;
@@ -507,6 +443,11 @@ store_events_get(srv *s, struct MHD_Connection *conn, const char *id,
             return srv_error(conn, 404, "not_found_error", "no run \"%s\"", id);
         return srv_error(conn, 500, "server_error", "the run store: %s",
                          diag_or(&diag, rc));
+    }
+    if (head) {
+        /* The run is there: what a GET would start, without a stream. */
+        store_replay_free(rp);
+        return stream_head(conn, "text/event-stream");
     }
     if (stream_admit(s) != 0) {
         store_replay_free(rp);

@@ -20,7 +20,11 @@
  * client has gone (poll says POLLRDHUP or POLLHUP: a suspended connection
  * is not watched by libmicrohttpd) is resumed to be closed.  Closing a
  * chat's connection early cancels its run (stream_free); closing an SSE
- * follower never touches the run.
+ * follower never touches the run.  The same tick cuts connections whose
+ * request did not arrive in time (conns.c).
+ *
+ * HEAD of an event stream (stream_head) answers the headers a GET would
+ * get and starts no follower.
  */
 #include <errno.h>
 #include <poll.h>
@@ -297,25 +301,62 @@ reader(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-enum MHD_Result
-stream_queue(stream *st, const char *ctype, const char *const *headers)
+/* A stream's reply: 200, its headers, a body of unknown length (chunked
+ * in HTTP/1.1) from rd, or none (head). */
+static enum MHD_Result
+queue_stream(struct MHD_Connection *conn, MHD_ContentReaderCallback rd,
+             void *cls, int head, const char *ctype, const char *const *headers)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, RESP_BLOCK,
-                                             reader, st, NULL);
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, RESP_BLOCK, rd,
+                                             cls, NULL);
     if (resp == NULL)
         return MHD_NO;
+    if (head) {
+        /* libmicrohttpd 0.9.75 ends a chunked reply to HEAD with the
+         * last chunk ("0\r\n\r\n"), a body where none may be, which
+         * the client would read as the start of its next reply.  So no
+         * chunked encoding here, and the connection closes after the
+         * header block. */
+        MHD_set_response_options(resp, MHD_RF_HTTP_VERSION_1_0_ONLY,
+                                 MHD_RO_END);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     for (; headers != NULL && headers[0] != NULL; headers += 2)
         MHD_add_response_header(resp, headers[0], headers[1]);
-    ret = MHD_queue_response(st->conn, MHD_HTTP_OK, resp);
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     srv_count_status(200);
     return ret;
+}
+
+enum MHD_Result
+stream_queue(stream *st, const char *ctype, const char *const *headers)
+{
+    return queue_stream(st->conn, reader, st, 0, ctype, headers);
+}
+
+/* The body of a HEAD reply: libmicrohttpd asks for none; if it did,
+ * there would be nothing. */
+static ssize_t
+no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+enum MHD_Result
+stream_head(struct MHD_Connection *conn, const char *ctype)
+{
+    return queue_stream(conn, no_body, NULL, 1, ctype, NULL);
 }
 
 int
@@ -387,6 +428,7 @@ ticker_main(void *arg)
         if (s->tick_stop)
             break;
         now = mono_ns();
+        conns_sweep(s, now);
         for (r = s->first; r != NULL; r = r->next) {
             stream *w = r->waiters;
 
@@ -459,48 +501,35 @@ ticker_stop(srv *s)
 
 /* ---- GET /v1/runs/{id}/events -------------------------------------------- */
 
-/* A seq from Last-Event-ID or ?after=: digits only. */
-static int
-parse_seq(const char *v, uint64_t *out)
-{
-    uint64_t x = 0;
-    size_t i;
-
-    for (i = 0; v[i] != '\0'; i++) {
-        if (v[i] < '0' || v[i] > '9' || i >= 19)
-            return -1;
-        x = x * 10 + (uint64_t)(v[i] - '0');
-    }
-    if (i == 0)
-        return -1;
-    *out = x;
-    return 0;
-}
-
 enum MHD_Result
-events_get(srv *s, struct MHD_Connection *conn, const char *id, stream **out)
+events_get(srv *s, struct MHD_Connection *conn, const char *id,
+           const char *after, int head, stream **out)
 {
     const char *lei =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
-    const char *after =
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "after");
     uint64_t seq = 0;
     srun *r;
     stream *st;
 
     /* A reconnecting EventSource sends Last-Event-ID with the URL it
      * first used: the header is the newer position. */
-    if (lei != NULL && parse_seq(lei, &seq) != 0)
+    if (lei != NULL && srv_parse_seq(lei, &seq) != 0)
         return srv_error(conn, 400, "invalid_request_error",
                          "Last-Event-ID must be an event seq (digits)");
-    if (lei == NULL && after != NULL && parse_seq(after, &seq) != 0)
+    if (lei == NULL && after != NULL && srv_parse_seq(after, &seq) != 0)
         return srv_error(conn, 400, "invalid_request_error",
                          "'after' must be an event seq (digits)");
     pthread_mutex_lock(&s->mu);
     r = srun_find(s, id);
     pthread_mutex_unlock(&s->mu);
     if (r == NULL)
-        return store_events_get(s, conn, id, seq, out);
+        return store_events_get(s, conn, id, seq, head, out);
+    if (head) {
+        /* HEAD: the headers a GET would get, and no stream (none is
+         * counted against --max-streams). */
+        srun_release(s, r);
+        return stream_head(conn, "text/event-stream");
+    }
     if (stream_admit(s) != 0) {
         srun_release(s, r);
         return srv_refuse_stream(s, conn);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Small helpers of the server: a growable buffer, JSON string escaping
- * that never emits invalid UTF-8, clocks and RFC 3339 times, run id
- * checks, a constant-time comparison for tokens, and a byte hash.
+ * that never emits invalid UTF-8, clocks and RFC 3339 times, a
+ * constant-time comparison for tokens, and a byte hash.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -218,20 +218,6 @@ fmt_time(int64_t us, char *out, size_t size)
     snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(us % 1000000));
-}
-
-int
-run_id_ok(const char *id)
-{
-    size_t i;
-
-    for (i = 0; id[i] != '\0'; i++) {
-        unsigned char c = (unsigned char)id[i];
-
-        if (i >= 64 || c < 0x21 || c > 0x7e || c == '/')
-            return 0;
-    }
-    return i > 0;
 }
 
 int
