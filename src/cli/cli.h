@@ -47,6 +47,14 @@ const char *cli_host_program(void);
 /* --isolation VALUE: COUNCIL_ISOLATION_NONE or _PROCESS into *out; 0, or
  * -1 with a message on stderr. */
 int cli_parse_isolation(const char *v, int *out);
+/* stdout as a stream that remembers its first write error (output.c);
+ * called first thing in main. */
+void cli_stdout_open(void);
+/* Flush and close stdout at exit: if anything written to it was lost,
+ * say so on stderr ("council: writing to stdout: No space left on
+ * device") and turn exit code 0 into EXIT_FAILED; other codes stay.
+ * Returns the exit code. */
+int cli_finish_stdout(int code);
 
 /* "council: " + message on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -191,7 +191,12 @@ council_cmd_mockllm(int argc, char **argv)
         return rc == COUNCIL_EINVAL ? 2 : 1;
     }
     printf("mock-llm listening on %s\n", council_mockllm_base_url(m));
-    fflush(stdout);
+    if (fflush(stdout) != 0) {
+        /* Whoever waits for this line (a script, a test) would wait
+         * forever: stop now (main says why, cli_finish_stdout). */
+        council_mockllm_close(m);
+        return 1;
+    }
 
     while (sigwait(&set, &sig) != 0)
         ;

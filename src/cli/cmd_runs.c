@@ -720,7 +720,9 @@ cmd_show(int argc, char **argv)
     if (load_events(s, id, &l) != 0)
         code = EXIT_FAILED;
     if (cli_report_run(stdout, record, l.v, l.n, 0) != 0) {
-        cli_error("cannot write the report");
+        /* A write error is said once, at exit (cli_finish_stdout). */
+        if (!ferror(stdout))
+            cli_error("cannot write the report");
         code = EXIT_FAILED;
     }
     if (code != EXIT_COMPLETED)

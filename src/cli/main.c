@@ -39,7 +39,8 @@ static const char usage[] =
     "command\n"
     "  --version           print the version\n"
     "\n"
-    "exit codes: 0 completed, 1 failed, 2 usage or council-file error,\n"
+    "exit codes: 0 completed, 1 failed (output that could not be written\n"
+    "            to stdout included), 2 usage or council-file error,\n"
     "            3 cancelled, 4 crashed, 5 completed but its record is\n"
     "            incomplete; run and runs replay stopped by SIGINT,\n"
     "            SIGTERM, SIGHUP or a closed stdout record the run as\n"
@@ -167,17 +168,11 @@ stopped_by(int code)
     return 128 + sig;
 }
 
-int
-main(int argc, char **argv)
+static int
+dispatch(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
-    struct sigaction ign;
 
-    /* A write past a file size limit must fail with EFBIG and be reported
-     * by the recorder, not kill the process (SIGXFSZ's default). */
-    memset(&ign, 0, sizeof(ign));
-    ign.sa_handler = SIG_IGN;
-    sigaction(SIGXFSZ, &ign, NULL);
     if (cmd == NULL) {
         fputs(usage, stderr);
         return EXIT_USAGE;
@@ -191,10 +186,6 @@ main(int argc, char **argv)
         printf("council %s\n", council_version());
         return 0;
     }
-    /* Hidden: the run host of an isolated run, started by the engine of
-     * a council run or serve (this same binary, see cli_host_program). */
-    if (strcmp(cmd, "__host") == 0)
-        return council_host_main(argc, argv);
     if (strcmp(cmd, "run") == 0)
         return stopped_by(council_cmd_run(argc - 1, argv + 1));
     if (strcmp(cmd, "runs") == 0)
@@ -207,4 +198,25 @@ main(int argc, char **argv)
         return council_cmd_serve(argc - 1, argv + 1);
     cli_error("unknown command '%s' (see council --help)", cmd);
     return EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct sigaction ign;
+
+    /* A write past a file size limit must fail with EFBIG and be reported
+     * by the recorder, not kill the process (SIGXFSZ's default). */
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &ign, NULL);
+    /* Hidden: the run host of an isolated run, started by the engine of
+     * a council run or serve (this same binary, see cli_host_program).
+     * Its exit status is for the engine, and it writes nothing to
+     * stdout: it is not a command. */
+    if (argc > 1 && strcmp(argv[1], "__host") == 0)
+        return council_host_main(argc, argv);
+    /* Every command's output, help included, must have reached stdout. */
+    cli_stdout_open();
+    return cli_finish_stdout(dispatch(argc, argv));
 }

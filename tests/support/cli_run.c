@@ -39,8 +39,10 @@ cli_slurp(const char *path)
     return buf;
 }
 
-cli_result
-cli_run_ex(int sigint_after_ms, unsigned long fsize, const char *const *args)
+/* stdout_to: where the child's stdout goes, NULL for the case's file. */
+static cli_result
+spawn_cli(int sigint_after_ms, unsigned long fsize, const char *stdout_to,
+          const char *const *args)
 {
     const char *bin = getenv("COUNCIL_BIN");
     char out_path[600], err_path[600];
@@ -61,8 +63,11 @@ cli_run_ex(int sigint_after_ms, unsigned long fsize, const char *const *args)
     argv[n] = NULL;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path,
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (stdout_to != NULL)
+        posix_spawn_file_actions_addopen(&fa, 1, stdout_to, O_WRONLY, 0);
+    else
+        posix_spawn_file_actions_addopen(&fa, 1, out_path,
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_addopen(&fa, 2, err_path,
                                      O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fsize > 0) {
@@ -91,9 +96,21 @@ cli_run_ex(int sigint_after_ms, unsigned long fsize, const char *const *args)
         usleep(1000);
     }
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = cli_slurp(out_path);
+    r.out = stdout_to != NULL ? strdup("") : cli_slurp(out_path);
     r.err = cli_slurp(err_path);
     return r;
+}
+
+cli_result
+cli_run_ex(int sigint_after_ms, unsigned long fsize, const char *const *args)
+{
+    return spawn_cli(sigint_after_ms, fsize, NULL, args);
+}
+
+cli_result
+cli_run_to(const char *stdout_path, const char *const *args)
+{
+    return spawn_cli(0, 0, stdout_path, args);
 }
 
 cli_result

@@ -2,8 +2,8 @@
 /*
  * Running the council binary ($COUNCIL_BIN) from a test as a user would:
  * stdin from /dev/null, stdout and stderr captured to files in the case's
- * directory, at most 60 s, optionally a SIGINT after a delay or a file
- * size limit.  Shared by the command-line tests.
+ * directory (or stdout to a given file), at most 60 s, optionally a
+ * SIGINT after a delay or a file size limit.  Shared by the command-line tests.
  */
 #ifndef COUNCIL_TEST_CLI_RUN_H
 #define COUNCIL_TEST_CLI_RUN_H
@@ -21,6 +21,8 @@ cli_result cli_run(const char *const *args);
 /* sigint_after_ms > 0: SIGINT then; fsize > 0: RLIMIT_FSIZE for the child. */
 cli_result cli_run_ex(int sigint_after_ms, unsigned long fsize,
                       const char *const *args);
+/* stdout to an existing file (e.g. /dev/full) instead; out is then "". */
+cli_result cli_run_to(const char *stdout_path, const char *const *args);
 void cli_result_free(cli_result *r);
 
 /* The binary started in the background, as cli_run does (stdin from
