@@ -10,9 +10,19 @@
  * from run_started.  On a terminal it keeps a live view on stderr (one line
  * per member, redrawn at most every 50 ms); otherwise it prints plain
  * progress lines; with --json every event goes to stdout as a line.
+ *
+ * The live view is redrawn in place: the cursor goes up the lines drawn
+ * last time, and each line is cleared and written again.  That holds only
+ * while nothing else writes to the terminal between two frames, so a
+ * notice said during a run (Ctrl-C) goes through the display
+ * (display_note): under the display's lock, it takes the place of the
+ * frame's first line and the frame is drawn again below it.  (A notice
+ * written beside the frame moved the cursor two lines down, and the next
+ * frame landed two lines low, under stale lines of the old one.)
  */
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,6 +46,9 @@ typedef struct row {
 } row;
 
 struct cli_display {
+    /* The recorder's thread draws, the main thread says notices: the
+     * view's state and the terminal's cursor are under mu. */
+    pthread_mutex_t mu;
     enum cli_view mode;
     int color;
     char council[72];
@@ -65,6 +78,7 @@ cli_display_new(enum cli_view view)
 
     if (d == NULL)
         return NULL;
+    pthread_mutex_init(&d->mu, NULL);
     d->mode = view;
     d->color = nc == NULL || nc[0] == '\0';
     return d;
@@ -75,6 +89,7 @@ cli_display_free(cli_display *d)
 {
     if (d == NULL)
         return;
+    pthread_mutex_destroy(&d->mu);
     free(d->answer);
     free(d);
 }
@@ -183,6 +198,30 @@ draw(cli_display *d, int force)
     fflush(stderr);
 }
 
+/* A line said while the run goes: in the live view, in the place of the
+ * frame's first line, the frame drawn again below it (the cursor ends
+ * under the frame, as after any frame); else a line of its own.  Clears
+ * what the terminal echoed of the key (^C) on the line under the
+ * frame. */
+static void
+display_note(cli_display *d, const char *msg)
+{
+    pthread_mutex_lock(&d->mu);
+    if (d->mode == CLI_VIEW_LIVE) {
+        if (d->drawn > 0)
+            fprintf(stderr, "\033[%dA", d->drawn);
+        fprintf(stderr, "\r\033[2Kcouncil: %s\n", msg);
+        d->drawn = 0;
+        draw(d, 1);
+        fflush(stderr);
+    } else if (d->mode == CLI_VIEW_PLAIN) {
+        fprintf(stderr, "\ncouncil: %s\n", msg);
+    } else {
+        fprintf(stderr, "council: %s\n", msg);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
 static void plain(cli_display *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -243,6 +282,7 @@ d_event(void *state, council_event *ev)
         }
         return 0;
     }
+    pthread_mutex_lock(&d->mu);
     if (t != COUNCIL_EV_MEMBER_DELTA && t != COUNCIL_EV_SYNTHESIS_DELTA) {
         const char *text = council_event_json(ev);
         j = text != NULL ? json_loads(text, 0, NULL) : NULL;
@@ -361,6 +401,7 @@ d_event(void *state, council_event *ev)
         break;
     }
     draw(d, t != COUNCIL_EV_MEMBER_DELTA && t != COUNCIL_EV_SYNTHESIS_DELTA);
+    pthread_mutex_unlock(&d->mu);
     json_decref(j);
     return 0;
 }
@@ -371,7 +412,9 @@ d_final(void *state, const council_outcome *o)
     cli_display *d = state;
 
     (void)o;
+    pthread_mutex_lock(&d->mu);
     draw(d, 1);
+    pthread_mutex_unlock(&d->mu);
 }
 
 static const council_recorder_ops display_ops = {
@@ -479,9 +522,11 @@ cli_wait(council_run *run, cli_display *d)
         sig = cli_stop_signal();
         if (sig != 0 && !acted) {
             /* Said in every view: it is why the command ends so. */
+            char note[128];
             acted = 1;
-            fprintf(stderr, "%scouncil: cancelling the run: %s\n",
-                    d->mode == CLI_VIEW_LIVE ? "\n" : "", cli_stop_reason(sig));
+            snprintf(note, sizeof(note), "cancelling the run: %s",
+                     cli_stop_reason(sig));
+            display_note(d, note);
             council_run_cancel(run);
         }
     }
