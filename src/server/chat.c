@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_req.h"
 #include "serve.h"
 
 struct chat_state {
@@ -238,43 +239,6 @@ chat_end(stream *st)
 
 /* ---- requests ------------------------------------------------------------ */
 
-/* The text of a message's content: a string, null, or text parts. */
-static int
-content_text(json_t *c, sbuf *out, const char **text)
-{
-    size_t i;
-    json_t *part;
-
-    if (json_is_string(c)) {
-        if (strlen(json_string_value(c)) != json_string_length(c))
-            return -1;
-        *text = json_string_value(c);
-        return 0;
-    }
-    if (c == NULL || json_is_null(c)) {
-        *text = "";
-        return 0;
-    }
-    if (!json_is_array(c))
-        return -1;
-    json_array_foreach (c, i, part) {
-        json_t *type = json_object_get(part, "type");
-        json_t *t = json_object_get(part, "text");
-
-        if (!json_is_object(part) || !json_is_string(type) ||
-            strcmp(json_string_value(type), "text") != 0 || !json_is_string(t))
-            return -1;
-        if (out->len > 0)
-            sbuf_str(out, "\n");
-        sbuf_add(out, json_string_value(t), json_string_length(t));
-    }
-    sbuf_add(out, "", 0);
-    if (out->oom || strlen(out->p) != out->len)
-        return -1;
-    *text = out->p;
-    return 0;
-}
-
 static enum MHD_Result
 chat_reply(srv *s, stream *st)
 {
@@ -374,13 +338,9 @@ enum MHD_Result
 chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
           stream **st_out)
 {
-    json_error_t je;
-    json_t *root = NULL, *model, *msgs, *v, *so, *m;
-    council_message *cm = NULL;
-    sbuf *parts = NULL;
-    size_t n = 0, i;
-    int streamed = 0, include_usage = 0, admitted = 0;
-    const char *name, *type = NULL;
+    chat_req cr;
+    int admitted = 0;
+    const char *type = NULL;
     cset *cs = NULL;
     const centry *ce;
     run_req rq;
@@ -392,117 +352,19 @@ chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
     enum MHD_Result ret;
 
     memset(&rq, 0, sizeof(rq));
-    root = json_loadb(body != NULL ? body : "", len, 0, &je);
-    if (root == NULL) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "malformed JSON in the request body at line %d, "
-                        "column %d: %s",
-                        je.line, je.column, je.text);
-        goto out;
-    }
-    if (!json_is_object(root)) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "the request body must be a JSON object");
-        goto out;
-    }
-    model = json_object_get(root, "model");
-    if (!json_is_string(model)) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "'model' is required: \"council/<name>\"");
-        goto out;
-    }
-    name = json_string_value(model);
-    if (strncmp(name, "council/", 8) != 0) {
-        ret = srv_error(conn, 404, "not_found_error",
-                        "the model '%.100s' does not exist: models here are "
-                        "\"council/<name>\" (GET /v1/models)",
-                        name);
-        goto out;
-    }
+    status = chat_req_parse(body, len, &cr, &type, msg, sizeof(msg));
+    if (status != 0)
+        return srv_error(conn, status, type, "%s", msg);
     pthread_mutex_lock(&s->mu);
     cs = s->councils;
     cs->refs++;
     pthread_mutex_unlock(&s->mu);
-    ce = cset_find(cs, name + 8);
+    ce = cset_find(cs, cr.council);
     if (ce == NULL) {
         ret = srv_error(conn, 404, "not_found_error",
                         "the model '%.100s' does not exist: no council named "
                         "\"%.100s\" (GET /v1/models)",
-                        name, name + 8);
-        goto out;
-    }
-    v = json_object_get(root, "stream");
-    if (v != NULL && !json_is_null(v) && !json_is_boolean(v)) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "'stream' must be a boolean");
-        goto out;
-    }
-    streamed = json_is_true(v);
-    so = json_object_get(root, "stream_options");
-    if (so != NULL && !json_is_null(so)) {
-        v = json_object_get(so, "include_usage");
-        if (!json_is_object(so) ||
-            (v != NULL && !json_is_null(v) && !json_is_boolean(v))) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "'stream_options' must be an object with a "
-                            "boolean 'include_usage'");
-            goto out;
-        }
-        include_usage = json_is_true(v);
-    }
-    v = json_object_get(root, "n");
-    if (v != NULL && !json_is_null(v) &&
-        !(json_is_integer(v) && json_integer_value(v) == 1)) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "'n' must be 1: a council gives one answer");
-        goto out;
-    }
-    msgs = json_object_get(root, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "'messages' must be a non-empty array");
-        goto out;
-    }
-    n = json_array_size(msgs);
-    cm = calloc(n, sizeof(*cm));
-    parts = calloc(n, sizeof(*parts));
-    if (cm == NULL || parts == NULL) {
-        ret = srv_error(conn, 503, "server_error", "out of memory");
-        goto out;
-    }
-    json_array_foreach (msgs, i, m) {
-        const char *role = json_string_value(json_object_get(m, "role"));
-
-        if (!json_is_object(m) || role == NULL) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "messages[%zu] must be an object with a string "
-                            "'role'",
-                            i);
-            goto out;
-        }
-        if (strcmp(role, "developer") == 0)
-            role = "system";
-        if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
-            strcmp(role, "assistant") != 0) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "messages[%zu].role '%.40s' is not supported "
-                            "(system, developer, user, assistant)",
-                            i, role);
-            goto out;
-        }
-        cm[i].role = role;
-        if (content_text(json_object_get(m, "content"), &parts[i],
-                         &cm[i].content) != 0) {
-            ret = srv_error(conn, 400, "invalid_request_error",
-                            "messages[%zu].content must be a string or an "
-                            "array of text parts",
-                            i);
-            goto out;
-        }
-    }
-    if (strcmp(cm[n - 1].role, "user") != 0) {
-        ret = srv_error(conn, 400, "invalid_request_error",
-                        "the last message must have role \"user\"");
+                        cr.model, cr.council);
         goto out;
     }
     c = calloc(1, sizeof(*c));
@@ -510,9 +372,9 @@ chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
         ret = srv_error(conn, 503, "server_error", "out of memory");
         goto out;
     }
-    c->include_usage = streamed && include_usage;
+    c->include_usage = cr.include_usage;
     snprintf(c->model, sizeof(c->model), "council/%s", ce->name);
-    if (streamed) {
+    if (cr.streamed) {
         if (stream_admit(s) != 0) {
             ret = srv_refuse_stream(s, conn);
             goto out;
@@ -521,8 +383,8 @@ chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
     }
     rq.def = ce->def;
     rq.council_name = ce->name;
-    rq.msgs = cm;
-    rq.n_msgs = n;
+    rq.msgs = cr.msgs;
+    rq.n_msgs = cr.n_msgs;
     status = srv_start_run(s, &rq, &r, &type, msg, sizeof(msg));
     if (status != 0) {
         ret = srv_error(conn, status, type, "%s", msg);
@@ -530,7 +392,7 @@ chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
     }
     snprintf(c->id, sizeof(c->id), "chatcmpl-%s", r->id);
     c->created = (long long)(r->started_us / 1000000);
-    st = stream_new(s, streamed ? SK_CHAT : SK_CHAT_WAIT, conn, r, 0);
+    st = stream_new(s, cr.streamed ? SK_CHAT : SK_CHAT_WAIT, conn, r, 0);
     if (st == NULL) {
         council_engine_cancel(s->eng, r->id);
         srun_release(s, r);
@@ -542,7 +404,7 @@ chat_post(srv *s, struct MHD_Connection *conn, const char *body, size_t len,
     st->counted = admitted;
     admitted = 0;
     *st_out = st;
-    if (streamed) {
+    if (cr.streamed) {
         const char *hdrs[] = {"x-council-run-id", r->id, NULL};
 
         /* The role chunk goes out at once. */
@@ -561,13 +423,8 @@ out:
         s->streams--;
         pthread_mutex_unlock(&s->mu);
     }
-    if (parts != NULL)
-        for (i = 0; i < n; i++)
-            sbuf_free(&parts[i]);
-    free(parts);
-    free(cm);
     free(c);
-    json_decref(root);
+    chat_req_free(&cr);
     if (cs != NULL) {
         int last;
 

@@ -9,7 +9,8 @@
  * conns.c (the time a client has to send a request), runs.c (the run
  * registry, the server's own recorder, idempotency keys, the reaper),
  * stream.c (event followers: SSE and chat streams, heartbeats, disconnect
- * detection), chat.c (chat completions and models), councils.c (the
+ * detection), chat.c (chat completions and models; chat_req.c reads
+ * their request bodies: chat_req.h), councils.c (the
  * council directory), metrics.c, util.c (buffers, JSON text, time).
  *
  * Threads: libmicrohttpd's worker threads run the request handlers; the
