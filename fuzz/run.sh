@@ -18,6 +18,8 @@ case $t in
 council_yaml) dict="-dict=$here/council.dict" ;;
 openai_chunk | json_fast) dict="-dict=$here/openai.dict" ;;
 anthropic_event) dict="-dict=$here/anthropic.dict" ;;
+http_request) dict="-dict=$here/http.dict" ;;
+openai_compat_body) dict="-dict=$here/chat_request.dict" ;;
 esac
 status=0
 # A known leak inside libfyaml (see lsan.supp).

@@ -467,8 +467,109 @@ def run_reader():
             put("run_reader", "sqlite-store", f.read())
 
 
+# ---- http_request ----------------------------------------------------------
+# Byte 0 picks the method (0 GET, 1 HEAD, 2 POST, 3 DELETE, 4 PUT,
+# 5 OPTIONS, 6-7: the input's own up to a space); the rest is the target.
+def http_request():
+    rid = "01a22b87-ea99-7003-ab1c-01886dad173f"
+    cases = [
+        (0, "get-healthz", "/healthz"),
+        (1, "head-healthz", "/healthz"),
+        (0, "get-root", "/"),
+        (0, "get-app", "/app.js"),
+        (0, "get-metrics", "/metrics"),
+        (0, "get-models", "/v1/models"),
+        (2, "post-chat", "/v1/chat/completions"),
+        (0, "get-chat-405", "/v1/chat/completions"),
+        (2, "post-runs", "/v1/runs"),
+        (0, "list-query", "/v1/runs?limit=10&council=demo&outcome=ok"
+                          "&since=2026-11-24T00:00:00.5Z"),
+        (0, "list-bad-limit", "/v1/runs/?limit=0"),
+        (0, "list-plus", "/v1/runs?council=tr+io&council=x"),
+        (0, "run", "/v1/runs/" + rid),
+        (1, "head-run", "/v1/runs/" + rid),
+        (3, "delete-purge", "/v1/runs/" + rid + "?purge=true"),
+        (3, "delete-purge-bad", "/v1/runs/" + rid + "?purge"),
+        (0, "events-after", "/v1/runs/" + rid + "/events?after=120"),
+        (1, "head-events", "/v1/runs/" + rid + "/events"),
+        (0, "nul-path", "/v1/runs/%00"),
+        (0, "nul-id", "/v1/runs/" + rid + "%00/events"),
+        (0, "nul-query", "/v1/runs?limit=5%00"),
+        (0, "nul-key", "/v1/runs?x%00y=1"),
+        (0, "not-nul", "/v1/runs/%2500"),
+        (0, "bad-escapes", "/v1/runs/%zz%4"),
+        (0, "space-id", "/v1/runs/a%20b"),
+        (0, "long-id", "/v1/runs/" + "a" * 70),
+        (0, "other", "/v1/runs/x/other"),
+        (0, "many-args", "/v1/runs?" + "&".join("a%d=%d" % (i, i)
+                                               for i in range(34))),
+        (0, "empty-args", "/v1/runs?&&limit=3&"),
+        (4, "put", "/v1/runs"),
+        (5, "options", "/healthz"),
+    ]
+    for m, name, target in cases:
+        put("http_request", name, bytes([m]) + target.encode())
+    put("http_request", "own-method", b"\x06PATCH /v1/runs")
+    put("http_request", "raw-nul", b"\x00/healthz\x00/x")
+
+
+# ---- openai_compat_body ------------------------------------------------------
+def openai_compat_body():
+    user = {"role": "user", "content": "Why is the sky blue?"}
+    bodies = {
+        "minimal": {"model": "council/demo", "messages": [user]},
+        "streamed": {"model": "council/demo", "stream": True,
+                     "stream_options": {"include_usage": True},
+                     "messages": [user]},
+        "conversation": {"model": "council/demo", "n": 1,
+                         "temperature": 0.2, "messages": [
+                             {"role": "developer", "content": "Be brief."},
+                             {"role": "system", "content": None},
+                             {"role": "user", "content": "Hi"},
+                             {"role": "assistant", "content": "Hello."},
+                             {"role": "user", "content": [
+                                 {"type": "text", "text": ""},
+                                 {"type": "text", "text": "part one"},
+                                 {"type": "text", "text": "part two"}]}]},
+        "unicode": {"model": "council/d\u00e9mo \U0001f600",
+                    "messages": [{"role": "user",
+                                  "content": "caf\u00e9 \u2028 \u0001"}]},
+        "not-council": {"model": "gpt-4o", "messages": [user]},
+        "no-model": {"messages": [user]},
+        "stream-string": {"model": "council/demo", "stream": "yes",
+                          "messages": [user]},
+        "bad-options": {"model": "council/demo",
+                        "stream_options": {"include_usage": 1},
+                        "messages": [user]},
+        "n-two": {"model": "council/demo", "n": 2, "messages": [user]},
+        "no-messages": {"model": "council/demo", "messages": []},
+        "tool-role": {"model": "council/demo",
+                      "messages": [{"role": "tool", "content": "x"}]},
+        "image-part": {"model": "council/demo", "messages": [
+            {"role": "user", "content": [{"type": "image_url"}]}]},
+        "last-assistant": {"model": "council/demo", "messages": [
+            user, {"role": "assistant", "content": "x"}]},
+        "number-content": {"model": "council/demo",
+                           "messages": [{"role": "user", "content": 7}]},
+    }
+    for name, b in bodies.items():
+        put("openai_compat_body", name, json.dumps(b))
+    put("openai_compat_body", "nul-escape",
+        '{"model":"council/demo","messages":[{"role":"user",'
+        '"content":"a\\u0000b"}]}')
+    put("openai_compat_body", "malformed", '{"model":"council/demo",')
+    put("openai_compat_body", "array", '[1,2]')
+    put("openai_compat_body", "bad-utf8",
+        b'{"model":"council/\xff","messages":[]}')
+
+
+TARGETS = (council_yaml, sse, openai_chunk, anthropic_event, ranking,
+           event_json, jsonl_read, run_reader, http_request,
+           openai_compat_body)
+
 if __name__ == "__main__":
-    for fn in (council_yaml, sse, openai_chunk, anthropic_event, ranking,
-               event_json, jsonl_read, run_reader):
-        fn()
+    # Names on the command line: only those targets' seeds.
+    for fn in TARGETS:
+        if len(sys.argv) < 2 or fn.__name__ in sys.argv[1:]:
+            fn()
     sys.exit(0)
