@@ -48,7 +48,9 @@ const char *cli_host_program(void);
  * -1 with a message on stderr. */
 int cli_parse_isolation(const char *v, int *out);
 /* stdout as a stream that remembers its first write error (output.c);
- * called first thing in main. */
+ * called first thing in main.  It is a stdio stream of our own over
+ * descriptor 1, so fileno(stdout) is -1: code that needs the descriptor
+ * uses STDOUT_FILENO. */
 void cli_stdout_open(void);
 /* Flush and close stdout at exit: if anything written to it was lost,
  * say so on stderr ("council: writing to stdout: No space left on

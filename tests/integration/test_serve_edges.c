@@ -571,6 +571,26 @@ TEST_T(an_encoded_nul_is_a_400, 60)
     ASSERT_EQ_INT(r.status, 200);
     ASSERT_EQ_INT(json_array_size(json_object_get(r.json, "data")), 0);
     reply_free(&r);
+    /* More than 32 query parameters, and a parameter without '=' where
+     * a value is needed: 400, said as such. */
+    {
+        char many[600];
+        size_t n = 0;
+        int k;
+
+        n += (size_t)snprintf(many, sizeof(many), "/v1/runs?");
+        for (k = 0; k < 33; k++)
+            n += (size_t)snprintf(many + n, sizeof(many) - n, "p%d=1&", k);
+        r = request("GET", many, NULL);
+        assert_error(&r, 400, "invalid_request_error");
+        ASSERT_STR_CONTAINS(r.body, "query parameters");
+        reply_free(&r);
+    }
+    snprintf(path, sizeof(path), "/v1/runs/%s?purge", id);
+    r = request("DELETE", path, NULL);
+    assert_error(&r, 400, "invalid_request_error");
+    ASSERT_STR_CONTAINS(r.body, "purge");
+    reply_free(&r);
     /* The run is still there, whole. */
     snprintf(path, sizeof(path), "/v1/runs/%s", id);
     r = request("GET", path, NULL);
