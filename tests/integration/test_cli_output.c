@@ -240,8 +240,10 @@ TEST_T(a_failure_keeps_its_code, 60)
 }
 
 /* mock-llm prints the line scripts wait for and then serves until a
- * signal: when that line cannot be written it stops at once. */
-TEST_T(mock_llm_stops_when_its_line_is_lost, 60)
+ * signal: when that line cannot be written it stops at once.  (Before,
+ * it served on: cli_run's 60 s watchdog kills it, within this case's
+ * 90 s, so no process outlives a failing case.) */
+TEST_T(mock_llm_stops_when_its_line_is_lost, 90)
 {
     const char *args[] = {"mock-llm", "--listen", "127.0.0.1:0", NULL};
     cli_result r = cli_run_to("/dev/full", args);
