@@ -225,6 +225,12 @@ jsonl_init(const char *run_id, void *args, void **state, char *why,
 nomem:
     snprintf(why, why_size, "jsonl: out of memory");
 out:
+    if (st != NULL && st->fd >= 0) {
+        /* Refused after the file was made: take it back, or the run id
+         * would look taken to the next run and to replay. */
+        council__os.close(st->fd);
+        council__os.unlink(st->path);
+    }
     state_free(st);
     return rc;
 }

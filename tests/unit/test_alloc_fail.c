@@ -17,6 +17,7 @@
  * after a gapless prefix.
  * TEST_LABELS: threaded
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/event.h"
 #include "core/script_host.h"
 #include "provider/provider.h"
 #include "runner.h"
@@ -610,4 +612,75 @@ TEST_T(read_back_and_replay_allocation_failures, 300)
         }
     }
     ASSERT(atomic_load(&failures) > 0);
+}
+
+/* ---- a recorder's init ----------------------------------------------------
+ */
+
+static int
+count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    while (d != NULL && (de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+/* The built-in recorders' init under every allocation failure: it accepts,
+ * or refuses naming the cause, and a refusal leaves nothing behind: no
+ * descriptor open, and no file (a jsonl record that init created and then
+ * could not finish would make its run id look taken). */
+TEST_T(recorder_init_allocation_failures, 60)
+{
+    const council_recorder_ops *ops[2] = {council_recorder_jsonl(),
+                                          council_recorder_sqlite()};
+    char db[600], path[700], why[256];
+    long at, n;
+    int k;
+
+    snprintf(db, sizeof(db), "%s/init.db", runner_tmpdir());
+    ASSERT_OK(council_set_allocator(t_malloc, t_realloc, t_calloc, free));
+    for (k = 0; k < 2; k++) {
+        void *arg = k == 0 ? (void *)runner_tmpdir() : (void *)db;
+        for (at = 1; at < 400; at++) {
+            council_outcome *o = NULL;
+            void *state = NULL;
+            struct stat sb;
+            int fds = count_fds(), rc;
+            char id[32];
+
+            snprintf(id, sizeof(id), "init-%d-%ld", k, at);
+            snprintf(path, sizeof(path), "%s/%s.jsonl", runner_tmpdir(), id);
+            n = atomic_load(&failures);
+            atomic_store(&counter, 0);
+            atomic_store(&persistent, 0);
+            atomic_store(&fail_at, at);
+            why[0] = '\0';
+            rc = ops[k]->init(id, arg, &state, why, sizeof(why));
+            atomic_store(&fail_at, 0);
+            if (rc == 0) {
+                /* Finalize it as a run that never started would be. */
+                o = council__outcome_new(COUNCIL_OUTCOME_ERROR, NULL, NULL,
+                                         "not started");
+                ASSERT_NOT_NULL(o);
+                ops[k]->handle_finalize(state, o);
+                council__outcome_free(o);
+                if (atomic_load(&failures) == n)
+                    break; /* no allocation failed: every point was tried */
+                continue;
+            }
+            ASSERT(why[0] != '\0');
+            if (count_fds() != fds)
+                FAIL("init failing at allocation %ld (%s) left a descriptor "
+                     "open",
+                     at, why);
+            if (k == 0 && stat(path, &sb) == 0)
+                FAIL("init failing at allocation %ld left %s", at, path);
+        }
+    }
 }
