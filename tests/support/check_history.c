@@ -28,10 +28,16 @@ static const struct {
     const char *kind;
     const char *reason;
 } crash_kinds[] = {
-    {"sigkill", "signal SIGKILL"},     {"sigsegv", "signal SIGSEGV"},
-    {"abort", "signal SIGABRT"},       {"exit", "exit status *"},
-    {"sigstop", "no heartbeat for *"}, {"lease", "worker lost"},
-    {"shutdown", "shutdown"},          {"host_exit", NULL},
+    {"sigkill", "signal SIGKILL"},
+    {"sigsegv", "signal SIGSEGV"},
+    {"abort", "signal SIGABRT"},
+    {"exit", "exit status *"},
+    {"sigstop", "no heartbeat for *"},
+    {"lease", "worker lost"},
+    {"shutdown", "shutdown"},
+    {"host_exit", NULL},
+    {"protocol", "host protocol error: *"},
+    {"socket_closed", "host closed its socket*"},
 };
 
 static const char *const expects[] = {"crashed", "terminal", "cancelled",
@@ -912,13 +918,30 @@ judge_run(ctx *c, int r)
         int before_end = !terminal || fl->line < R->term_line;
         if (strcmp(fl->expect, "crashed") == 0) {
             crash_faults++;
-            if (terminal)
+            if (terminal) {
                 race = 1;
-        } else if (strcmp(fl->expect, "terminal") == 0 && !terminal) {
-            viol(c, fl->line,
-                 "I3 run %s: fault %s had to leave the terminal event to win, "
-                 "but none was emitted",
-                 R->id, fl->kind);
+            } else if (fl->run >= 0 && fl->at_seq > R->n_emit) {
+                /* The injector had seen at_seq (a child had written it):
+                 * those events were acknowledged, and must all be there
+                 * before the crash. */
+                if (f != NULL)
+                    f->lost += fl->at_seq - R->n_emit;
+                viol(c, fl->line,
+                     "I4 run %s: fault %s came after seq %llu, yet the bus "
+                     "accepted only %llu event(s) before the crash",
+                     R->id, fl->kind, (unsigned long long)fl->at_seq,
+                     (unsigned long long)R->n_emit);
+            }
+        } else if (strcmp(fl->expect, "terminal") == 0) {
+            /* A crash sent after the terminal was written: the race the
+             * terminal must win, and win every time. */
+            if (is_crash_kind(fl->kind))
+                race = 1;
+            if (!terminal)
+                viol(c, fl->line,
+                     "I3 run %s: fault %s had to leave the terminal event to "
+                     "win, but none was emitted",
+                     R->id, fl->kind);
         } else if (strcmp(fl->expect, "cancelled") == 0 &&
                    !(terminal && str_eq(R->tclass, "cancelled"))) {
             viol(c, fl->line,

@@ -35,7 +35,9 @@
  *       holds (history.h lists them); a crash fault's reason is the one
  *       its kind implies.
  *   I4  events lost = 0: every emitted seq reached every recorder of the
- *       run before its finalize.
+ *       run before its finalize; a run crashed by a fault of its own with
+ *       at_seq s emitted seqs 1..s at least (the injector had seen them:
+ *       a child had written them), the missing ones counted as lost.
  *   I5  resources records: fds back to baseline, no child left; bound
  *       records: within the limit.
  */
@@ -72,7 +74,9 @@ typedef struct hist_figures {
     uint64_t outcomes, outcomes_right;  /* runs with an outcome to check */
     uint64_t crashes, crashes_right;    /* of those: crashed outcomes */
     uint64_t cancels_won, cancels_lost; /* cancel requests before the end */
-    uint64_t races, races_terminal_won; /* terminal emitted + crash fault */
+    /* terminal-beats-crash races: a crash fault in a run that emitted its
+     * terminal event, or a crash fault expecting the terminal to win */
+    uint64_t races, races_terminal_won;
     uint64_t bounds, bounds_exceeded;
     double bound_worst_ratio; /* max ms / limit_ms */
     uint64_t resource_checks, resource_bad;

@@ -32,7 +32,8 @@
  *   fault      {"r":"fault","t","run","kind","at_seq","expect","reason",
  *              "by"}  run: an id, or "*" for every run started before it
  *              (an engine shutdown); at_seq: the last seq the injector
- *              had seen (0 = none or unknown); expect: see below
+ *              had seen (0 = none or unknown: a run that crashed by it
+ *              must have emitted at least that many); expect: see below
  *   bound      {"r":"bound","t","what","ms","limit_ms"}  a liveness bound
  *   resources  {"r":"resources","t","fds_before","fds_after","children"}
  *
@@ -42,15 +43,26 @@
  *   sigstop  "crashed" "no heartbeat for *"  lease   "crashed" "worker lost"
  *   shutdown "crashed" "shutdown"            host_exit "crashed" (any reason:
  *            a scripted in-process host ending without a terminal event)
- * A reason ending in '*' matches every reason with that prefix.  With
- * "crashed", a terminal event emitted before the crash wins (the outcome
- * is the terminal's; the checker counts a terminal-beats-crash race).
+ *   protocol "crashed" "host protocol error: *" (a child's bytes that the
+ *            parent refuses: garbage, a frame over the limit, a bad seq)
+ *   socket_closed "crashed" "host closed its socket*" (and lived on)
+ * A reason ending in '*' matches every reason with that prefix; a fault
+ * may give a longer prefix or the exact reason.  With "crashed", a
+ * terminal event emitted before the crash wins (the outcome is the
+ * terminal's; the checker counts a terminal-beats-crash race, as it does
+ * for a crash kind that expects "terminal").
  * Other kinds: cancel ("cancelled": the cancel must win; "race": it may
  * lose to a completion or a crash; "none": it came after the end and must
  * change nothing), rec_error / rec_block ("none"), rec_refuse
  * ("refused": start fails with COUNCIL_EREFUSED).  expect "terminal": a
  * terminal event must have been emitted (a kill sent after the child
- * wrote its terminal), and it wins.
+ * wrote its terminal), and it wins.  Process hosts add: nocancel (the
+ * child ignores cancels: "cancelled", the parent's kill after the grace
+ * still ends the run cancelled), deadline (the run's deadline passes:
+ * "terminal", the deadline's error, not a crash), and engine_kill ("none":
+ * the process holding the engine is killed; nothing in it can finalize,
+ * so its runs have no outcome to judge; the case's bound and resources
+ * records say whether its children went with it).
  *
  * Thread rules: every function may be called from any thread once
  * hist_open returned, until hist_close.

@@ -315,6 +315,11 @@ static const mutation mutations[] = {
      "{\"r\":\"emit\",\"run\":\"A\"", "the last line is cut short"},
     {"not JSON", INS_AFTER, "\"resources\"", "{\"r\":\"emit\",",
      "not a history record"},
+    {"a crash after seq 3, but 2 emitted", REPL, "\"fault\",\"run\":\"B\"",
+     "{\"r\":\"fault\",\"run\":\"B\",\"kind\":\"sigkill\",\"at_seq\":3,"
+     "\"expect\":\"crashed\",\"reason\":\"signal SIGKILL\"}",
+     "I4 run B: fault sigkill came after seq 3, yet the bus accepted only 2 "
+     "event(s) before the crash"},
 };
 
 TEST(each_broken_invariant_is_reported)
@@ -355,6 +360,7 @@ TEST(figures_count_what_broke)
         {8, offsetof(hist_figures, lost)},
         {23, offsetof(hist_figures, bounds_exceeded)},
         {24, offsetof(hist_figures, resource_bad)},
+        {28, offsetof(hist_figures, lost)},
     };
     size_t i;
 
@@ -379,6 +385,147 @@ TEST(figures_count_what_broke)
         ASSERT_EQ_U64(fig.races, 1);
         ASSERT_EQ_U64(fig.races_terminal_won, 0);
     }
+}
+
+/* Write base with up to two lines replaced (at: a substring naming the
+ * line, text: its replacement); return its path. */
+static const char *
+write_replaced(const char *at1, const char *text1, const char *at2,
+               const char *text2)
+{
+    static char path[600];
+    size_t i, a = find_line(at1), b = at2 != NULL ? find_line(at2) : N_BASE;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/r.jsonl", runner_tmpdir());
+    f = fopen(path, "w");
+    ASSERT_NOT_NULL(f);
+    for (i = 0; i < N_BASE; i++)
+        fprintf(f, "%s\n", i == a ? text1 : i == b ? text2 : base[i]);
+    fclose(f);
+    return path;
+}
+
+#define B_FAULT(kind, reason)                                                  \
+    "{\"r\":\"fault\",\"run\":\"B\",\"kind\":\"" kind "\",\"at_seq\":2,"       \
+    "\"expect\":\"crashed\",\"reason\":\"" reason "\",\"by\":\"test\"}"
+#define B_FINAL(reason)                                                        \
+    "{\"r\":\"finalize\",\"run\":\"B\",\"rec\":3,\"kind\":\"crashed\","        \
+    "\"reason\":\"" reason "\"}"
+
+/* The child-process host's own crash kinds: a protocol error and a
+ * socket closed by a child that lives on.  The right reason passes; a
+ * fault record whose reason is not its kind's, or a run that crashed with
+ * another reason than the fault's, is reported. */
+TEST(protocol_and_socket_closed_faults_need_their_reason)
+{
+    static const struct {
+        const char *fault, *final, *want; /* want NULL: clean */
+        int right; /* crashed outcomes counted right (B and G) */
+    } cases[] = {
+        {B_FAULT("protocol", "host protocol error: *"),
+         B_FINAL("host protocol error: a frame of unknown type 0x58"), NULL, 2},
+        {B_FAULT("protocol", "host protocol error: a frame of 1073741824 "
+                             "bytes*"),
+         B_FINAL("host protocol error: a frame of 1073741824 bytes (the "
+                 "limit is 16777216)"),
+         NULL, 2},
+        {B_FAULT("socket_closed", "host closed its socket*"),
+         B_FINAL("host closed its socket and was still running 1s later"), NULL,
+         2},
+        /* The run crashed, but not as the fault says. */
+        {B_FAULT("protocol", "host protocol error: *"),
+         B_FINAL("host closed its socket and was still running 1s later"),
+         "I3 run B rec 3: crash reason \"host closed its socket and was "
+         "still running 1s later\" is not the injected fault's (first: "
+         "protocol \"host protocol error: *\")",
+         1},
+        {B_FAULT("protocol", "host protocol error: event seq 9 after seq 4"),
+         B_FINAL("host protocol error: event seq 8 after seq 4"),
+         "crash reason \"host protocol error: event seq 8 after seq 4\" is "
+         "not the injected fault's",
+         1},
+        {B_FAULT("socket_closed", "host closed its socket*"),
+         B_FINAL("host protocol error: a frame of unknown type 0x58"),
+         "I3 run B rec 3: crash reason \"host protocol error: a frame of "
+         "unknown type 0x58\" is not the injected fault's (first: "
+         "socket_closed",
+         1},
+        {B_FAULT("socket_closed", "signal SIGKILL"), B_FINAL("signal SIGKILL"),
+         "fault socket_closed: the crash it causes has reason \"host closed "
+         "its socket*\", not \"signal SIGKILL\"",
+         2},
+        /* A fault record whose reason is not its kind's. */
+        {B_FAULT("protocol", "host closed its socket*"),
+         B_FINAL("host closed its socket and was still running 1s later"),
+         "fault protocol: the crash it causes has reason \"host protocol "
+         "error: *\", not \"host closed its socket*\"",
+         2},
+    };
+    size_t i;
+
+    ASSERT_STR_EQ(hist_crash_reason("protocol"), "host protocol error: *");
+    ASSERT_STR_EQ(hist_crash_reason("socket_closed"),
+                  "host closed its socket*");
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hist_figures fig;
+        char *report = NULL;
+        size_t n;
+
+        memset(&fig, 0, sizeof(fig));
+        n = hist_check_file(
+            write_replaced("\"fault\",\"run\":\"B\"", cases[i].fault,
+                           "\"finalize\",\"run\":\"B\"", cases[i].final),
+            &fig, &report);
+        if (cases[i].want == NULL) {
+            if (n != 0)
+                FAIL("case %zu: %zu violation(s):\n%s", i, n, report);
+        } else {
+            if (n == 0)
+                FAIL("case %zu: the checker found nothing", i);
+            if (report == NULL || strstr(report, cases[i].want) == NULL)
+                FAIL("case %zu: report lacks \"%s\":\n%s", i, cases[i].want,
+                     report != NULL ? report : "(none)");
+        }
+        ASSERT_EQ_U64(fig.crashes, 2);
+        ASSERT_EQ_U64(fig.crashes_right, (uint64_t)cases[i].right);
+        free(report);
+    }
+}
+
+/* A kill sent after the child wrote its terminal expects the terminal to
+ * win: a terminal-beats-crash race, counted as one. */
+TEST(a_crash_expecting_the_terminal_counts_as_a_race)
+{
+    hist_figures fig;
+    char *report = NULL;
+    size_t n;
+
+    memset(&fig, 0, sizeof(fig));
+    n = hist_check_file(
+        write_replaced("\"fault\",\"run\":\"C\"",
+                       "{\"r\":\"fault\",\"run\":\"C\",\"kind\":\"sigkill\","
+                       "\"at_seq\":2,\"expect\":\"terminal\",\"reason\":null,"
+                       "\"by\":\"test\"}",
+                       NULL, NULL),
+        &fig, &report);
+    if (n != 0)
+        FAIL("%zu violation(s):\n%s", n, report);
+    ASSERT_EQ_U64(fig.races, 1);
+    ASSERT_EQ_U64(fig.races_terminal_won, 1);
+    free(report);
+    /* Not a crash kind: a deadline expecting its terminal is no race. */
+    memset(&fig, 0, sizeof(fig));
+    n = hist_check_file(
+        write_replaced("\"fault\",\"run\":\"C\"",
+                       "{\"r\":\"fault\",\"run\":\"C\",\"kind\":\"deadline\","
+                       "\"at_seq\":0,\"expect\":\"terminal\",\"reason\":null,"
+                       "\"by\":\"test\"}",
+                       NULL, NULL),
+        &fig, &report);
+    ASSERT_EQ_U64(n, 0);
+    ASSERT_EQ_U64(fig.races, 0);
+    free(report);
 }
 
 TEST(an_unreadable_history_is_a_violation)
