@@ -3,8 +3,9 @@
 #
 #   bench/fault_figures.sh [OUT_FILE]
 #
-# Builds the fault tests (tests/integration/test_faults.c and any later
-# test_faults_*.c) under each sanitizer pass (PASSES, default
+# Builds the fault tests (tests/integration/test_faults.c and every
+# test_faults_*.c; test_faults_process.c spawns the council-host built
+# with them) under each sanitizer pass (PASSES, default
 # "address,undefined thread": ASan+UBSan+LSan, then TSan), runs each once
 # with one engine loop and once with three (COUNCIL_LOOP_THREADS=3), every
 # case writing its history into a directory given by COUNCIL_HISTORY_DIR,
@@ -41,7 +42,10 @@ for san in $passes; do
         -DCMAKE_BUILD_TYPE=Debug -DCOUNCIL_SANITIZE="$san" >/dev/null
   tests=$(for f in tests/integration/test_faults*.c; do basename "$f" .c; done)
   # shellcheck disable=SC2086
-  cmake --build "$dir" -j2 --target check_history $tests >/dev/null
+  cmake --build "$dir" -j2 --target check_history council_host $tests >/dev/null
+  # The process fault tests spawn this build's host program (CTest sets
+  # the same variable).
+  export COUNCIL_HOST_PROGRAM="$PWD/$dir/council-host"
   [ -n "$checker" ] || checker="$dir/check_history"
   mult=1
   [ "$san" = thread ] && mult=4
@@ -86,8 +90,9 @@ total_findings=$(( found[ASan] + found[UBSan] + found[LSan] + found[TSan] ))
   echo "| COUNCIL_SEED of this pass | $seed | listed |"
   echo
   echo "Not covered by this pass: allocation and syscall faults (F1, F2: their own"
-  echo "tests), provider faults (F3), worker processes, Redis (F4, F6, F7), fuzzing,"
-  echo "coverage and soak; their rows join the table as their tests write histories."
+  echo "tests), provider faults (F3), Redis workers (F6, F7), signals to \`council run\`"
+  echo "and \`council serve\`, fuzzing, coverage and soak; their rows join the table as"
+  echo "their tests write histories."
 } >"$work/report"
 cat "$work/report"
 [ -n "$out" ] && cp "$work/report" "$out"
