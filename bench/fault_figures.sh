@@ -42,10 +42,12 @@ for san in $passes; do
         -DCMAKE_BUILD_TYPE=Debug -DCOUNCIL_SANITIZE="$san" >/dev/null
   tests=$(for f in tests/integration/test_faults*.c; do basename "$f" .c; done)
   # shellcheck disable=SC2086
-  cmake --build "$dir" -j2 --target check_history council_host $tests >/dev/null
-  # The process fault tests spawn this build's host program (CTest sets
-  # the same variable).
+  cmake --build "$dir" -j2 --target check_history council_host council_cli \
+        $tests >/dev/null
+  # The process fault tests spawn this build's host program, and the
+  # command-line ones its council binary (CTest sets the same variables).
   export COUNCIL_HOST_PROGRAM="$PWD/$dir/council-host"
+  export COUNCIL_BIN="$PWD/$dir/council"
   [ -n "$checker" ] || checker="$dir/check_history"
   mult=1
   [ "$san" = thread ] && mult=4

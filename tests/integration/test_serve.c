@@ -31,8 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_history.h"
 #include "cli_run.h"
 #include "council.h"
+#include "history.h"
 #include "runner.h"
 
 extern char **environ;
@@ -2253,21 +2255,30 @@ TEST_T(purge_deletes_an_ended_run, 60)
  * restarted on the same store, it closes the run at start as crashed
  * ("process lost: pid N": the killed server's pid); what it recorded is
  * still served, its stored events replay without a gap; cancelling it is
- * a 409 naming the run and its outcome; purging it works. */
+ * a 409 naming the run and its outcome; purging it works.  The store's
+ * record goes through the history checker too (tests/support/history.h,
+ * hist_store: the store as the killed process's one recorder). */
 TEST_T(a_killed_server_loses_nothing_recorded, 60)
 {
-    char path[300], *id, want[64];
-    int status;
+    char path[300], *id, want[64], db[800];
+    int status, rec;
+    unsigned tag;
     long n;
     hresp r;
     sse s, a;
+    hist *h = hist_open_case("a_killed_server_loses_nothing_recorded");
 
     mock_start(30, NULL);
     write_council("a.yaml", "trio", NULL);
     serve_start(NULL);
     id = start_run("{\"council\":\"trio\",\"input\":\"interrupted\"}");
+    tag = hist_start(h, id);
+    rec = hist_store_rec(h, id);
+    hist_start_ack(h, tag, id, COUNCIL_OK);
     snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
     sse_get(path, NULL, NULL, 20, &a);
+    hist_fault(h, id, "process_lost", 0, "crashed",
+               hist_crash_reason("process_lost"));
     kill(sv.pid, SIGKILL);
     ASSERT_EQ_INT(waitpid(sv.pid, &status, 0), sv.pid);
     snprintf(want, sizeof(want), "process lost: pid %d", (int)sv.pid);
@@ -2290,6 +2301,10 @@ TEST_T(a_killed_server_loses_nothing_recorded, 60)
         ASSERT_STR_EQ(o, "crashed");
         free(o);
     }
+    snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
+    ASSERT_EQ_U64(hist_store(h, db, id, rec, 1), (uint64_t)n);
+    hist_assert_clean(h);
+    hist_close(h);
     snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
     sse_get(path, NULL, NULL, 0, &s);
     ASSERT_EQ_U64(s.n, (uint64_t)n);

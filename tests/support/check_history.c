@@ -38,6 +38,9 @@ static const struct {
     {"host_exit", NULL},
     {"protocol", "host protocol error: *"},
     {"socket_closed", "host closed its socket*"},
+    /* The engine's whole process was killed: the next reader of its store
+     * closes the run (DISTRIBUTED 3). */
+    {"process_lost", "process lost: pid *"},
 };
 
 static const char *const expects[] = {"crashed", "terminal", "cancelled",

@@ -819,3 +819,63 @@ hist_assert_clean(hist *h)
              report != NULL ? report : "");
     free(report);
 }
+
+/* ---- a store's record as a recorder's view ------------------------------ */
+
+typedef struct store_view {
+    hist *h;
+    const char *run_id;
+    int rec, emit;
+    size_t n;
+} store_view;
+
+static int
+store_event(council_event *ev, void *ud)
+{
+    store_view *v = ud;
+
+    if (v->emit)
+        hist_emit(v->h, ev);
+    hist_deliver_record(v->h, v->run_id, v->rec, council_event_seq(ev),
+                        council_event_type_name(council_event_type_of(ev)), 0);
+    v->n++;
+    return 0;
+}
+
+int
+hist_store_rec(hist *h, const char *run_id)
+{
+    int rec = hist_next_rec_id(h);
+
+    hist_init_record(h, run_id, rec, 1, NULL);
+    return rec;
+}
+
+size_t
+hist_store(hist *h, const char *path, const char *run_id, int rec, int emit)
+{
+    store_view v = {h, run_id, rec, emit, 0};
+    council_store *s = NULL;
+    council_diag d;
+    char *text = NULL;
+    json_t *j;
+    const char *kind, *reason;
+
+    memset(&d, 0, sizeof(d));
+    if (council_store_open(path, 0, &s, &d) != COUNCIL_OK)
+        FAIL("%s: %s", path, d.msg);
+    if (council_store_events(s, run_id, 0, store_event, &v, &d) != COUNCIL_OK)
+        FAIL("%s: events of %s: %s", path, run_id, d.msg);
+    if (council_store_run(s, run_id, &text, &d) != COUNCIL_OK)
+        FAIL("%s: run %s: %s", path, run_id, d.msg);
+    council_store_close(s);
+    j = json_loads(text, 0, NULL);
+    ASSERT_NOT_NULL(j);
+    kind = json_string_value(json_object_get(j, "outcome"));
+    reason = json_string_value(json_object_get(j, "reason"));
+    hist_finalize_record(h, run_id, rec, kind != NULL ? kind : "running",
+                         reason);
+    json_decref(j);
+    council_free(text);
+    return v.n;
+}

@@ -58,7 +58,9 @@
  * terminal event must have been emitted (a kill sent after the child
  * wrote its terminal), and it wins.  Process hosts add: nocancel (the
  * child ignores cancels: "cancelled", the parent's kill after the grace
- * still ends the run cancelled), deadline (the run's deadline passes:
+ * still ends the run cancelled), process_lost (the engine's process was
+ * SIGKILLed: "crashed" "process lost: pid *", closed by the next reader of
+ * its store, hist_store), deadline (the run's deadline passes:
  * "terminal", the deadline's error, not a crash), and engine_kill ("none":
  * the process holding the engine is killed; nothing in it can finalize,
  * so its runs have no outcome to judge; the case's bound and resources
@@ -146,6 +148,25 @@ void hist_fault_by(hist *h, const char *run_id, const char *kind,
  */
 const char *hist_fault_crash(hist *h, const char *run_id, const char *kind,
                              uint64_t at_seq, int status);
+
+/*
+ * A store's record of run run_id as one recorder's view, for runs whose
+ * engine ran in another process (`council run`, `council serve`).
+ * hist_store_rec writes the store recorder's init record (accepted) and
+ * returns its id: call it between hist_start and hist_start_ack, where
+ * the recorder's init happened.  hist_store then opens the store at path
+ * read-write (so a run whose process is gone is closed as crashed("process
+ * lost: pid N") first, as any reader would) and writes a deliver record
+ * for each stored event, and, with emit set, an emit record first (the
+ * record is all the bus of that process is known to have accepted: give
+ * emit to the first store read only), then the finalize record with the
+ * stored outcome and reason ("running" if it has none: the checker
+ * reports it).  Returns the number of events stored; FAILs the case if
+ * the record cannot be read.
+ */
+int hist_store_rec(hist *h, const char *run_id);
+size_t hist_store(hist *h, const char *path, const char *run_id, int rec,
+                  int emit);
 
 /* Record a cancel (kind cancel, by "test") with its expectation, then
  * council_run_cancel(run).  Returns what council_run_cancel returned. */
