@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -337,6 +338,32 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
         return socket_failed(easy, COUNCIL_EIO,
                              "cannot watch the connection's socket");
     return 0;
+}
+
+/*
+ * libcurl closes a connection's socket, then (sometimes, when it drops the
+ * connection while taking a transfer out) tells socket_cb CURL_POLL_REMOVE
+ * for it: by then the number may belong to another socket (another
+ * thread's accept, or another connection of this loop), and stopping the
+ * watch then works on the wrong descriptor.  So libcurl closes its sockets
+ * through here: the watch stops first, while the number is still this
+ * socket's, then the socket is closed; a later REMOVE finds no watch.
+ */
+static int
+close_cb(void *clientp, curl_socket_t fd)
+{
+    council__http *h = clientp;
+    sock *sk;
+
+    for (sk = h->socks; sk != NULL; sk = sk->next) {
+        if (sk->fd == fd) {
+            if (h->multi != NULL)
+                curl_multi_assign(h->multi, fd, NULL);
+            sock_close(h, sk);
+            break;
+        }
+    }
+    return close(fd);
 }
 
 static void
@@ -1567,6 +1594,8 @@ council__chat_launch(council__chat *c)
     cc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
     cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     cc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    cc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    cc |= curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
     cc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     cc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     /* Stream chunks are small (a token or a few per event): libcurl's
