@@ -369,14 +369,15 @@ TEST_T(a_recording_process_killed, 60)
     close(p[1]);
     ASSERT_EQ_INT(read(p[0], &c, 1), 1);
     close(p[0]);
-    /* Its events reach the store at the recorder's flush. */
+    /* Its row is written at the recorder's init and its events at the
+     * recorder's flush, a moment later: wait for both. */
     for (int i = 0; i < 2000; i++) {
         if (access(db, F_OK) == 0 &&
             council_store_open(db, COUNCIL_STORE_READONLY, &s, &diag) ==
                 COUNCIL_OK) {
             l = list(s, NULL);
             council_store_close(s);
-            if (l.n == 1)
+            if (l.n == 1 && sql_int(db, "SELECT events FROM runs") >= 1)
                 break;
         }
         usleep(5000);
