@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/event.h"
+#include "core/json_write.h"
 
 struct council_event {
     atomic_uint refs;
@@ -390,7 +391,7 @@ render(const council_event *ev)
     if (ev->data != NULL)
         bad |= json_object_update_missing(o, ev->data);
     if (!bad)
-        out = json_dumps(o, JSON_COMPACT);
+        out = council__json_dumps(o, NULL);
     json_decref(o);
     return out;
 }
@@ -432,8 +433,6 @@ council_event_json(council_event *ev)
 
 struct council_outcome {
     council_outcome_kind kind;
-    json_t *result;
-    json_t *errors;
     char *reason;
     char *result_text;
     char *errors_text;
@@ -455,9 +454,27 @@ council_outcome_kind_name(council_outcome_kind kind)
     return outcome_names[kind];
 }
 
-council_outcome *
-council__outcome_new(council_outcome_kind kind, json_t *result, json_t *errors,
-                     const char *reason)
+/* Copy s to at (room known), NUL-terminated; returns the new end. */
+static char *
+append(char *at, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(at, s, n + 1);
+    return at + n;
+}
+
+/*
+ * An outcome is texts only: result and errors are rendered when it is
+ * made, from trees it only reads, and no tree is kept.  So an outcome
+ * shares nothing with the event it came from (jansson's reference counts
+ * order a decrement only with release: a tree whose last two references
+ * were dropped on two threads could be freed racing the other's read),
+ * and making one from a terminal event copies no tree.
+ */
+static council_outcome *
+outcome_make(council_outcome_kind kind, json_t *result, json_t *errors,
+             const char *reason)
 {
     council_outcome *o = council__calloc(1, sizeof(*o));
     json_t *j = NULL;
@@ -467,25 +484,21 @@ council__outcome_new(council_outcome_kind kind, json_t *result, json_t *errors,
     if (o == NULL)
         goto fail;
     o->kind = kind;
-    o->result = result;
-    o->errors = errors;
-    result = NULL;
-    errors = NULL;
     if (reason != NULL) {
         o->reason = council__strdup(reason);
         if (o->reason == NULL)
             goto fail;
-    } else if (kind == COUNCIL_OUTCOME_ERROR && o->errors != NULL) {
+    } else if (kind == COUNCIL_OUTCOME_ERROR && errors != NULL) {
         const char *m = json_string_value(
-            json_object_get(json_array_get(o->errors, 0), "message"));
+            json_object_get(json_array_get(errors, 0), "message"));
         if (m != NULL && (o->reason = council__strdup(m)) == NULL)
             goto fail;
     }
-    if (o->result != NULL &&
-        (o->result_text = json_dumps(o->result, JSON_COMPACT)) == NULL)
+    if (result != NULL &&
+        (o->result_text = council__json_dumps(result, NULL)) == NULL)
         goto fail;
-    if (o->errors != NULL &&
-        (o->errors_text = json_dumps(o->errors, JSON_COMPACT)) == NULL)
+    if (errors != NULL &&
+        (o->errors_text = council__json_dumps(errors, NULL)) == NULL)
         goto fail;
     /* {"outcome","reason","errors","result"}, from the texts above rather
      * than by rendering result a second time (a run's result holds every
@@ -494,7 +507,7 @@ council__outcome_new(council_outcome_kind kind, json_t *result, json_t *errors,
         j = json_string(o->reason);
         if (j == NULL)
             goto fail; /* not UTF-8, or out of memory */
-        reason_text = json_dumps(j, JSON_ENCODE_ANY);
+        reason_text = council__json_dumps(j, NULL);
         if (reason_text == NULL)
             goto fail;
     }
@@ -505,23 +518,44 @@ council__outcome_new(council_outcome_kind kind, json_t *result, json_t *errors,
     o->json = council__malloc(n);
     if (o->json == NULL)
         goto fail;
-    snprintf(o->json, n, "{\"outcome\":\"%s\"%s%s%s%s%s%s}",
-             outcome_names[kind], reason_text != NULL ? ",\"reason\":" : "",
-             reason_text != NULL ? reason_text : "",
-             o->errors_text != NULL ? ",\"errors\":" : "",
-             o->errors_text != NULL ? o->errors_text : "",
-             o->result_text != NULL ? ",\"result\":" : "",
-             o->result_text != NULL ? o->result_text : "");
+    {
+        char *at = o->json;
+        at = append(at, "{\"outcome\":\"");
+        at = append(at, outcome_names[kind]);
+        at = append(at, "\"");
+        if (reason_text != NULL) {
+            at = append(at, ",\"reason\":");
+            at = append(at, reason_text);
+        }
+        if (o->errors_text != NULL) {
+            at = append(at, ",\"errors\":");
+            at = append(at, o->errors_text);
+        }
+        if (o->result_text != NULL) {
+            at = append(at, ",\"result\":");
+            at = append(at, o->result_text);
+        }
+        at = append(at, "}");
+    }
     council__free(reason_text);
     json_decref(j);
     return o;
 fail:
     council__free(reason_text);
     json_decref(j);
-    json_decref(result);
-    json_decref(errors);
     council__outcome_free(o);
     return NULL;
+}
+
+council_outcome *
+council__outcome_new(council_outcome_kind kind, json_t *result, json_t *errors,
+                     const char *reason)
+{
+    council_outcome *o = outcome_make(kind, result, errors, reason);
+
+    json_decref(result);
+    json_decref(errors);
+    return o;
 }
 
 static int
@@ -538,60 +572,27 @@ has_cancelled(json_t *errors)
     return 0;
 }
 
-/* A copy of v that shares nothing with it (NULL stays NULL); *oom is set
- * when memory ran out. */
-static json_t *
-private_copy(json_t *v, int *oom)
-{
-    json_t *c;
-
-    if (v == NULL)
-        return NULL;
-    c = json_deep_copy(v);
-    if (c == NULL)
-        *oom = 1;
-    return c;
-}
-
-/*
- * The outcome takes copies of the terminal event's result and errors, not
- * references: jansson's reference counts order a decrement only with
- * release, so an object whose last two references are dropped on two
- * threads (the event's on a subscriber's thread, the outcome's on the
- * recorder pool) would be freed racing the other thread's read of its
- * count.  Events and outcomes share no JSON tree.
- */
 council_outcome *
 council__outcome_from_terminal(const council_event *ev)
 {
-    int oom = 0;
-    json_t *result = private_copy(json_object_get(ev->data, "result"), &oom);
+    json_t *result = json_object_get(ev->data, "result");
     json_t *errors = json_object_get(ev->data, "errors");
+    council_outcome *o;
+    json_t *why;
 
-    if (ev->type == COUNCIL_EV_RUN_COMPLETED) {
-        if (oom)
-            return NULL;
-        return council__outcome_new(COUNCIL_OUTCOME_OK, result, NULL, NULL);
-    }
-    if (!json_is_array(errors)) {
-        if (oom)
-            return NULL;
-        return council__outcome_new(
-            COUNCIL_OUTCOME_ERROR, result,
-            json_pack("[{s:s,s:s}]", "kind", "internal", "message",
-                      "run_failed without an error list"),
-            NULL);
-    }
-    errors = private_copy(errors, &oom);
-    if (oom) {
-        json_decref(result);
-        json_decref(errors);
+    if (ev->type == COUNCIL_EV_RUN_COMPLETED)
+        return outcome_make(COUNCIL_OUTCOME_OK, result, NULL, NULL);
+    if (json_is_array(errors))
+        return outcome_make(has_cancelled(errors) ? COUNCIL_OUTCOME_CANCELLED
+                                                  : COUNCIL_OUTCOME_ERROR,
+                            result, errors, NULL);
+    why = json_pack("[{s:s,s:s}]", "kind", "internal", "message",
+                    "run_failed without an error list");
+    if (why == NULL)
         return NULL;
-    }
-    return council__outcome_new(has_cancelled(errors)
-                                    ? COUNCIL_OUTCOME_CANCELLED
-                                    : COUNCIL_OUTCOME_ERROR,
-                                result, errors, NULL);
+    o = outcome_make(COUNCIL_OUTCOME_ERROR, result, why, NULL);
+    json_decref(why);
+    return o;
 }
 
 void
@@ -599,8 +600,6 @@ council__outcome_free(council_outcome *o)
 {
     if (o == NULL)
         return;
-    json_decref(o->result);
-    json_decref(o->errors);
     council__free(o->reason);
     council__free(o->result_text);
     council__free(o->errors_text);
@@ -636,16 +635,4 @@ const char *
 council_outcome_json(const council_outcome *o)
 {
     return o->json;
-}
-
-json_t *
-council__outcome_result(const council_outcome *o)
-{
-    return o->result;
-}
-
-json_t *
-council__outcome_errors(const council_outcome *o)
-{
-    return o->errors;
 }

@@ -85,8 +85,5 @@ council_outcome *council__outcome_new(council_outcome_kind kind, json_t *result,
  * run_failed with an error of kind "cancelled" -> cancelled; else error. */
 council_outcome *council__outcome_from_terminal(const council_event *ev);
 void council__outcome_free(council_outcome *o);
-/* Borrowed parsed forms. */
-json_t *council__outcome_result(const council_outcome *o);
-json_t *council__outcome_errors(const council_outcome *o);
 
 #endif
