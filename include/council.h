@@ -401,14 +401,24 @@ typedef struct council_engine_opts {
     /* Idle children kept started on each loop, ready for the next
      * isolated run: 0 = default (1), -1 = none (spawn on demand). */
     int host_spares;
+
+    /* Since version 3.  How long, in microseconds, a thread that waits on
+     * the engine spins before it sleeps: a caller in council_run_start or
+     * council_run_wait, a recorder thread out of work, a loop thread after
+     * a command.  Waking a sleeping thread costs tens of microseconds on
+     * common machines, more than a short run itself; a spinning one sees
+     * the news at once, at the price of up to this much CPU per wait that
+     * is not answered in time.  0 = default (50), -1 = never spin (every
+     * wait sleeps at once), at most 10000. */
+    int spin_us;
 } council_engine_opts;
 
-#define COUNCIL_ENGINE_OPTS_VERSION 2
+#define COUNCIL_ENGINE_OPTS_VERSION 3
 
 /*
  * Open an engine: the event-loop threads that host the runs (see
  * loop_threads), plus the recorder pool.  opts may be NULL for defaults;
- * opts->version may be 1 or 2 (COUNCIL_ENGINE_OPTS_VERSION).  Children for
+ * opts->version may be 1 to 3 (COUNCIL_ENGINE_OPTS_VERSION).  Children for
  * isolated runs are started only when such a run starts.  COUNCIL_EINVAL
  * for an unknown version or an option out of range.  Any thread.
  */

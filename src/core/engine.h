@@ -42,6 +42,8 @@ typedef struct council__service_kind {
 /* Defaults of the engine's child-process host options (council.h). */
 #define COUNCIL__HOST_RUNS_DEFAULT 64
 #define COUNCIL__HOST_HEARTBEAT_DEFAULT_MS 10000
+/* Default of the engine's spin_us option (council.h, core/spin.h). */
+#define COUNCIL__SPIN_DEFAULT_US 50
 
 /*
  * One event-loop thread of an engine.  A run lives on one loop for its
@@ -60,6 +62,8 @@ struct council__loop {
     pthread_mutex_t cmd_mu;
     struct cmd *cmd_head, *cmd_tail;
     int closing;
+    atomic_int cmd_pending; /* cmd_head != NULL; written under cmd_mu */
+    atomic_int hot;         /* the loop looks at cmd_pending every turn */
 
     /* Loop thread only. */
     uv_prepare_t flusher; /* queues each iteration's events, in batches */
@@ -68,7 +72,14 @@ struct council__loop {
     int64_t ts_cache;     /* last clock reading for event times */
     int ts_left;          /* events that may still use ts_cache */
     council_run *dirty;   /* runs with events or an end to queue */
+    /* After a command the loop stays awake for the engine's spin budget
+     * (an active idle handle makes uv_run poll without sleeping), so the
+     * next command needs no wakeup from sleep (core/spin.h). */
+    uv_idle_t hot_idle;
+    int64_t hot_until; /* council__spin_now_ns() */
+    int hot_on;
     council_run *reap;
+    int in_commands; /* on_wakeup is running commands: it reaps after */
     int shutting_down;
     /* Events published by this loop's runs: written by the loop thread
      * alone, so a plain store, not a locked add (a locked add is a full
@@ -97,6 +108,8 @@ struct council_engine {
     int host_runs_per_child;
     uint64_t host_heartbeat_ms;
     int host_spares;
+    /* How long a waiting thread spins before it sleeps (core/spin.h). */
+    int64_t spin_ns;
 
     /* Runs in flight by id (reg_mu); each entry holds a reference. */
     pthread_mutex_t reg_mu;

@@ -55,6 +55,7 @@
 
 #include "core/alloc.h"
 #include "core/lifecycle.h"
+#include "core/spin.h"
 
 static uint64_t
 stat_add(atomic_uint_fast64_t *v, uint64_t n)
@@ -256,8 +257,10 @@ end_run(council_run *run, council_outcome *o)
     pthread_mutex_lock(&run->mu);
     run->outcome = o;
     atomic_store(&run->ended, 1);
-    if (run->pending == 0)
+    if (run->pending == 0) {
+        atomic_store_explicit(&run->finished, 1, memory_order_release);
         pthread_cond_broadcast(&run->cv);
+    }
     pthread_mutex_unlock(&run->mu);
     council__pubsub_end(run);
     stop_deadline(run);
@@ -282,7 +285,10 @@ to_exited(council_run *run)
     reg_remove(run->eng, run);
     run->reap_next = lp->reap;
     lp->reap = run;
-    uv_async_send(&lp->wakeup);
+    /* Inside a command the loop reaps when the commands are done;
+     * elsewhere (a host's timer or socket) it needs a turn of its own. */
+    if (!lp->in_commands)
+        uv_async_send(&lp->wakeup);
 }
 
 void
@@ -698,6 +704,7 @@ run_new(council_engine *eng, const council__host_ops *hops, void *hstate,
     run->hops = hops;
     run->hstate = hstate;
     run->state = R_STARTING;
+    run->spin_ns = eng->spin_ns;
     pthread_mutex_init(&run->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -772,7 +779,7 @@ council__run_start_host_on(council_engine *eng, const council__host_ops *hops,
         council__run_unref(run); /* the caller's */
         goto fail_reg;
     }
-    council__completion_wait(&done);
+    council__completion_wait(&done, eng->spin_ns);
     stat_add(&eng->st_started, 1);
     if (c.rc != COUNCIL_OK) {
         set_diag(diag, "%s", c.msg);
@@ -883,6 +890,15 @@ council_run_wait(council_run *run, uint64_t timeout_ms,
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000L;
         }
+    }
+    /* The finalizes of a short run come within microseconds: watch for
+     * them before sleeping (core/spin.h).  A timed wait spins no longer
+     * than it may wait. */
+    {
+        int64_t spin = run->spin_ns;
+        if (timeout_ms != UINT64_MAX && (int64_t)timeout_ms * 1000000 < spin)
+            spin = (int64_t)timeout_ms * 1000000;
+        (void)council__spin_on(&run->finished, spin);
     }
     pthread_mutex_lock(&run->mu);
     while (run->outcome == NULL || run->pending > 0) {

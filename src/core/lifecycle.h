@@ -30,11 +30,12 @@ enum cmd_kind {
     CMD_SHUTDOWN
 };
 
-/* A caller waiting for the loop to complete its command. */
+/* A caller waiting for the loop to complete its command: it spins on
+ * done for the engine's budget (core/spin.h), then sleeps on cv. */
 struct completion {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    atomic_int done; /* set under mu */
 };
 
 /* Why a run host could not start, as told to the caller. */
@@ -54,8 +55,8 @@ struct cmd {
 };
 
 void council__completion_init(struct completion *c);
-/* Waits for complete(), then destroys c. */
-void council__completion_wait(struct completion *c);
+/* Waits for complete() (spinning up to spin_ns first), then destroys c. */
+void council__completion_wait(struct completion *c, int64_t spin_ns);
 /* Destroys a completion nobody will complete. */
 void council__completion_drop(struct completion *c);
 void council__complete(struct cmd *c);
@@ -126,7 +127,11 @@ struct council_run {
 
     struct cmd cancel_cmd;
     atomic_int cancel_posted;
-    atomic_int ended; /* outcome fixed */
+    atomic_int ended;    /* outcome fixed */
+    atomic_int finished; /* outcome fixed and every recorder finalized:
+                            set under mu, watched by council_run_wait */
+    int64_t spin_ns;     /* the engine's, copied: a run may be waited on
+                            after its engine closed */
 };
 
 void council__run_ref(council_run *run);

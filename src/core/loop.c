@@ -24,6 +24,7 @@
 #include "core/alloc.h"
 #include "core/assert.h"
 #include "core/lifecycle.h"
+#include "core/spin.h"
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -63,14 +64,17 @@ council__completion_init(struct completion *c)
 {
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    c->done = 0;
+    atomic_init(&c->done, 0);
 }
 
 void
-council__completion_wait(struct completion *c)
+council__completion_wait(struct completion *c, int64_t spin_ns)
 {
+    (void)council__spin_on(&c->done, spin_ns);
+    /* Even when the spin saw done, take the lock once: the completer sets
+     * done under it, so this waits until it has let go of c. */
     pthread_mutex_lock(&c->mu);
-    while (!c->done)
+    while (!atomic_load_explicit(&c->done, memory_order_relaxed))
         pthread_cond_wait(&c->cv, &c->mu);
     pthread_mutex_unlock(&c->mu);
     council__completion_drop(c);
@@ -91,7 +95,7 @@ council__complete(struct cmd *c)
     if (w == NULL)
         return;
     pthread_mutex_lock(&w->mu);
-    w->done = 1;
+    atomic_store_explicit(&w->done, 1, memory_order_release);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -113,9 +117,16 @@ council__post(council__loop *lp, struct cmd *c)
         else
             lp->cmd_head = c;
         lp->cmd_tail = c;
+        atomic_store_explicit(&lp->cmd_pending, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&lp->cmd_mu);
-    if (rc == COUNCIL_OK)
+    if (rc != COUNCIL_OK)
+        return rc;
+    /* A hot loop (stay_hot) looks at cmd_pending on every turn: no wakeup
+     * needed.  The fences pair with go_cold's: either this sees hot = 0
+     * and wakes the loop, or the loop, going cold, sees cmd_pending. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&lp->hot, memory_order_relaxed))
         uv_async_send(&lp->wakeup);
     return rc;
 }
@@ -166,17 +177,66 @@ do_shutdown(council__loop *lp)
     council__runs_reap(lp);
 }
 
+static void run_commands(council__loop *lp);
+
+/* The loop's hot window (engine.h): while the idle handle is active
+ * uv_run polls without sleeping and takes commands on every turn, without
+ * the eventfd; it ends once no command came for the engine's spin budget. */
+static void
+on_hot(uv_idle_t *h)
+{
+    council__loop *lp = h->data;
+
+    if (atomic_load_explicit(&lp->cmd_pending, memory_order_relaxed)) {
+        run_commands(lp);
+        return;
+    }
+    if (council__spin_now_ns() < lp->hot_until) {
+        sched_yield(); /* a busy thread sharing this core goes first */
+        return;
+    }
+    /* Going cold: posters must wake the loop from now on (see post). */
+    atomic_store_explicit(&lp->hot, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&lp->cmd_pending, memory_order_relaxed)) {
+        run_commands(lp); /* posted before it could see hot = 0 */
+        return;
+    }
+    uv_idle_stop(h);
+    lp->hot_on = 0;
+}
+
+static void
+stay_hot(council__loop *lp)
+{
+    if (lp->eng->spin_ns <= 0 || lp->shutting_down)
+        return;
+    lp->hot_until = council__spin_now_ns() + lp->eng->spin_ns;
+    atomic_store_explicit(&lp->hot, 1, memory_order_relaxed);
+    if (!lp->hot_on) {
+        uv_idle_start(&lp->hot_idle, on_hot);
+        lp->hot_on = 1;
+    }
+}
+
 static void
 on_wakeup(uv_async_t *a)
 {
-    council__loop *lp = a->data;
+    run_commands(a->data);
+}
+
+static void
+run_commands(council__loop *lp)
+{
     struct cmd *c;
     int shutdown = 0;
 
     pthread_mutex_lock(&lp->cmd_mu);
     c = lp->cmd_head;
     lp->cmd_head = lp->cmd_tail = NULL;
+    atomic_store_explicit(&lp->cmd_pending, 0, memory_order_relaxed);
     pthread_mutex_unlock(&lp->cmd_mu);
+    lp->in_commands = 1;
     while (c != NULL) {
         struct cmd *next = c->next;
         switch (c->kind) {
@@ -204,7 +264,14 @@ on_wakeup(uv_async_t *a)
         }
         c = next;
     }
+    lp->in_commands = 0;
     council__runs_reap(lp);
+    /* What the commands made the runs emit goes to their subscribers now,
+     * not a loop phase later: a short run's recorders start at once. */
+    if (!shutdown) {
+        council__pubsub_flush(lp);
+        stay_hot(lp);
+    }
     if (shutdown) {
         /* Hosts and services are closing their own handles, and their
          * close callbacks must run (they release sockets, processes and
@@ -214,6 +281,7 @@ on_wakeup(uv_async_t *a)
         uv_close((uv_handle_t *)&lp->flusher, NULL);
         uv_close((uv_handle_t *)&lp->retry, NULL);
         uv_close((uv_handle_t *)&lp->waker, NULL);
+        uv_close((uv_handle_t *)&lp->hot_idle, NULL);
     }
 }
 
@@ -262,6 +330,8 @@ loop_init(council_engine *eng, council__loop *lp)
     uv_check_init(&lp->loop, &lp->waker);
     lp->waker.data = lp;
     uv_check_start(&lp->waker, council__pubsub_on_check);
+    uv_idle_init(&lp->loop, &lp->hot_idle);
+    lp->hot_idle.data = lp;
     return 0;
 }
 
@@ -273,6 +343,7 @@ loop_destroy_unstarted(council__loop *lp)
     uv_close((uv_handle_t *)&lp->flusher, NULL);
     uv_close((uv_handle_t *)&lp->retry, NULL);
     uv_close((uv_handle_t *)&lp->waker, NULL);
+    uv_close((uv_handle_t *)&lp->hot_idle, NULL);
     uv_run(&lp->loop, UV_RUN_DEFAULT);
     uv_loop_close(&lp->loop);
     pthread_mutex_destroy(&lp->cmd_mu);
@@ -296,7 +367,7 @@ stop_loops(council_engine *eng, int n)
             c[i].kind = CMD_SHUTDOWN;
             c[i].wait = &done[i];
             if (council__post(lp, &c[i]) == COUNCIL_OK)
-                council__completion_wait(&done[i]);
+                council__completion_wait(&done[i], 0);
         } else {
             /* No memory for the commands: a command on the stack, one
              * loop at a time, does the same. */
@@ -307,7 +378,7 @@ stop_loops(council_engine *eng, int n)
             c1.kind = CMD_SHUTDOWN;
             c1.wait = &d1;
             if (council__post(lp, &c1) == COUNCIL_OK)
-                council__completion_wait(&d1);
+                council__completion_wait(&d1, 0);
         }
         uv_thread_join(&lp->thread);
         uv_loop_close(&lp->loop);
@@ -345,6 +416,22 @@ engine_host_opts(council_engine *eng, const council_engine_opts *opts)
         eng->host_heartbeat_ms = opts->host_heartbeat_ms;
     if (opts->host_spares != 0)
         eng->host_spares = opts->host_spares < 0 ? 0 : opts->host_spares;
+    return COUNCIL_OK;
+}
+
+/* The spin budget (version 3; core/spin.h), with its default. */
+static council_err
+engine_spin_opt(council_engine *eng, const council_engine_opts *opts)
+{
+    int us = COUNCIL__SPIN_DEFAULT_US;
+
+    if (opts != NULL && opts->version >= 3) {
+        if (opts->spin_us < -1 || opts->spin_us > 10000)
+            return COUNCIL_EINVAL;
+        if (opts->spin_us != 0)
+            us = opts->spin_us < 0 ? 0 : opts->spin_us;
+    }
+    eng->spin_ns = (int64_t)us * 1000;
     return COUNCIL_OK;
 }
 
@@ -397,6 +484,8 @@ council_engine_open(const council_engine_opts *opts, council_engine **out)
         eng->log_ud = opts->log_ud;
     }
     rc = engine_host_opts(eng, opts);
+    if (rc == COUNCIL_OK)
+        rc = engine_spin_opt(eng, opts);
     if (rc != COUNCIL_OK)
         goto fail_opts;
     loops = loop_count(opts != NULL ? opts->loop_threads : 0);
@@ -406,7 +495,7 @@ council_engine_open(const council_engine_opts *opts, council_engine **out)
         rc = COUNCIL_ENOMEM;
         goto fail_loops;
     }
-    rc = council__pool_open(threads, &eng->pool);
+    rc = council__pool_open(threads, eng->spin_ns, &eng->pool);
     if (rc != COUNCIL_OK)
         goto fail_pool;
     for (i = 0; i < loops; i++) {

@@ -15,12 +15,20 @@
  * others.  Since only the RUNNING owner delivers, callbacks of one mailbox
  * never overlap, and FIFO order plus "end is posted last" gives "end after
  * the last event".
+ *
+ * Spinning.  One idle thread at a time (p->spinning) watches has_work for
+ * the pool's spin budget before it sleeps (core/spin.h), so the mailbox
+ * of a short run is drained without waking a thread from sleep.  Queueing
+ * onto an empty list while a thread spins needs no signal; anything
+ * queued behind it still wakes a sleeper, so a spinner never holds work
+ * back from the other threads.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/mailbox.h"
+#include "core/spin.h"
 
 enum { IDLE, QUEUED, RUNNING };
 
@@ -35,6 +43,9 @@ struct council__pool {
     council__mbox *head, *tail;
     int running; /* mailboxes being drained now */
     int stopping;
+    int spinning;        /* a thread is watching has_work (mu) */
+    atomic_int has_work; /* head != NULL or stopping; written under mu */
+    int64_t spin_ns;
     int n_threads;
     pthread_t *threads;
 };
@@ -51,13 +62,17 @@ council__mbox_current(void)
 static void
 enqueue(council__pool *p, council__mbox *mb)
 {
+    int was_empty = p->head == NULL;
+
     mb->next = NULL;
     if (p->tail != NULL)
         p->tail->next = mb;
     else
         p->head = mb;
     p->tail = mb;
-    pthread_cond_signal(&p->work);
+    atomic_store_explicit(&p->has_work, 1, memory_order_release);
+    if (!(was_empty && p->spinning))
+        pthread_cond_signal(&p->work);
 }
 
 /* Called with mb->mu held; moves an IDLE mailbox to the ready list. */
@@ -123,7 +138,9 @@ grow(council__mbox *mb, size_t need)
 
     if (mb->in_cap >= need)
         return COUNCIL_OK;
-    cap = mb->in_cap != 0 ? mb->in_cap : 4; /* grows with the backlog */
+    /* 16 first: a short run's events fit without growing (each step of
+     * growth is a realloc on the loop thread). */
+    cap = mb->in_cap != 0 ? mb->in_cap : 16; /* grows with the backlog */
     while (cap < need)
         cap *= 2;
     q = council__realloc(mb->in, cap * sizeof(*q));
@@ -262,15 +279,29 @@ worker(void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         council__mbox *mb;
+        int spun = 0;
 
-        while (p->head == NULL && !p->stopping)
+        while (p->head == NULL && !p->stopping) {
+            if (!spun && p->spin_ns > 0 && !p->spinning) {
+                spun = 1;
+                p->spinning = 1;
+                pthread_mutex_unlock(&p->mu);
+                (void)council__spin_on(&p->has_work, p->spin_ns);
+                pthread_mutex_lock(&p->mu);
+                p->spinning = 0;
+                continue; /* look again under the lock */
+            }
             pthread_cond_wait(&p->work, &p->mu);
+        }
         if (p->head == NULL)
             break; /* stopping, and nothing left */
         mb = p->head;
         p->head = mb->next;
-        if (p->head == NULL)
+        if (p->head == NULL) {
             p->tail = NULL;
+            if (!p->stopping)
+                atomic_store_explicit(&p->has_work, 0, memory_order_relaxed);
+        }
         p->running++;
         pthread_mutex_unlock(&p->mu);
         if (drain(mb)) {
@@ -290,7 +321,7 @@ worker(void *arg)
 }
 
 council_err
-council__pool_open(int threads, council__pool **out)
+council__pool_open(int threads, int64_t spin_ns, council__pool **out)
 {
     council__pool *p;
     int i;
@@ -310,6 +341,8 @@ council__pool_open(int threads, council__pool **out)
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->idle, NULL);
     pthread_cond_init(&p->ended, NULL);
+    p->spin_ns = spin_ns;
+    atomic_init(&p->has_work, 0);
     for (i = 0; i < threads; i++) {
         if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
             break;
@@ -344,6 +377,7 @@ council__pool_close(council__pool *p)
     while (p->head != NULL || p->running > 0)
         pthread_cond_wait(&p->idle, &p->mu);
     p->stopping = 1;
+    atomic_store_explicit(&p->has_work, 1, memory_order_release);
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     for (i = 0; i < p->n_threads; i++)

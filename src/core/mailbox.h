@@ -57,7 +57,10 @@ struct council__mbox {
     atomic_uint_fast64_t *delivered;
 };
 
-council_err council__pool_open(int threads, council__pool **out);
+/* spin_ns: how long one idle thread watches for work before it sleeps
+ * (core/spin.h); 0 = never. */
+council_err council__pool_open(int threads, int64_t spin_ns,
+                               council__pool **out);
 /* Waits until every mailbox posted an end has delivered it, then stops
  * the threads and frees the pool. */
 void council__pool_close(council__pool *pool);

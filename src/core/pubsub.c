@@ -391,7 +391,7 @@ council_run_subscribe(council_engine *eng, const char *run_id,
     c.wait = &done;
     rc = council__post(s->lp, &c);
     if (rc == COUNCIL_OK) {
-        council__completion_wait(&done);
+        council__completion_wait(&done, eng->spin_ns);
         rc = c.rc;
     } else {
         council__completion_drop(&done);

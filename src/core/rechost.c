@@ -75,8 +75,10 @@ run_recorder_finalized(council_run *run)
 {
     pthread_mutex_lock(&run->mu);
     run->pending--;
-    if (run->pending == 0)
+    if (run->pending == 0 && run->outcome != NULL) {
+        atomic_store_explicit(&run->finished, 1, memory_order_release);
         pthread_cond_broadcast(&run->cv);
+    }
     pthread_mutex_unlock(&run->mu);
 }
 

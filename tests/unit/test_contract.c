@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -909,4 +910,72 @@ TEST_T(random_mix_of_outcomes_and_cancels, 60)
         council_run_release(mix[i].run);
     }
     free(mix);
+}
+
+/* ---- spinning before sleeping (engine option spin_us, core/spin.h) ---- */
+
+/* The option's range, and a version-2 struct (which has no spin_us)
+ * still opens. */
+TEST(spin_option_range)
+{
+    council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
+    council_engine *eng = NULL;
+    const int bad[] = {-2, 10001, -1000};
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        eo.spin_us = bad[i];
+        ASSERT_EQ_INT(council_engine_open(&eo, &eng), COUNCIL_EINVAL);
+        ASSERT(eng == NULL);
+    }
+    eo.version = COUNCIL_ENGINE_OPTS_VERSION + 1;
+    eo.spin_us = 0;
+    ASSERT_EQ_INT(council_engine_open(&eo, &eng), COUNCIL_EINVAL);
+    eo.version = 2;
+    eo.spin_us = 99999; /* not read: version 2 ends before it */
+    ASSERT_OK(council_engine_open(&eo, &eng));
+    council_engine_close(eng);
+}
+
+/* Whatever the budget, and with starts spaced around it (so a loop often
+ * goes cold just as a command comes: the race post and on_hot close with
+ * their fences), every run keeps the contract and none waits for a wakeup
+ * that never comes. */
+TEST_T(every_spin_budget_keeps_the_contract, 60)
+{
+    static const int budgets[] = {-1, 0, 1, 50, 10000};
+    uint64_t x = runner_seed();
+    size_t b;
+
+    for (b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++) {
+        council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
+        council_engine *eng;
+        int i;
+
+        eo.spin_us = budgets[b];
+        eo.loop_threads = 1 + (int)(b % 2);
+        eo.recorder_threads = 1 + (int)(b % 3);
+        ASSERT_OK(council_engine_open(&eo, &eng));
+        for (i = 0; i < 300; i++) {
+            council__script s = {ok_steps, 5, COUNCIL__SCRIPT_EXIT};
+            trec t[2];
+            trec *tp[2] = {&t[0], &t[1]};
+            council_run *run;
+            const council_outcome *o = NULL;
+
+            memset(t, 0, sizeof(t));
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            s.emit_in_start = (int)((x >> 40) & 1);
+            ASSERT_OK(start(eng, &s, tp, 2, NULL, &run, NULL));
+            ASSERT_OK(council_run_wait(run, 10000, &o));
+            ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_OK);
+            check_history(&t[0], 5);
+            check_history(&t[1], 5);
+            council_run_release(run);
+            /* 0-127 us: around the default budget of 50 us. */
+            if ((x >> 20) & 1)
+                usleep((useconds_t)((x >> 24) & 127));
+        }
+        council_engine_close(eng);
+    }
 }
