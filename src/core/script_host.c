@@ -59,8 +59,11 @@ emit_step(script_run *sr, const council__script_step *st)
 {
     council__event_init in;
     json_t *data = NULL;
+    size_t i = (size_t)(st - sr->s.steps);
 
-    if (st->data_json != NULL)
+    if (sr->s.data != NULL && sr->s.data[i] != NULL)
+        data = json_incref(sr->s.data[i]);
+    else if (st->data_json != NULL)
         data = json_loads(st->data_json, 0, NULL);
     memset(&in, 0, sizeof(in));
     in.type = st->type;
@@ -74,6 +77,18 @@ emit_step(script_run *sr, const council__script_step *st)
 
 static void on_timer(uv_timer_t *t);
 
+/* The timer is made on first use: a script without delays needs none. */
+static void
+start_timer(script_run *sr, uint64_t ms)
+{
+    if (!sr->timer_open) {
+        uv_timer_init(council__run_loop(sr->run), &sr->timer);
+        sr->timer.data = sr;
+        sr->timer_open = 1;
+    }
+    uv_timer_start(&sr->timer, on_timer, ms, 0);
+}
+
 /* Play steps until one has a delay; then arm the timer or finish. */
 static void
 play(script_run *sr, int first_may_wait)
@@ -81,7 +96,7 @@ play(script_run *sr, int first_may_wait)
     while (sr->next < sr->s.n_steps && !sr->exited) {
         const council__script_step *st = &sr->s.steps[sr->next];
         if (st->delay_ms > 0 && first_may_wait) {
-            uv_timer_start(&sr->timer, on_timer, st->delay_ms, 0);
+            start_timer(sr, st->delay_ms);
             return;
         }
         first_may_wait = 1;
@@ -111,13 +126,10 @@ s_start(council_run *run, void *state, char *msg, size_t msg_size)
         return COUNCIL_ESTART;
     }
     sr->run = run;
-    uv_timer_init(council__run_loop(run), &sr->timer);
-    sr->timer.data = sr;
-    sr->timer_open = 1;
     if (sr->s.emit_in_start)
         play(sr, 1);
     else
-        uv_timer_start(&sr->timer, on_timer, 0, 0);
+        start_timer(sr, 0);
     return COUNCIL_OK;
 }
 

@@ -32,6 +32,13 @@ typedef struct council__script {
     int emit_in_start;       /* play steps with delay 0 inside start() */
     int ignore_cancel;
     const char *fail_start; /* non-NULL: start fails with this message */
+    /* Optional: data[i] is step i's data already parsed (NULL: parse its
+     * data_json).  Each event takes a reference to it, so it is shared by
+     * every run the script plays: it must never be modified, and the
+     * caller's reference must outlive the runs (then one array may serve
+     * runs on several loops at once; jansson's counts are atomic and
+     * readers of an object do not write it). */
+    json_t *const *data;
     /* Counters the test reads (atomic increments). */
     int *started; /* start() calls, or NULL */
 } council__script;
