@@ -11,7 +11,8 @@
 #     before the child-process hosts), and fan-out: no regression;
 #   - memory per isolated run in flight (child's private memory plus the
 #     parent's share), 200 runs on 2 s models;
-#   - from a child's SIGKILL to handle_finalize (bench_crash), beside the
+#   - from a child's SIGKILL, and from the moment its death is observable
+#     (its pidfd readable), to handle_finalize (bench_crash), beside the
 #     Elixir peer's kill -> finalize (../shared/peers/elixir, "crash");
 #   - the run lifecycle on the peer's own scenarios: short runs one at a
 #     time (10 events, one recorder, finalize) and memory per idle run with
