@@ -224,8 +224,8 @@ main(int argc, char **argv)
            "\"p99_us\":%.1f,\"max_us\":%.1f,\"dead_to_final_p50_us\":%.1f,"
            "\"dead_to_final_p99_us\":%.1f,\"dead_to_final_max_us\":%.1f,"
            "\"bad\":%ld}\n",
-           n, lat[n / 2], lat[(long)((double)n * 0.99)], lat[n - 1],
-           own[n / 2], own[(long)((double)n * 0.99)], own[n - 1], bad);
+           n, lat[n / 2], lat[(long)((double)n * 0.99)], lat[n - 1], own[n / 2],
+           own[(long)((double)n * 0.99)], own[n - 1], bad);
     council_engine_close(eng);
     council_def_free(def);
     council_mockllm_close(mock);

@@ -120,8 +120,8 @@ put_integer(buf *b, json_int_t v)
     char tmp[24];
     size_t i = sizeof(tmp);
     /* Negate as unsigned: the most negative value has no positive twin. */
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
-                                 : (unsigned long long)v;
+    unsigned long long u =
+        v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
 
     do {
         tmp[--i] = (char)('0' + u % 10);

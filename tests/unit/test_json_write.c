@@ -96,10 +96,29 @@ next(unsigned n)
 static json_t *
 random_string(void)
 {
-    static const char *const pieces[] = {
-        "a", "Z", " ", "\"", "\\", "/", "\b", "\f", "\n", "\r", "\t",
-        "\x01", "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac",
-        "\xf0\x9f\x98\x80", "word ", "0", "}", "]", ",", ":"};
+    static const char *const pieces[] = {"a",
+                                         "Z",
+                                         " ",
+                                         "\"",
+                                         "\\",
+                                         "/",
+                                         "\b",
+                                         "\f",
+                                         "\n",
+                                         "\r",
+                                         "\t",
+                                         "\x01",
+                                         "\x1f",
+                                         "\x7f",
+                                         "\xc3\xa9",
+                                         "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80",
+                                         "word ",
+                                         "0",
+                                         "}",
+                                         "]",
+                                         ",",
+                                         ":"};
     char s[256];
     size_t len = 0, k = next(12);
 
