@@ -563,9 +563,60 @@ def openai_compat_body():
         b'{"model":"council/\xff","messages":[]}')
 
 
+# ---- bus_record: renew count byte + RESP replies ---------------------------
+def resp(v):
+    """RESP2 encoding: str -> bulk, int -> integer, list -> array,
+    None -> nil, ('+', s) status, ('-', s) error."""
+    if v is None:
+        return b"$-1\r\n"
+    if isinstance(v, tuple):
+        return v[0].encode() + v[1].encode() + b"\r\n"
+    if isinstance(v, int):
+        return b":%d\r\n" % v
+    if isinstance(v, str):
+        b = v.encode()
+        return b"$%d\r\n" % len(b) + b + b"\r\n"
+    return b"*%d\r\n" % len(v) + b"".join(resp(x) for x in v)
+
+
+def bus_record():
+    seeds = {
+        "enqueue-created": (0, ["created", "queued"]),
+        "enqueue-exists": (0, ["exists", "running"]),
+        "claim": (0, ["claimed", 1, '{"spec":1}']),
+        "claim-skip": (0, ["skip", "cancelled"]),
+        "notfound": (0, ["notfound"]),
+        "append-ok": (0, ["ok", 3]),
+        "append-gap": (0, ["gap", 7]),
+        "append-fenced": (0, ["fenced", 2, "crashed"]),
+        "cancel-terminal": (0, ["terminal", "ok"]),
+        "renew": (2, ["ok", 1, "fenced", 0]),
+        "reap": (0, [["a", "b"], ["c"]]),
+        "version": (0, 1),
+        "error-oom": (0, ("-", "OOM command not allowed")),
+        "error-nofn": (0, ("-", "ERR Function not found")),
+        "xrange": (0, [["0-1", ["ev", "{}"]],
+                       ["0-2", ["ev", "{}", "outcome", "ok", "reason", "",
+                                "ts_ms", "1796407592783"]],
+                       ["0-3", ["outcome", "crashed", "reason",
+                                "worker lost", "ts_ms", "1"]]]),
+        "hash": (0, ["state", "running", "gen", "1", "last_seq", "4",
+                     "cancel", "0", "spec", "{}", "owner", "w1",
+                     "created_ms", "1796407592546"]),
+        "nil-inside": (0, ["ok", None]),
+        "two-replies": (1, None),
+    }
+    for name, (n, v) in seeds.items():
+        if name == "two-replies":
+            data = resp(["ok", 0]) + resp(["claimed", 2, "{}"])
+        else:
+            data = resp(v)
+        put("bus_record", name, bytes([n]) + data)
+
+
 TARGETS = (council_yaml, sse, openai_chunk, anthropic_event, ranking,
            event_json, jsonl_read, run_reader, http_request,
-           openai_compat_body)
+           openai_compat_body, bus_record)
 
 if __name__ == "__main__":
     # Names on the command line: only those targets' seeds.
