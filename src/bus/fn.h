@@ -78,6 +78,14 @@ size_t council__fn_library_len(void);
  * Two processes loading different versions at the same instant can leave
  * the older one loaded (FUNCTION LOAD is not conditional); the newer one
  * finds it at its next check and loads again.
+ *
+ * After a COUNCIL_EIO without a reply (a protocol error, a timeout, a
+ * closed connection) c is unusable, as hiredis leaves it: free it.  Note
+ * that hiredis 0.14's reader allocates what a reply header announces
+ * with no limit (1.0 added maxelements), so a hostile server can make it
+ * try a huge allocation; when that fails the command has no reply
+ * (c->err REDIS_ERR_OOM, "Out of memory": COUNCIL_EIO here), not a crash,
+ * outside the sanitizers (ASan aborts on such a size).
  */
 council_err council__fn_load(redisContext *c, int64_t *loaded_out,
                              council_diag *diag);
