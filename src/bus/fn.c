@@ -1323,8 +1323,8 @@ loaded_version(redisContext *c, const char *w, int64_t *v, council_diag *d)
  * library is there already (a load without REPLACE raced another, or a
  * council_v1 that is not ours). */
 static council_err
-load_text(redisContext *c, const char *w, int replace, int *exists,
-          council_diag *d)
+load_text(redisContext *c, const char *w, const char *text, size_t len,
+          int replace, int *exists, council_diag *d)
 {
     const char *av[4];
     size_t lens[4];
@@ -1341,8 +1341,8 @@ load_text(redisContext *c, const char *w, int replace, int *exists,
         av[argc] = "REPLACE";
         lens[argc++] = 7;
     }
-    av[argc] = council__fn_library_text();
-    lens[argc++] = council__fn_library_len();
+    av[argc] = text;
+    lens[argc++] = len;
     r = redisCommandArgv(c, argc, av, lens);
     if (r == NULL)
         return no_reply(c, w, "FUNCTION LOAD", d);
@@ -1364,12 +1364,12 @@ load_text(redisContext *c, const char *w, int replace, int *exists,
 }
 
 static council_err
-newer(const char *w, int64_t v, council_diag *d)
+newer(const char *w, int64_t v, int64_t want, council_diag *d)
 {
     diag_set(d, w,
              "the server has council library %s version %lld, newer than "
-             "this council's version %d: upgrade council here",
-             COUNCIL__FN_LIBRARY, (long long)v, COUNCIL__FN_VERSION);
+             "this council's version %lld: upgrade council here",
+             COUNCIL__FN_LIBRARY, (long long)v, (long long)want);
     return COUNCIL_EREFUSED;
 }
 
@@ -1382,7 +1382,8 @@ newer(const char *w, int64_t v, council_diag *d)
  * and replaces it if that one is older.
  */
 council_err
-council__fn_load(redisContext *c, int64_t *loaded_out, council_diag *diag)
+council__fn_load_as(redisContext *c, const char *text, size_t len, int64_t want,
+                    int64_t *loaded_out, council_diag *diag)
 {
     council_err rc;
     int64_t v = 0;
@@ -1391,8 +1392,8 @@ council__fn_load(redisContext *c, int64_t *loaded_out, council_diag *diag)
 
     if (loaded_out != NULL)
         *loaded_out = 0;
-    if (c == NULL) {
-        diag_set(diag, "", "no Redis connection");
+    if (c == NULL || text == NULL || len == 0 || want < 1) {
+        diag_set(diag, "", "no Redis connection, or no library");
         return COUNCIL_EINVAL;
     }
     where(c, w, sizeof(w));
@@ -1406,9 +1407,9 @@ council__fn_load(redisContext *c, int64_t *loaded_out, council_diag *diag)
     if (loaded_out != NULL)
         *loaded_out = v;
     for (attempt = 0; attempt < 2; attempt++) {
-        if (v > COUNCIL__FN_VERSION)
-            return newer(w, v, diag);
-        if (v == COUNCIL__FN_VERSION)
+        if (v > want)
+            return newer(w, v, want, diag);
+        if (v == want)
             return COUNCIL_OK;
         if (v == 0 && exists) {
             diag_set(diag, w,
@@ -1417,20 +1418,28 @@ council__fn_load(redisContext *c, int64_t *loaded_out, council_diag *diag)
                      COUNCIL__FN_LIBRARY, COUNCIL__FN_LIBRARY);
             return COUNCIL_EREFUSED;
         }
-        rc = load_text(c, w, v > 0, &exists, diag);
+        rc = load_text(c, w, text, len, v > 0, &exists, diag);
         if (rc == COUNCIL_OK)
             rc = loaded_version(c, w, &v, diag);
         if (rc != COUNCIL_OK)
             return rc;
     }
-    if (v > COUNCIL__FN_VERSION)
-        return newer(w, v, diag);
-    if (v != COUNCIL__FN_VERSION) {
+    if (v > want)
+        return newer(w, v, want, diag);
+    if (v != want) {
         diag_set(diag, w,
                  "after FUNCTION LOAD the server reports council library "
-                 "version %lld, not %d",
-                 (long long)v, COUNCIL__FN_VERSION);
+                 "version %lld, not %lld",
+                 (long long)v, (long long)want);
         return COUNCIL_EIO;
     }
     return COUNCIL_OK;
+}
+
+council_err
+council__fn_load(redisContext *c, int64_t *loaded_out, council_diag *diag)
+{
+    return council__fn_load_as(c, council__fn_library_text(),
+                               council__fn_library_len(), COUNCIL__FN_VERSION,
+                               loaded_out, diag);
 }

@@ -89,6 +89,11 @@ size_t council__fn_library_len(void);
  */
 council_err council__fn_load(redisContext *c, int64_t *loaded_out,
                              council_diag *diag);
+/* council__fn_load with another library text (len bytes) that declares
+ * version want: for tests of the upgrade path. */
+council_err council__fn_load_as(redisContext *c, const char *text, size_t len,
+                                int64_t want, int64_t *loaded_out,
+                                council_diag *diag);
 
 /* ---- commands ---- */
 

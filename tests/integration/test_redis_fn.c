@@ -390,6 +390,31 @@ TEST_T(newer_version_present_is_refused, 60)
     redis_server_stop(r);
 }
 
+TEST_T(older_version_present_is_replaced, 60)
+{
+    redis_server *r = redis_server_start(NULL);
+    redisContext *c = connect_to(r);
+    char *t = text_with_version(COUNCIL__FN_VERSION + 1);
+    council_diag d;
+    int64_t was = 0;
+
+    /* Ours is loaded; a council one version later upgrades it. */
+    ASSERT_OK(council__fn_load(c, NULL, &d));
+    ASSERT_OK(council__fn_load_as(c, t, strlen(t), COUNCIL__FN_VERSION + 1,
+                                  &was, &d));
+    ASSERT_EQ_INT(was, COUNCIL__FN_VERSION);
+    ASSERT_EQ_INT(cmd_int(c, "FCALL_RO %s 0", "council_v1_version"),
+                  COUNCIL__FN_VERSION + 1);
+    /* And ours, now older, is refused without touching it. */
+    ASSERT_EQ_INT(council__fn_load(c, &was, &d), COUNCIL_EREFUSED);
+    ASSERT_EQ_INT(was, COUNCIL__FN_VERSION + 1);
+    ASSERT_EQ_INT(cmd_int(c, "FCALL_RO %s 0", "council_v1_version"),
+                  COUNCIL__FN_VERSION + 1);
+    free(t);
+    redisFree(c);
+    redis_server_stop(r);
+}
+
 TEST_T(foreign_council_v1_is_refused_not_overwritten, 60)
 {
     redis_server *r = redis_server_start(NULL);
