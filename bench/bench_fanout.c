@@ -12,7 +12,8 @@
  * every recorder has received every event and been finalized.  Prints one
  * line of JSON per repetition; the median is taken by bench/run_fanout.sh.
  *
- *   bench_fanout [events=1000000] [subscribers=1] [reps=5]
+ *   bench_fanout [events=1000000] [subscribers=1] [reps=5] [spin_us=0]
+ * (spin_us: the engine option of council.h; 0 = its default)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +177,7 @@ main(int argc, char **argv)
     uint64_t events = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
     int subs = argc > 2 ? atoi(argv[2]) : 1;
     int reps = argc > 3 ? atoi(argv[3]) : 5;
+    int spin_us = argc > 4 ? atoi(argv[4]) : 0;
     council_recorder_spec spec[64];
     counter cnt[64];
     int r, i;
@@ -191,6 +193,7 @@ main(int argc, char **argv)
         double t0, t1;
 
         eo.recorder_threads = subs < 4 ? subs : 4;
+        eo.spin_us = spin_us;
         if (council_engine_open(&eo, &eng) != COUNCIL_OK)
             return 1;
         memset(cnt, 0, sizeof(cnt));

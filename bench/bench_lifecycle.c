@@ -14,7 +14,8 @@
  *     after, per run (the peer: two processes and a registry entry per
  *     run).  Then every run is cancelled and must end cancelled.
  *
- *   bench_lifecycle short [N] | memory [N] [--loops L]
+ *   bench_lifecycle short [N] | memory [N] [--loops L] [--spin-us U]
+ * (--spin-us: the engine's spin_us, council.h; default the engine's)
  * Prints one JSON line.
  */
 #include <stdatomic.h>
@@ -212,12 +213,15 @@ main(int argc, char **argv)
     long n = argc > 2 ? strtol(argv[2], NULL, 10) : 20000;
     int rc, i;
 
-    for (i = 3; i + 1 < argc; i++)
+    for (i = 3; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--loops") == 0)
             eo.loop_threads = (int)strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--spin-us") == 0)
+            eo.spin_us = (int)strtol(argv[i + 1], NULL, 10);
+    }
     if (n < 1 || (strcmp(mode, "short") != 0 && strcmp(mode, "memory") != 0)) {
         fprintf(stderr, "usage: bench_lifecycle short [N] | memory [N] "
-                        "[--loops L]\n");
+                        "[--loops L] [--spin-us U]\n");
         return 2;
     }
     if (council_engine_open(&eo, &eng) != COUNCIL_OK)

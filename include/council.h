@@ -408,7 +408,7 @@ typedef struct council_engine_opts {
      * a command.  Waking a sleeping thread costs tens of microseconds on
      * common machines, more than a short run itself; a spinning one sees
      * the news at once, at the price of up to this much CPU per wait that
-     * is not answered in time.  0 = default (50), -1 = never spin (every
+     * is not answered in time.  0 = default (20), -1 = never spin (every
      * wait sleeps at once), at most 10000. */
     int spin_us;
 } council_engine_opts;

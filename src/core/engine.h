@@ -43,7 +43,7 @@ typedef struct council__service_kind {
 #define COUNCIL__HOST_RUNS_DEFAULT 64
 #define COUNCIL__HOST_HEARTBEAT_DEFAULT_MS 10000
 /* Default of the engine's spin_us option (council.h, core/spin.h). */
-#define COUNCIL__SPIN_DEFAULT_US 50
+#define COUNCIL__SPIN_DEFAULT_US 20
 
 /*
  * One event-loop thread of an engine.  A run lives on one loop for its
