@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <strings.h>
 #include <time.h>
@@ -38,9 +39,20 @@
 #include "provider/call.h"
 #include "provider/json.h"
 
+/*
+ * A watcher of one of libcurl's sockets.  It watches its own duplicate of
+ * the descriptor (own_fd), never libcurl's number: libcurl 7.88 closes a
+ * socket that is still connecting without the close callback and only
+ * then says CURL_POLL_REMOVE, by when that number may be another
+ * thread's socket (ThreadSanitizer saw our epoll_ctl race the mock LLM's
+ * accept4 on it, 2 runs in 30 of test_faults f9_cancel_before_start).  A
+ * duplicate stays ours until we close it, whatever libcurl does with its
+ * number; it costs a descriptor per connection.
+ */
 typedef struct sock {
     uv_poll_t poll;
-    curl_socket_t fd;
+    curl_socket_t fd; /* libcurl's number, for curl_multi_socket_action */
+    int own_fd;       /* the duplicate the poll watches; closed with it */
     council__http *h;
     struct sock *prev, *next;
 } sock;
@@ -227,6 +239,7 @@ sock_closed(uv_handle_t *handle)
     sock *sk = handle->data;
     council__http *h = sk->h;
 
+    close(sk->own_fd); /* libuv is done with it */
     council__free(sk);
     h->n_handles--;
     maybe_closed(h);
@@ -315,7 +328,15 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
         if (sk == NULL)
             return socket_failed(easy, COUNCIL_ENOMEM,
                                  "out of memory for a socket watcher");
-        if (uv_poll_init_socket(h->loop, &sk->poll, fd) != 0) {
+        sk->own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (sk->own_fd < 0) {
+            council__free(sk);
+            return socket_failed(easy, COUNCIL_EIO,
+                                 "cannot watch the connection's socket (no "
+                                 "descriptor left?)");
+        }
+        if (uv_poll_init_socket(h->loop, &sk->poll, sk->own_fd) != 0) {
+            close(sk->own_fd);
             council__free(sk);
             return socket_failed(easy, COUNCIL_EIO,
                                  "cannot watch the connection's socket");
@@ -343,11 +364,10 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 /*
  * libcurl closes a connection's socket, then (sometimes, when it drops the
  * connection while taking a transfer out) tells socket_cb CURL_POLL_REMOVE
- * for it: by then the number may belong to another socket (another
- * thread's accept, or another connection of this loop), and stopping the
- * watch then works on the wrong descriptor.  So libcurl closes its sockets
- * through here: the watch stops first, while the number is still this
- * socket's, then the socket is closed; a later REMOVE finds no watch.
+ * for it.  Where it closes through this callback, the watch stops first and
+ * a later REMOVE finds none; where it does not (a socket still connecting,
+ * in libcurl 7.88), the watcher's own duplicate (struct sock) keeps the
+ * late REMOVE off any other socket's number.
  */
 static int
 close_cb(void *clientp, curl_socket_t fd)
