@@ -573,6 +573,11 @@ council_host_main(int argc, char **argv)
     }
     eo.loop_threads = 1;
     eo.recorder_threads = 1;
+    /* No spinning here: a parent may have hundreds of children, and their
+     * waits would burn the CPUs the runs need (isolated c256 against the
+     * canned nginx: 860 runs/s spinning, see the commit); the parent
+     * spins for the caller. */
+    eo.spin_us = -1;
     eo.log = on_log;
     eo.log_ud = &c;
     if (council_engine_open(&eo, &c.eng) != COUNCIL_OK) {
