@@ -94,6 +94,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(json_error_code(&je) == json_error_numeric_overflow ||
                    json_error_code(&je) == json_error_null_byte_in_key);
     }
+    /* A scalar is what jansson without JSON_DECODE_ANY refuses for being
+     * JSON of another kind, never for memory (council__json_oom). */
+    if (j != NULL && ours == 0)
+        FUZZ_CHECK(council__json_scalar((const char *)data, size) ==
+                   (!json_is_object(j) && !json_is_array(j)));
+    else if (ours != 0)
+        FUZZ_CHECK(!council__json_scalar((const char *)data, size));
     if (json_is_object(j)) {
         walk w = {0};
         int rc = council__json_members((const char *)data, size, member, &w);

@@ -343,7 +343,12 @@ council_event_parse(const char *json, size_t len, council_event **out,
             set_diag(diag, 0, 0, "out of memory");
             return COUNCIL_ENOMEM;
         }
-        set_diag(diag, je.line, je.column, "not JSON: %s", je.text);
+        if (council__json_scalar(json, len))
+            /* JSON, but a number, a string...: jansson wants an object
+             * or an array at the top. */
+            set_diag(diag, 0, 0, "an event is a JSON object");
+        else
+            set_diag(diag, je.line, je.column, "not JSON: %s", je.text);
         return COUNCIL_EPARSE;
     }
     rc = council__event_from_object(o, out, diag);

@@ -301,6 +301,17 @@ council__json_members(const char *text, size_t n,
 }
 
 int
+council__json_scalar(const char *text, size_t n)
+{
+    scan s = {(const unsigned char *)text, (const unsigned char *)text + n, 0};
+
+    ws(&s);
+    if (s.p == s.end || *s.p == '{' || *s.p == '[')
+        return 0;
+    return council__json_valid(text, n) == 0;
+}
+
+int
 council__json_oom(const char *text, size_t n, const json_error_t *je)
 {
     switch (json_error_code(je)) {
@@ -313,6 +324,10 @@ council__json_oom(const char *text, size_t n, const json_error_t *je)
     case json_error_stack_overflow:
         return 0;
     default:
-        return council__json_valid(text, n) == 0;
+        /* Without JSON_DECODE_ANY jansson refuses a valid text whose value
+         * is not an array or an object ("42", "\"x\""): that is the text's
+         * fault, never memory's. */
+        return council__json_valid(text, n) == 0 &&
+               !council__json_scalar(text, n);
     }
 }

@@ -18,6 +18,11 @@
  * else -1. */
 int council__json_valid(const char *text, size_t n);
 
+/* 1 if text[0..n-1] is exactly one JSON value that is neither an object
+ * nor an array (42, "x", true, null): JSON jansson refuses without
+ * JSON_DECODE_ANY.  Else 0. */
+int council__json_scalar(const char *text, size_t n);
+
 /* A member of an object: its key as written between the quotes (escapes
  * not decoded) and its value's text, both pointing into the scanned text. */
 typedef struct council__json_member {
@@ -35,12 +40,13 @@ int council__json_members(const char *text, size_t n,
                           void *ud);
 
 /*
- * jansson failed to load text[0..n-1] with error je: 1 if that can only be
- * for memory (the text is JSON and je names no reason of jansson's own:
- * numbers out of range, \u0000 in a key or without JSON_ALLOW_NUL, a key
- * given twice, nesting too deep), else 0.  jansson does not say so itself:
- * an allocation that fails in its lexer is reported as a syntax error, or
- * with no message at all.  Allocates nothing.
+ * jansson failed to load text[0..n-1] (without JSON_DECODE_ANY) with error
+ * je: 1 if that can only be for memory (the text is a JSON array or object
+ * and je names no reason of jansson's own: numbers out of range, \u0000 in
+ * a key or without JSON_ALLOW_NUL, a key given twice, nesting too deep),
+ * else 0: a valid text holding another value (42, "x") is bad input.  jansson
+ * does not say so itself: an allocation that fails in its lexer is reported as
+ * a syntax error, or with no message at all.  Allocates nothing.
  */
 int council__json_oom(const char *text, size_t n, const json_error_t *je);
 

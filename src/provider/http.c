@@ -1828,7 +1828,9 @@ council__json_object(council__chat *c, const char *data, size_t len,
         return root;
     council__sanitize(shown, sizeof(shown), data, len < 80 ? len : 80);
     council__chat_fail(c, COUNCIL__CALL_STREAM, "%s %s: %s%s",
-                       root == NULL ? "malformed JSON" : "not a JSON object:",
+                       root == NULL && !council__json_scalar(data, len)
+                           ? "malformed JSON"
+                           : "not a JSON object:",
                        what, shown, len > 80 ? "..." : "");
     json_decref(root);
     return NULL;

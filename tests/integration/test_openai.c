@@ -299,6 +299,23 @@ TEST(malformed_chunk)
     got_free(&g);
 }
 
+/* Issue 13: `data: 42` is JSON that is not an object, a provider's fault,
+ * not "out of memory parsing the chunk". */
+TEST(chunk_not_an_object)
+{
+    got g = {0}, g2 = {0};
+
+    one(HEAD_SSE CHUNK("ok") "data: 42\n\n" DONE, RAWHTTP_CLOSE, &g);
+    ASSERT_EQ_INT(g.kind, COUNCIL__CALL_STREAM);
+    ASSERT_STR_CONTAINS(g.msg, "not a JSON object: chunk: 42");
+    ASSERT(strstr(g.msg, "memory") == NULL);
+    one(HEAD_SSE "data: \"x\"\n\n" DONE, RAWHTTP_CLOSE, &g2);
+    ASSERT_EQ_INT(g2.kind, COUNCIL__CALL_STREAM);
+    ASSERT_STR_CONTAINS(g2.msg, "not a JSON object");
+    got_free(&g);
+    got_free(&g2);
+}
+
 /* Found by fuzz_openai_chunk: bytes that are not UTF-8 in a malformed
  * chunk used to reach the message as they were, and a message that is not
  * UTF-8 cannot go into the member_failed event (jansson refuses it). */

@@ -374,6 +374,20 @@ TEST(malformed_lines_are_refused)
         ASSERT_NULL(ev);
         ASSERT_STR_CONTAINS(diag.msg, bad[i].says);
     }
+    /* JSON that is not an object is a parse error, not "out of memory"
+     * (issue 13: the fuzzer's `9`). */
+    {
+        static const char *const not_obj[] = {"9",    " 42 ", "\"{\"",
+                                              "true", "null", "-1.5e3"};
+
+        for (i = 0; i < sizeof(not_obj) / sizeof(not_obj[0]); i++) {
+            ASSERT_EQ_INT(
+                council_event_parse(not_obj[i], strlen(not_obj[i]), &ev, &diag),
+                COUNCIL_EPARSE);
+            ASSERT_NULL(ev);
+            ASSERT_STR_CONTAINS(diag.msg, "an event is a JSON object");
+        }
+    }
     /* A syntax error names its place. */
     ASSERT_EQ_INT(council_event_parse("{\"a\" 1}", 7, &ev, &diag),
                   COUNCIL_EPARSE);

@@ -718,6 +718,15 @@ TEST(reader_checks)
 
     ASSERT_EQ_INT(read_text("\n", &rep, &diag), COUNCIL_EPARSE);
     ASSERT_EQ_INT(read_text("[1]\n", &rep, &diag), COUNCIL_EPARSE);
+    /* JSON that is not an object is bad input, not "out of memory"
+     * (issue 13: `runs show` said so for a line `42`). */
+    ASSERT_EQ_INT(read_text(E(1) "42\n" OUT, &rep, &diag), COUNCIL_EPARSE);
+    ASSERT_EQ_INT(diag.line, 2);
+    ASSERT_EQ_INT(rep.bad_line, 2);
+    ASSERT_STR_CONTAINS(diag.msg, "not a JSON object");
+    ASSERT_EQ_INT(read_text("\"{\"\n}", &rep, &diag), COUNCIL_EPARSE);
+    ASSERT_EQ_INT(diag.line, 1);
+    ASSERT_STR_CONTAINS(diag.msg, "not a JSON object");
     ASSERT_EQ_INT(read_text("\x01\x02\n", &rep, &diag), COUNCIL_EPARSE);
 
     snprintf(missing, sizeof(missing), "%s/none.jsonl", runner_tmpdir());
