@@ -351,6 +351,18 @@ COUNCIL_API council_err council_def_check_env(const council_def *def,
                                               council_diag *diag);
 
 /*
+ * Check that s[0..n-1] is valid UTF-8 (RFC 3629: no overlong form, no
+ * surrogate, nothing past U+10FFFF, no sequence cut short; NUL bytes
+ * count as valid).  COUNCIL_OK, or COUNCIL_EINVAL with *bad_offset (when
+ * bad_offset is not NULL) the offset of the first byte that does not
+ * begin a well-formed sequence.  council_run_start refuses questions that
+ * fail it; a caller may check first to say where the bad byte is in its
+ * own terms.  Allocates nothing.  Any thread.
+ */
+COUNCIL_API council_err council_utf8_check(const char *s, size_t n,
+                                           size_t *bad_offset);
+
+/*
  * Parse a duration as council files write them: "250ms", "3s", "5m", "1h",
  * or a bare number of milliseconds.  COUNCIL_EINVAL if malformed, negative
  * or too large.  Any thread.
@@ -511,7 +523,10 @@ typedef struct council_run_opts {
  * promises); then the run host starts on the loop thread.  On COUNCIL_OK
  * *out is a new reference to the run (release with council_run_release).
  * Errors: COUNCIL_EREFUSED (diag->msg holds the recorder's reason),
- * COUNCIL_EEXIST (run id in use), COUNCIL_EINVAL, COUNCIL_ESTART (the host
+ * COUNCIL_EEXIST (run id in use), COUNCIL_EINVAL (diag->msg names a
+ * question or message that is not valid UTF-8 and the byte offset of its
+ * first bad byte, as council_utf8_check finds it; no recorder is called
+ * then), COUNCIL_ESTART (the host
  * could not start; the recorders were finalized with an error naming the
  * cause), COUNCIL_ECLOSED, COUNCIL_ENOMEM.  diag may be NULL.  Borrows def,
  * question and opts for the call.  Any thread, callbacks included.

@@ -201,6 +201,20 @@ council_cmd_run(int argc, char **argv)
         fputs(run_usage, stderr);
         return EXIT_USAGE;
     }
+    {
+        size_t bad = 0;
+
+        /* Refused before anything starts (a store, a mock LLM): the
+         * library would refuse it too, after them. */
+        if (council_utf8_check(question, strlen(question), &bad) !=
+            COUNCIL_OK) {
+            cli_error("run: the question is not valid UTF-8: byte 0x%02x at "
+                      "offset %zu (byte %zu of %zu)",
+                      (unsigned char)question[bad], bad, bad + 1,
+                      strlen(question));
+            return EXIT_USAGE;
+        }
+    }
     if (no_record && n_rec > 0) {
         cli_error("--no-record and --record exclude each other");
         return EXIT_USAGE;

@@ -3,6 +3,7 @@
  * council_run_start: choose the strategy's host for a council definition,
  * then start it through the engine's run contract.
  */
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -58,6 +59,39 @@ council_run_start_messages(council_engine *eng, const council_def *def,
     for (i = 0; i < n; i++)
         if (messages[i].role == NULL || messages[i].content == NULL)
             return COUNCIL_EINVAL;
+    /* Refused before any recorder sees the run: a text that is not UTF-8
+     * can go into no event (run_started would lose its question) nor any
+     * request body (every call would fail to start). */
+    for (i = 0; i < n; i++) {
+        const char *what = "content";
+        size_t bad = 0;
+
+        if (council_utf8_check(messages[i].role, strlen(messages[i].role),
+                               &bad) != COUNCIL_OK)
+            what = "role";
+        else if (council_utf8_check(messages[i].content,
+                                    strlen(messages[i].content),
+                                    &bad) == COUNCIL_OK)
+            continue;
+        if (diag != NULL) {
+            const unsigned char *t =
+                (const unsigned char *)(what[0] == 'r' ? messages[i].role
+                                                       : messages[i].content);
+
+            memset(diag, 0, sizeof(*diag));
+            if (n == 1 && what[0] == 'c')
+                snprintf(diag->msg, sizeof(diag->msg),
+                         "the question is not valid UTF-8: byte 0x%02x at "
+                         "offset %zu",
+                         t[bad], bad);
+            else
+                snprintf(diag->msg, sizeof(diag->msg),
+                         "message %zu's %s is not valid UTF-8: byte 0x%02x "
+                         "at offset %zu",
+                         i + 1, what, t[bad], bad);
+        }
+        return COUNCIL_EINVAL;
+    }
     if (council__run_opts_copy(opts, &o) != COUNCIL_OK)
         return COUNCIL_EINVAL;
     if (o.deadline_ms == 0)

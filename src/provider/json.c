@@ -47,6 +47,32 @@ council__utf8_seq(const unsigned char *s, size_t n)
     return k + 1;
 }
 
+council_err
+council_utf8_check(const char *s, size_t n, size_t *bad_offset)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+
+    if (s == NULL && n > 0)
+        return COUNCIL_EINVAL;
+    while (i < n) {
+        int k;
+
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        k = council__utf8_seq(u + i, n - i);
+        if (k <= 0) {
+            if (bad_offset != NULL)
+                *bad_offset = i;
+            return COUNCIL_EINVAL;
+        }
+        i += (size_t)k;
+    }
+    return COUNCIL_OK;
+}
+
 /* ------------------------------------------------------------------------
  * Writer
  * ------------------------------------------------------------------------ */
@@ -60,20 +86,9 @@ council__json_put_str(council__bytes *b, const char *s, size_t n, size_t max)
     council_err rc;
 
     /* Validate first, so that a refusal appends nothing. */
-    while (i < n) {
-        int k;
-
-        if (u[i] < 0x80) {
-            if (u[i] == 0)
-                return COUNCIL_EINVAL;
-            i++;
-            continue;
-        }
-        k = council__utf8_seq(u + i, n - i);
-        if (k <= 0)
-            return COUNCIL_EINVAL;
-        i += (size_t)k;
-    }
+    if (council_utf8_check(s, n, NULL) != COUNCIL_OK ||
+        memchr(s, '\0', n) != NULL)
+        return COUNCIL_EINVAL;
     rc = council__bytes_add(b, "\"", 1, max);
     for (i = 0; rc == COUNCIL_OK && i < n; i += run) {
         char esc[6];

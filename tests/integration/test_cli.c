@@ -386,6 +386,17 @@ TEST(usage_and_help)
     ASSERT_EQ_INT(r.code, 2);
     cli_result_free(&r);
     {
+        /* Issue 13: a question that is not UTF-8 is refused up front,
+         * naming where its bad byte is. */
+        const char *args[] = {"run", "--json", "--no-record", "caf\xe9", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    ASSERT_STR_CONTAINS(r.err, "the question is not valid UTF-8: byte 0xe9 "
+                               "at offset 3 (byte 4 of 4)");
+    ASSERT_STR_EQ(r.out, "");
+    cli_result_free(&r);
+    {
         const char *args[] = {"frobnicate", NULL};
         r = run_cli(0, args);
     }

@@ -564,6 +564,54 @@ TEST(missing_api_key_is_named)
     council_def_free(def);
 }
 
+/* Issue 13: a question (or message) that is not UTF-8 is refused at
+ * start, naming the offset of its bad byte, before any recorder is called
+ * (it used to start a run whose run_started had no question and whose
+ * every member failed "could not start the call"). */
+TEST(question_not_utf8_is_refused)
+{
+    council_mockllm *m = mock(NULL, 0, 0);
+    council_def *def = council(m, 1, "5s", "mock-chair");
+    council_engine *eng = NULL;
+    council_run *run = NULL;
+    keep k = {0};
+    council_recorder_spec spec = {&keep_ops, &k};
+    council_run_opts o = {COUNCIL_RUN_OPTS_VERSION};
+    council_message msgs[3] = {{"user", "hello"},
+                               {"assistant", "ok \xc3\xa9 \xed\xa0\x80"},
+                               {"user", "q"}};
+    council_diag d;
+    size_t bad = 99;
+
+    o.recorders = &spec;
+    o.n_recorders = 1;
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    ASSERT_EQ_INT(council_run_start(eng, def, "caf\xe9", &o, &run, &d),
+                  COUNCIL_EINVAL);
+    ASSERT_NULL(run);
+    ASSERT_STR_CONTAINS(d.msg, "the question is not valid UTF-8");
+    ASSERT_STR_CONTAINS(d.msg, "byte 0xe9 at offset 3");
+    /* A surrogate (ED A0 80) is not UTF-8 either; message 2, offset 6. */
+    ASSERT_EQ_INT(council_run_start_messages(eng, def, msgs, 3, &o, &run, &d),
+                  COUNCIL_EINVAL);
+    ASSERT_NULL(run);
+    ASSERT_STR_CONTAINS(d.msg, "message 2's content is not valid UTF-8");
+    ASSERT_STR_CONTAINS(d.msg, "offset 6");
+    /* No recorder was called. */
+    ASSERT_NULL(k.events);
+    ASSERT_EQ_INT(k.finals, 0);
+    ASSERT_EQ_INT(council_utf8_check("caf\xc3\xa9", 5, &bad), COUNCIL_OK);
+    ASSERT_EQ_INT(bad, 99);
+    ASSERT_EQ_INT(council_utf8_check("a\0b", 3, NULL), COUNCIL_OK);
+    ASSERT_EQ_INT(council_utf8_check("ab\xe2\x82", 4, &bad), COUNCIL_EINVAL);
+    ASSERT_EQ_INT(bad, 2);
+    ASSERT_EQ_INT(council_utf8_check("\xc0\x80", 2, &bad), COUNCIL_EINVAL);
+    ASSERT_EQ_INT(bad, 0);
+    council_engine_close(eng);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
+
 /* ---- F9: cancellation at each point, and racing completion ------------- */
 
 typedef struct canceller {
