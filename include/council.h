@@ -485,7 +485,10 @@ typedef struct council_run_opts {
     const char *run_id;
     /* Whole-run deadline in milliseconds; 0 = the council's limits. */
     uint64_t deadline_ms;
-    /* Seed for the reviewers' shuffles; 0 = random.  Recorded in events. */
+    /* Seed for the reviewers' shuffles, 1..2^63-1 (INT64_MAX); 0 = a
+     * random one, in the same range.  Recorded in events as a JSON
+     * integer (signed 64-bit), so larger values are refused with
+     * COUNCIL_EINVAL: every recorded seed can be given back. */
     uint64_t seed;
     const council_recorder_spec *recorders;
     size_t n_recorders;

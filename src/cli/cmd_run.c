@@ -11,6 +11,8 @@
  * the SQLite store, after closing the runs there whose process died)
  * followed by the new question.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +42,8 @@ static const char run_usage[] =
     "                       (no progress view, no answer line)\n"
     "  --deadline DUR       whole-run deadline (e.g. 90s, 5m); default: the\n"
     "                       council's limits.deadline\n"
-    "  --seed N             seed for the reviewers' shuffles (recorded)\n"
+    "  --seed N             seed for the reviewers' shuffles, 1 to 2^63-1\n"
+    "                       (recorded; default: a random one)\n"
     "  --run-id ID          choose the run id (default: a new UUIDv7)\n"
     "  --isolation MODE     process: run the council in a child process, so\n"
     "                       a crash there ends only this run, as crashed\n"
@@ -165,9 +168,15 @@ council_cmd_run(int argc, char **argv)
             char *end;
             if (v == NULL)
                 goto missing;
+            errno = 0;
             seed = strtoull(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || seed == 0) {
-                cli_error("--seed %s: expected a positive integer", v);
+            /* Digits only (strtoull takes "-1" for 2^64-1), and at most
+             * 2^63-1: a seed is recorded as a JSON integer, signed. */
+            if (*v < '0' || *v > '9' || *end != '\0' || seed == 0 ||
+                errno == ERANGE || seed > INT64_MAX) {
+                cli_error("--seed %s: expected an integer from 1 to "
+                          "9223372036854775807",
+                          v);
                 return EXIT_USAGE;
             }
             i++;

@@ -41,8 +41,8 @@ revise_prompt(debate_run *dr, size_t me)
     for (i = 0; i < h->n_members && n < 26; i++)
         if (i != me && h->members[i].state == COUNCIL__M_DONE)
             idx[n++] = i;
-    m->seed = council__mix64(h->seed ^ council__mix64(me + 1) ^
-                             council__mix64((uint64_t)dr->round << 32));
+    m->seed = council__member_seed(h->seed ^ council__mix64(me + 1) ^
+                                   council__mix64((uint64_t)dr->round << 32));
     council__shuffle(m->seed, n, perm);
     council__sb_fmt(&b,
                     "You are a member of an LLM Council in a debate, "

@@ -1036,6 +1036,12 @@ council__mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+uint64_t
+council__member_seed(uint64_t x)
+{
+    return council__mix64(x) & COUNCIL__SEED_MAX;
+}
+
 static int
 cmp_u64(const void *a, const void *b)
 {

@@ -264,6 +264,14 @@ char *council__sb_done(council__sb *b);
 /* SplitMix64 finalizer, for per-member seeds. */
 uint64_t council__mix64(uint64_t x);
 
+/* Every seed is recorded as a JSON integer, which is signed 64-bit
+ * (json_int_t): seeds keep to 0..2^63-1, so a recorded seed is the seed
+ * (never a negative number) and can be given back to replay a run. */
+#define COUNCIL__SEED_MAX ((uint64_t)INT64_MAX)
+
+/* A per-member seed derived from x, within 0..COUNCIL__SEED_MAX. */
+uint64_t council__member_seed(uint64_t x);
+
 /* The debate's convergence measure: Jaccard similarity of the sets of
  * lower-cased alphanumeric words of a and b (1 when both have none). */
 double council__similarity(const char *a, size_t alen, const char *b,

@@ -321,8 +321,8 @@ start_review(rank_run *rr)
         prompt = NULL;
         if (m->shown != NULL && perm != NULL) {
             /* The others, shuffled with the reviewer's own seed. */
-            m->seed =
-                council__mix64(h->seed ^ council__mix64(rr->cands[r] + 1));
+            m->seed = council__member_seed(h->seed ^
+                                           council__mix64(rr->cands[r] + 1));
             council__shuffle(m->seed, m->n_shown, perm);
             for (i = 0; i < rr->n_cands; i++)
                 if (i != r)

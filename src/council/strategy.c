@@ -9,6 +9,7 @@
 
 #include "core/engine.h"
 #include "council/def.h"
+#include "council/host_common.h"
 #include "council/strategy.h"
 #include "host/host.h"
 
@@ -96,9 +97,22 @@ council_run_start_messages(council_engine *eng, const council_def *def,
         return COUNCIL_EINVAL;
     if (o.deadline_ms == 0)
         o.deadline_ms = def->limits.deadline_ms;
+    if (o.seed > COUNCIL__SEED_MAX) {
+        /* It could not be recorded as itself (JSON integers are signed
+         * 64-bit), so the run could not be replayed from its record. */
+        if (diag != NULL) {
+            memset(diag, 0, sizeof(*diag));
+            snprintf(diag->msg, sizeof(diag->msg),
+                     "seed %llu is out of range: 1 to 9223372036854775807",
+                     (unsigned long long)o.seed);
+        }
+        return COUNCIL_EINVAL;
+    }
+    /* A random seed lies in 1..2^63-1 too: the top bit dropped. */
     while (o.seed == 0) {
         if (getrandom(&o.seed, sizeof(o.seed), 0) != sizeof(o.seed))
             o.seed = (uint64_t)council__now_us() * 0x9E3779B97F4A7C15ULL;
+        o.seed &= COUNCIL__SEED_MAX;
     }
     isolation =
         o.isolation != COUNCIL_ISOLATION_DEFAULT ? o.isolation : def->isolation;

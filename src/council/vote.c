@@ -387,8 +387,8 @@ start_vote(vote_run *vr)
         m->shown = council__calloc(m->n_shown, sizeof(size_t));
         perm = council__calloc(m->n_shown, sizeof(size_t));
         if (m->shown != NULL && perm != NULL) {
-            m->seed =
-                council__mix64(h->seed ^ council__mix64(vr->cands[r] + 1));
+            m->seed = council__member_seed(h->seed ^
+                                           council__mix64(vr->cands[r] + 1));
             council__shuffle(m->seed, m->n_shown, perm);
             for (i = 0; i < vr->n_cands; i++)
                 if (i != r)

@@ -386,6 +386,23 @@ TEST(usage_and_help)
     ASSERT_EQ_INT(r.code, 2);
     cli_result_free(&r);
     {
+        /* A seed is recorded as a signed JSON integer: 1..2^63-1. */
+        const char *args[] = {
+            "run", "--no-record", "--seed", "9223372036854775808", "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    ASSERT_STR_CONTAINS(r.err, "expected an integer from 1 to "
+                               "9223372036854775807");
+    cli_result_free(&r);
+    {
+        const char *args[] = {"run", "--no-record", "--seed", "-1", "q", NULL};
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 2);
+    ASSERT_STR_CONTAINS(r.err, "--seed -1");
+    cli_result_free(&r);
+    {
         /* Issue 13: a question that is not UTF-8 is refused up front,
          * naming where its bad byte is. */
         const char *args[] = {"run", "--json", "--no-record", "caf\xe9", NULL};

@@ -773,6 +773,70 @@ TEST_T(post_run_and_follow_to_the_end, 60)
     finish();
 }
 
+/* Issue 13: a random seed used to be recorded as a negative number about
+ * half the time (cast to json_int_t), and posting it back was refused
+ * ("'seed' must be a positive integer").  Every recorded seed is now in
+ * 1..2^63-1: for several runs without a seed, the recorded one is
+ * positive, posting it back is accepted, and it gives the same shuffles
+ * (each reviewer's labels and seed). */
+TEST_T(recorded_seed_posts_back_and_reproduces, 120)
+{
+    int i;
+
+    /* Streamed, so that each POST is answered while its run is running
+     * (start_run checks it); four runs draw 16 seeds (the run's and three
+     * reviewers'), each negative half the time before the fix. */
+    mock_start(2000, NULL);
+    write_council("a.yaml", "trio", NULL);
+    serve_start(NULL);
+    for (i = 0; i < 4; i++) {
+        char body[200], *id = start_run("{\"council\":\"trio\",\"input\":"
+                                        "\"Why is the sky blue?\"}");
+        json_t *a = wait_status(id, "ok", 20), *b, *ra, *rb, *x, *y;
+        json_t *seed = json_object_get(a, "seed");
+        char *id2;
+        size_t k, m;
+
+        ASSERT(json_is_integer(seed));
+        if (json_integer_value(seed) <= 0)
+            FAIL("run %d: recorded seed %lld", i,
+                 (long long)json_integer_value(seed));
+        snprintf(body, sizeof(body),
+                 "{\"council\":\"trio\",\"input\":\"Why is the sky "
+                 "blue?\",\"seed\":%lld}",
+                 (long long)json_integer_value(seed));
+        id2 = start_run(body);
+        b = wait_status(id2, "ok", 20);
+        ASSERT(json_equal(json_object_get(b, "seed"), seed));
+        ra = json_object_get(json_object_get(a, "result"), "reviews");
+        rb = json_object_get(json_object_get(b, "result"), "reviews");
+        ASSERT_EQ_INT(json_array_size(ra), 3);
+        ASSERT_EQ_INT(json_array_size(rb), 3);
+        json_array_foreach (ra, k, x) {
+            int found = 0;
+
+            json_array_foreach (rb, m, y) {
+                if (!json_equal(json_object_get(x, "reviewer"),
+                                json_object_get(y, "reviewer")))
+                    continue;
+                found = 1;
+                ASSERT(json_integer_value(json_object_get(x, "seed")) >= 0);
+                ASSERT(json_equal(json_object_get(x, "seed"),
+                                  json_object_get(y, "seed")));
+                ASSERT(json_equal(json_object_get(x, "labels"),
+                                  json_object_get(y, "labels")));
+            }
+            ASSERT(found);
+        }
+        json_decref(a);
+        json_decref(b);
+        free(id);
+        free(id2);
+    }
+    serve_stop();
+    finish();
+}
+
 TEST_T(input_as_messages_and_inline_council, 60)
 {
     char body[4096], path[200], *id;
