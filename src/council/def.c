@@ -207,26 +207,93 @@ check_bytes(ld *l, const char *text, size_t len)
     return COUNCIL_OK;
 }
 
+/* Entries (commas and collections) in one outermost flow collection. */
+#define MAX_FLOW_ITEMS 10000
+
+/* The number of leading spaces of the line at text[i..], and whether the
+ * line is empty (only spaces before its end). */
+static size_t
+line_indent(const char *text, size_t len, size_t i, int *empty)
+{
+    size_t k = i;
+
+    while (k < len && text[k] == ' ')
+        k++;
+    *empty = k == len || text[k] == '\n' ||
+             (text[k] == '\r' && (k + 1 == len || text[k + 1] == '\n'));
+    return k - i;
+}
+
+/* A block scalar's header ('|' or '>' at i, then at most an indentation
+ * digit and a chomping sign, blanks, a comment): 1 and *digit (0 when
+ * none), else 0. */
+static int
+block_header(const char *text, size_t len, size_t i, int *digit)
+{
+    size_t k = i + 1;
+
+    *digit = 0;
+    while (k < len && k < i + 3 &&
+           ((text[k] >= '1' && text[k] <= '9') || text[k] == '+' ||
+            text[k] == '-')) {
+        if (text[k] >= '1' && text[k] <= '9')
+            *digit = text[k] - '0';
+        k++;
+    }
+    if (k < len && text[k] != ' ' && text[k] != '\t' && text[k] != '\r' &&
+        text[k] != '\n')
+        return 0;
+    while (k < len && (text[k] == ' ' || text[k] == '\t'))
+        k++;
+    return k == len || text[k] == '\n' || text[k] == '\r' || text[k] == '#';
+}
+
 /*
- * libfyaml 0.7.12 crashes in fy_parser_destroy after some parse errors in
- * explicit mapping keys ("? [a]:\t:" is enough; found by fuzz_council_yaml,
- * and upstream has open reports of the same kind).  A council file never
- * needs explicit keys, so they are refused here, with their position,
- * before libfyaml sees the text.
+ * Two things are refused here, with their position, before libfyaml sees
+ * the text:
  *
- * Method: a small scan that knows just enough YAML to find the indicator:
- * comments ('#' after a blank or at the start of a line), double-quoted
- * (backslash escapes) and single-quoted ('' escapes) scalars, which start
- * only where a node starts.  A '?' where a node starts (the start of a
- * line after indentation and "- " markers, or after '[', '{', ',' or ':')
- * and followed by a blank or the end of a line is an explicit key.
+ * Explicit mapping keys.  libfyaml 0.7.12 crashes in fy_parser_destroy
+ * after some parse errors in them ("? [a]:\t:" is enough; found by
+ * fuzz_council_yaml, and upstream has open reports of the same kind).  A
+ * council file never needs them.
+ *
+ * Deep or huge flow collections.  libfyaml's scanner holds every token of
+ * a flow collection until the collection ends (it could be the key of a
+ * mapping), so a 4 MB file of '[' took 1.45 GB and 2 s before the depth
+ * check in build_tree saw its first event.  Here flow nesting deeper than
+ * MAX_DEPTH, or more than MAX_FLOW_ITEMS entries in one flow collection,
+ * is refused in constant memory; libfyaml then holds at most a few
+ * thousand tokens.  (Block nesting is bounded by build_tree: libfyaml
+ * hands its events out as it goes.)
+ *
+ * Method: a small scan that knows just enough YAML: comments ('#' after a
+ * blank or at the start of a line), double-quoted (backslash escapes) and
+ * single-quoted ('' escapes) scalars, which start only where a node
+ * starts, and block scalars ('|' or '>' where a node starts in block
+ * context), whose content lines are skipped.  Where a node starts: the
+ * start of a line after indentation and "- " markers, or after '[', '{',
+ * ',' or ': ' (in flow context after any ':', as in JSON's "a":1).
+ *  - A '?' there, followed by a blank or the end of a line, is an explicit
+ *    key.
+ *  - A '[' or '{' there, or anywhere in flow context (a plain scalar there
+ *    holds no flow indicator), opens a flow collection; in flow context a
+ *    ']' or '}' closes one.
+ *  - A block scalar's content is the lines indented more than the line's
+ *    node (its key, or its "- " marker when the scalar is the entry), at
+ *    the first such line's indentation (or the header's digit).  The scan
+ *    takes no more lines as content than YAML does, so what it skips is
+ *    never read by libfyaml as anything but text.
  */
 static council_err
 check_indicators(ld *l, const char *text, size_t len)
 {
-    enum { PLAIN, DQ, SQ, COMMENT } st = PLAIN;
-    int line = 1, col = 1, node_start = 1;
-    size_t i;
+    enum { PLAIN, DQ, SQ, COMMENT, BLOCK } st = PLAIN;
+    int line = 1, col = 1, node_start = 1, flow = 0, flow_line = 0;
+    int flow_col = 0, digit = 0;
+    /* On this line: the column (0-based) of its first key or value, and
+     * of its last "- " marker before it; -1 when none yet. */
+    long key_col = -1, dash_col = -1, base = 0, bs_indent = 0;
+    size_t items = 0, i;
 
     for (i = 0; i < len; i++) {
         char c = text[i];
@@ -239,8 +306,34 @@ check_indicators(ld *l, const char *text, size_t len)
                 st = PLAIN;
             line++;
             col = 1;
+            key_col = dash_col = -1;
             if (st == PLAIN)
                 node_start = 1;
+            if (st == BLOCK) {
+                /* Skip the content lines that follow; stop before the
+                 * first line that is not one. */
+                for (;;) {
+                    int empty;
+                    size_t ind = line_indent(text, len, i + 1, &empty);
+                    const char *nl;
+
+                    if (!empty) {
+                        if (bs_indent == 0 && (long)ind > base)
+                            bs_indent = digit > 0 ? base + digit : (long)ind;
+                        if (bs_indent == 0 || (long)ind < bs_indent)
+                            break;
+                    }
+                    nl = memchr(text + i + 1, '\n', len - i - 1);
+                    if (nl == NULL) {
+                        i = len;
+                        break;
+                    }
+                    i = (size_t)(nl - text);
+                    line++;
+                }
+                st = PLAIN;
+                node_start = 1;
+            }
             continue;
         }
         switch (st) {
@@ -261,6 +354,7 @@ check_indicators(ld *l, const char *text, size_t len)
             }
             break;
         case COMMENT:
+        case BLOCK: /* the rest of the header line */
             break;
         case PLAIN:
             if (c == '#' &&
@@ -274,13 +368,49 @@ check_indicators(ld *l, const char *text, size_t len)
                 return fail(l, COUNCIL_EPARSE, line, col,
                             "explicit mapping keys ('?') are not supported "
                             "in council files (expected key: value)");
+            } else if ((c == '[' || c == '{') && (node_start || flow > 0)) {
+                if (flow == 0) {
+                    items = 0;
+                    flow_line = line;
+                    flow_col = col;
+                }
+                if (++flow > MAX_DEPTH)
+                    return fail(l, COUNCIL_EINVAL, line, col,
+                                "nested too deeply (more than %d levels)",
+                                MAX_DEPTH);
+                if (++items > MAX_FLOW_ITEMS)
+                    goto too_many;
+                node_start = 1;
+            } else if ((c == ']' || c == '}') && flow > 0) {
+                flow--;
+                node_start = 0;
+            } else if (c == ',' && flow > 0) {
+                if (++items > MAX_FLOW_ITEMS)
+                    goto too_many;
+                node_start = 1;
+            } else if ((c == '|' || c == '>') && node_start && flow == 0 &&
+                       block_header(text, len, i, &digit)) {
+                /* The node the scalar belongs to: the line's key, else
+                 * its "- " entry, else (the header alone on its line)
+                 * one column left of the header, which is never less
+                 * than YAML's. */
+                base = key_col >= 0    ? key_col
+                       : dash_col >= 0 ? dash_col
+                                       : (long)col - 2;
+                bs_indent = 0;
+                st = BLOCK;
             } else if (c == '"' && node_start) {
                 st = DQ;
                 node_start = 0;
             } else if (c == '\'' && node_start) {
                 st = SQ;
                 node_start = 0;
-            } else if (c == '[' || c == '{' || c == ',' ||
+            } else if (c == '-' && flow == 0 && key_col < 0 &&
+                       (next == ' ' || next == '\t' || next == '\r' ||
+                        next == '\n')) {
+                dash_col = col - 1;
+                node_start = 1;
+            } else if (c == ',' || (c == ':' && flow > 0) ||
                        ((c == ':' || c == '-') &&
                         (next == ' ' || next == '\t' || next == '\r' ||
                          next == '\n'))) {
@@ -288,11 +418,21 @@ check_indicators(ld *l, const char *text, size_t len)
             } else {
                 node_start = 0;
             }
+            if (key_col < 0 && st == PLAIN && c != ' ' && c != '\t' &&
+                c != '\r' && c != '-' && dash_col != col - 1)
+                key_col = col - 1;
+            else if (key_col < 0 && (st == DQ || st == SQ))
+                key_col = col - 1;
             break;
         }
         col++;
     }
     return COUNCIL_OK;
+too_many:
+    return fail(l, COUNCIL_EINVAL, flow_line, flow_col,
+                "too many values in one flow collection ([...] or "
+                "{...}): more than %d; a council definition is small",
+                MAX_FLOW_ITEMS);
 }
 
 static void

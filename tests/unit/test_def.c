@@ -8,6 +8,8 @@
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "council.h"
 #include "council/def.h"
@@ -620,6 +622,180 @@ TEST_T(deep_nesting, 30)
         free(y);
     }
     free(text);
+}
+
+/* The peak resident set of this process in KB (VmHWM), after resetting
+ * it to the current one when the kernel allows (clear_refs 5). */
+static long
+peak_rss_kb(int reset)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f;
+
+    if (reset) {
+        f = fopen("/proc/self/clear_refs", "w");
+        if (f != NULL) {
+            fputs("5", f);
+            fclose(f);
+        }
+    }
+    f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static double
+mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Write text to a file in the case's directory, load it; the diag. */
+static council_err
+load_big(const char *name, const char *text, size_t len, char *path,
+         size_t path_size, council_diag *d, long *grew_kb, double *secs)
+{
+    council_def *def = NULL;
+    council_err rc;
+    long before;
+    double t0;
+    FILE *f;
+
+    snprintf(path, path_size, "%s/%s", runner_tmpdir(), name);
+    f = fopen(path, "wb");
+    ASSERT_NOT_NULL(f);
+    ASSERT_EQ_INT(fwrite(text, 1, len, f), len);
+    ASSERT_EQ_INT(fclose(f), 0);
+    before = peak_rss_kb(1);
+    t0 = mono_s();
+    rc = council_def_load_file(path, &def, d);
+    *secs = mono_s() - t0;
+    *grew_kb = peak_rss_kb(0) - before;
+    ASSERT_NULL(def);
+    return rc;
+}
+
+/*
+ * Issue 13: a 4 MB council file of '[' took 1.45 GB and 2 s before it was
+ * refused as nested too deeply (libfyaml's scanner holds a flow
+ * collection's tokens until it ends).  Deep and huge flow collections are
+ * now refused while the text is scanned, in constant memory: each of these
+ * files, at the size limit, is refused naming the file, line and column,
+ * with the peak RSS growing by less than 64 MB (the file itself is 4 MB,
+ * read into memory once) and within 2 s (times the multiplier; it takes
+ * milliseconds).
+ */
+TEST_T(deep_flow_files_refused_in_bounded_memory, 120)
+{
+    static const struct {
+        const char *unit; /* repeated to fill 4 MB */
+        const char *prefix;
+        const char *says;
+        int line, col;
+    } cases[] = {
+        {"[", "", "nested too deeply (more than 64 levels)", 1, 65},
+        {"[\n", "", "nested too deeply (more than 64 levels)", 65, 1},
+        {"{a: ", "", "nested too deeply (more than 64 levels)", 1, 257},
+        {"{\"a\":", "", "nested too deeply (more than 64 levels)", 1, 321},
+        {"[", "name: x\nmembers: ", "nested too deeply (more than 64 levels)",
+         2, 74},
+        {"a, ", "[", "too many values in one flow collection", 1, 1},
+        {"{}, ", "x: [", "too many values in one flow collection", 1, 4},
+    };
+    size_t size = 4u * 1024 * 1024, i;
+    char *text = malloc(size), path[PATH_MAX];
+
+    ASSERT_NOT_NULL(text);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t ul = strlen(cases[i].unit), pl = strlen(cases[i].prefix), n;
+        council_diag d;
+        long grew;
+        double secs;
+        char name[32];
+
+        memcpy(text, cases[i].prefix, pl);
+        for (n = pl; n + ul <= size; n += ul)
+            memcpy(text + n, cases[i].unit, ul);
+        snprintf(name, sizeof(name), "deep%zu.yaml", i);
+        ASSERT_EQ_INT(
+            load_big(name, text, n, path, sizeof(path), &d, &grew, &secs),
+            COUNCIL_EINVAL);
+        ASSERT_STR_EQ(d.file, path);
+        ASSERT_STR_CONTAINS(d.msg, cases[i].says);
+        ASSERT_EQ_INT(d.line, cases[i].line);
+        ASSERT_EQ_INT(d.col, cases[i].col);
+        if (grew >= 64 * 1024)
+            FAIL("case %zu: the peak RSS grew by %ld KB", i, grew);
+        if (secs > 2.0 * runner_timeout_multiplier())
+            FAIL("case %zu: %.2f s", i, secs);
+    }
+    free(text);
+}
+
+/* What the scan before libfyaml takes for flow collections is only ever
+ * one: brackets in quoted, plain and block scalars and in comments are
+ * text, however many. */
+TEST(brackets_in_scalars_are_text)
+{
+    char text[8192], many[401];
+    council_def *def = NULL;
+    council_diag d;
+    int n;
+
+    memset(many, '[', 200);
+    memset(many + 200, '{', 200);
+    many[400] = '\0';
+    n = snprintf(text, sizeof(text),
+                 "name: g\n"
+                 "providers:\n"
+                 "  p: { kind: openai, base_url: http://127.0.0.1:1/v1 }\n"
+                 "members:\n"
+                 "  - name: a\n"
+                 "    provider: p\n"
+                 "    model: m\n"
+                 "    system: |\n"
+                 "      %s\n"
+                 "\n"
+                 "        ? not a key, %s\n"
+                 "      done\n"
+                 "  - name: b # %s\n"
+                 "    provider: p\n"
+                 "    model: m\n"
+                 "    system: >-\n"
+                 "     %s\n"
+                 "  - { name: c, provider: p, model: m, system: \"%s\" }\n"
+                 "  - {\"name\":\"d\",\"provider\":\"p\",\"model\":\"m\","
+                 "\"system\":\"%s\"}\n"
+                 "chairman: { provider: p, model: m, system: '%s' }\n",
+                 many, many, many, many, many, many, many);
+    ASSERT(n > 0 && (size_t)n < sizeof(text));
+    if (council_def_load_string(text, (size_t)n, "g.yaml", &def, &d) !=
+        COUNCIL_OK)
+        FAIL("%d:%d: %s", d.line, d.col, d.msg);
+    ASSERT_EQ_INT(council_def_member_count(def), 4);
+    ASSERT_EQ_INT(strncmp(def->members[0].system, many, 400), 0);
+    ASSERT_STR_CONTAINS(def->members[0].system, "\n  ? not a key");
+    ASSERT_STR_EQ(def->members[1].system, many);
+    ASSERT_STR_EQ(def->members[2].system, many);
+    ASSERT_STR_EQ(def->members[3].system, many);
+    council_def_free(def);
+    /* A block scalar ends where its indentation does: the '[' after it
+     * open flow collections again. */
+    n = snprintf(text, sizeof(text), "k: |\n    text\n  %s\n", many);
+    ASSERT_EQ_INT(council_def_load_string(text, (size_t)n, "e.yaml", &def, &d),
+                  COUNCIL_EINVAL);
+    ASSERT_STR_EQ(d.msg, "nested too deeply (more than 64 levels)");
+    ASSERT_EQ_INT(d.line, 3);
+    ASSERT_EQ_INT(d.col, 67);
 }
 
 TEST_T(huge_file, 30)
