@@ -10,6 +10,7 @@
  * keep the state alive, so no callback ever touches freed memory.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ maybe_free(council__host *h)
         }
     }
     council__free(h->providers);
+    council__free(h->secrets);
     for (i = 0; i < h->n_members; i++)
         free_member(&h->members[i]);
     council__free(h->members);
@@ -198,10 +200,173 @@ council__host_sum_json(const council__usage_sum *s)
 
 /* ---- events and JSON ----------------------------------------------------- */
 
+/* ---- redaction ------------------------------------------------------------
+ *
+ * No configured secret (a provider's API key, as the environment gave it)
+ * is ever recorded or logged: a provider may echo a key as answer text, a
+ * user may paste one into a question, and an error may quote one.  Every
+ * event is redacted here, on its way out of the host, in its text and in
+ * every string of its data (answers, the result, errors, the question), so
+ * what the bus, the recorders, the stores, the server and the CLI's
+ * output and logs see never holds one.  Streamed text is redacted over
+ * the concatenation of a call's deltas (emit_streamed), so a key split
+ * across deltas is caught too.
+ */
+
+/* The first copy of a secret in t[from..len): its offset and length (the
+ * longest of the secrets that start there), 0 when there is none. */
+static int
+find_secret(const council__host *h, const char *t, size_t len, size_t from,
+            size_t *at, size_t *klen)
+{
+    size_t i, best = SIZE_MAX, blen = 0;
+
+    for (i = 0; i < h->n_secrets; i++) {
+        size_t k = strlen(h->secrets[i]);
+        const char *p;
+
+        if (k > len - from)
+            continue;
+        p = memmem(t + from, len - from, h->secrets[i], k);
+        if (p == NULL)
+            continue;
+        if ((size_t)(p - t) < best || ((size_t)(p - t) == best && k > blen)) {
+            best = (size_t)(p - t);
+            blen = k;
+        }
+    }
+    if (blen == 0)
+        return 0;
+    *at = best;
+    *klen = blen;
+    return 1;
+}
+
+int
+council__host_redact(const council__host *h, const char *text, size_t len,
+                     char **out, size_t *out_len)
+{
+    static const char rep[] = "[redacted]";
+    size_t at, klen, from = 0, n = 0, cap;
+    char *o;
+
+    *out = NULL;
+    *out_len = 0;
+    if (h->n_secrets == 0 || len == 0 ||
+        !find_secret(h, text, len, 0, &at, &klen))
+        return 0;
+    /* A secret is at least one byte: the text grows at most
+     * sizeof(rep) - 1 times. */
+    cap = len + 1;
+    o = council__malloc(cap);
+    if (o == NULL)
+        return -1;
+    do {
+        size_t need = n + (at - from) + sizeof(rep) - 1 + (len - at - klen) + 1;
+
+        if (need > cap) {
+            char *g = council__realloc(o, need * 2);
+
+            if (g == NULL) {
+                council__free(o);
+                return -1;
+            }
+            o = g;
+            cap = need * 2;
+        }
+        memcpy(o + n, text + from, at - from);
+        n += at - from;
+        memcpy(o + n, rep, sizeof(rep) - 1);
+        n += sizeof(rep) - 1;
+        from = at + klen;
+    } while (from < len && find_secret(h, text, len, from, &at, &klen));
+    memcpy(o + n, text + from, len - from);
+    n += len - from;
+    o[n] = '\0';
+    *out = o;
+    *out_len = n;
+    return 1;
+}
+
+/* Every string in v (values, not keys: those are the schema's and the
+ * definition's names), redacted in place.  0, or -1 when out of memory. */
+static int
+redact_json(const council__host *h, json_t *v, int depth)
+{
+    if (depth > 64)
+        return 0; /* deeper than any event's data is built */
+    if (json_is_string(v)) {
+        char *r;
+        size_t n;
+        int rc = council__host_redact(h, json_string_value(v),
+                                      json_string_length(v), &r, &n);
+
+        if (rc <= 0)
+            return rc;
+        rc = json_string_setn(v, r, n);
+        council__free(r);
+        return rc == 0 ? 0 : -1;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+
+        json_object_foreach (v, k, x)
+            if (redact_json(h, x, depth + 1) != 0)
+                return -1;
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+
+        json_array_foreach (v, i, x)
+            if (redact_json(h, x, depth + 1) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+static void emit_event(council__host *h, council_event_type type,
+                       const char *stage, int round, const char *who,
+                       const char *text, size_t len, json_t *data);
+
 void
 council__host_emit(council__host *h, council_event_type type, const char *stage,
                    int round, const char *who, const char *text, size_t len,
                    json_t *data)
+{
+    char *r = NULL;
+    size_t rlen = 0;
+    int rc = 0;
+
+    if (h->n_secrets > 0 && !h->exited) {
+        /* Deltas were redacted where they stream (emit_streamed). */
+        if (type != COUNCIL_EV_MEMBER_DELTA &&
+            type != COUNCIL_EV_SYNTHESIS_DELTA && text != NULL)
+            rc = council__host_redact(h, text, len, &r, &rlen);
+        if (rc >= 0 && data != NULL && redact_json(h, data, 0) != 0)
+            rc = -1;
+        if (rc < 0) {
+            /* Out of memory: the event goes without its text and data
+             * rather than with a secret. */
+            council__free(r);
+            r = NULL;
+            json_decref(data);
+            data = NULL;
+            text = NULL;
+            len = 0;
+        } else if (r != NULL) {
+            text = r;
+            len = rlen;
+        }
+    }
+    emit_event(h, type, stage, round, who, text, len, data);
+    council__free(r);
+}
+
+static void
+emit_event(council__host *h, council_event_type type, const char *stage,
+           int round, const char *who, const char *text, size_t len,
+           json_t *data)
 {
     council__event_init in;
 
@@ -572,6 +737,100 @@ call_member(council__hcall *c)
 }
 
 static void
+emit_delta(council__hcall *c, const char *text, size_t len)
+{
+    council__host *h = c->h;
+
+    if (len == 0)
+        return;
+    council__host_emit(
+        h, c->member < 0 ? COUNCIL_EV_SYNTHESIS_DELTA : COUNCIL_EV_MEMBER_DELTA,
+        c->stage, c->round, c->member >= 0 ? call_member(c)->name : NULL, text,
+        len, NULL);
+}
+
+/*
+ * A call's streamed text on its way out, redacted over the concatenation
+ * of its deltas: a key may come split across two or more of them.
+ *
+ * Method: the text held back from the deltas before (c->held) and this
+ * delta are joined; every whole secret in the join is replaced; then the
+ * longest end of the result that is the beginning of a secret (shorter
+ * than it) is held back again and the rest is emitted.  What is emitted
+ * can never become part of a secret: one that began in it would make a
+ * longer end the beginning of a secret.  At most secret_max - 1 bytes are
+ * held; they go out with the next delta, or when the call ends (flush).
+ * A stream that ends inside a secret's first bytes (an echo cut short)
+ * emits them then: they are not the secret.
+ */
+static void
+emit_streamed(council__hcall *c, const char *text, size_t len, int flush)
+{
+    council__host *h = c->h;
+    char *join = NULL, *r = NULL;
+    const char *t = text;
+    size_t n = len, rlen, j, i;
+    int rc;
+
+    if (h->n_secrets == 0) {
+        emit_delta(c, text, len);
+        return;
+    }
+    if (c->held_len > 0) {
+        join = council__malloc(c->held_len + len + 1);
+        if (join == NULL)
+            goto oom;
+        memcpy(join, c->held, c->held_len);
+        if (len > 0)
+            memcpy(join + c->held_len, text, len);
+        t = join;
+        n = c->held_len + len;
+        c->held_len = 0;
+    }
+    rc = council__host_redact(h, t, n, &r, &rlen);
+    if (rc < 0)
+        goto oom;
+    if (rc > 0) {
+        t = r;
+        n = rlen;
+    }
+    j = n;
+    if (!flush) {
+        /* The earliest start of an end of t that a secret begins with. */
+        for (j = n > h->secret_max - 1 ? n - (h->secret_max - 1) : 0; j < n;
+             j++) {
+            for (i = 0; i < h->n_secrets; i++) {
+                size_t k = strlen(h->secrets[i]);
+
+                if (n - j < k && memcmp(t + j, h->secrets[i], n - j) == 0)
+                    break;
+            }
+            if (i < h->n_secrets)
+                break;
+        }
+        if (j < n) {
+            if (c->held == NULL) {
+                c->held = council__malloc(h->secret_max);
+                if (c->held == NULL)
+                    goto oom;
+            }
+            memcpy(c->held, t + j, n - j);
+            c->held_len = n - j;
+        }
+    }
+    emit_delta(c, t, j);
+    council__free(r);
+    council__free(join);
+    return;
+oom:
+    /* The text is lost from the deltas (the answer keeps it, redacted),
+     * never emitted unredacted. */
+    council__free(r);
+    council__free(join);
+    c->held_len = 0;
+}
+
+static void
 on_delta(const char *text, size_t len, void *ud)
 {
     council__hcall *c = ud;
@@ -583,9 +842,7 @@ on_delta(const char *text, size_t len, void *ud)
     c->streamed = 1;
     if (c->member >= 0 && m->state == COUNCIL__M_WAITING)
         m->state = COUNCIL__M_STREAMING;
-    council__host_emit(
-        h, c->member < 0 ? COUNCIL_EV_SYNTHESIS_DELTA : COUNCIL_EV_MEMBER_DELTA,
-        c->stage, c->round, c->member >= 0 ? m->name : NULL, text, len, NULL);
+    emit_streamed(c, text, len, 0);
 }
 
 static void synth_done(council__host *h, const council__chat_result *res);
@@ -598,6 +855,13 @@ on_done(const council__chat_result *res, void *ud)
 
     c->chat = NULL;
     h->pending--;
+    /* The end of the stream: what was held back goes out before the
+     * call's own event (unless the run is winding down). */
+    if (c->held_len > 0 && !(h->exited || h->cancelled || h->ended))
+        emit_streamed(c, NULL, 0, 1);
+    council__free(c->held);
+    c->held = NULL;
+    c->held_len = 0;
     if (h->exited || h->cancelled || h->ended) {
         /* Winding down: the terminal event is out already. */
         if (!h->exited && h->pending == 0)
@@ -987,6 +1251,24 @@ council__host_new(const council_def *def, const council_message *msgs,
         p->cfg.base_url = p->base_url;
         p->cfg.api_key = p->api_key;
         p->cfg.max_parallel = pd->max_parallel;
+    }
+    h->secrets = council__calloc(h->n_providers + 1, sizeof(*h->secrets));
+    if (h->secrets == NULL)
+        goto fail;
+    for (i = 0; i < h->n_providers; i++) {
+        const char *key = h->providers[i].api_key;
+        size_t j;
+
+        if (key == NULL || key[0] == '\0')
+            continue;
+        for (j = 0; j < h->n_secrets; j++)
+            if (strcmp(h->secrets[j], key) == 0)
+                break;
+        if (j < h->n_secrets)
+            continue;
+        h->secrets[h->n_secrets++] = key;
+        if (strlen(key) > h->secret_max)
+            h->secret_max = strlen(key);
     }
     for (i = 0; i < def->n_members; i++) {
         h->n_members++;

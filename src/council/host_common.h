@@ -65,6 +65,10 @@ typedef struct council__hcall {
     /* How its messages can be given again for a retry (then the request
      * body need not be kept): COUNCIL__AGAIN_*. */
     int again;
+    /* Streamed text not yet emitted: the end of what came, as long as it
+     * could be the start of a secret (council__host_redact). */
+    char *held;
+    size_t held_len;
 } council__hcall;
 
 enum {
@@ -174,6 +178,12 @@ struct council__host {
     int stage_seen[COUNCIL__N_STAGES]; /* its stage_started is out */
     council__usage_sum cur;
     unsigned stage_epoch;
+    /* The API keys of the providers (each once; borrowed from
+     * providers[i].api_key): redacted from every event (see
+     * council__host_emit). */
+    const char **secrets;
+    size_t n_secrets;
+    size_t secret_max;      /* the longest one's length */
     json_t *synthesis;      /* how the answer was made, for the result */
     char *synth_prompt;     /* kept for the fallback chairmen */
     char *last_chair_error; /* the last chairman's failure, or NULL */
@@ -189,7 +199,11 @@ council_err council__host_new(const council_def *def,
                               void **state, council_diag *diag);
 
 /* Emit an event (data stolen); no-op once exited.  stage_started opens a
- * new usage sum for the stage; stage_completed gets it as its "usage". */
+ * new usage sum for the stage; stage_completed gets it as its "usage".
+ * Every secret of the council (its providers' API keys) is replaced by
+ * "[redacted]" in the text and in every string of data first, whatever
+ * the event; deltas are redacted where they stream (on_delta), over the
+ * concatenation of a call's deltas. */
 void council__host_emit(council__host *h, council_event_type type,
                         const char *stage, int round, const char *who,
                         const char *text, size_t len, json_t *data);
@@ -260,6 +274,12 @@ void council__sb_str(council__sb *b, const char *s);
 void council__sb_fmt(council__sb *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 char *council__sb_done(council__sb *b);
+
+/* text[0..len) with each copy of a secret of h replaced by "[redacted]":
+ * 1 and a new string in *out (*out_len bytes, NUL-terminated), 0 when it
+ * holds none (nothing allocated), -1 when out of memory. */
+int council__host_redact(const council__host *h, const char *text, size_t len,
+                         char **out, size_t *out_len);
 
 /* SplitMix64 finalizer, for per-member seeds. */
 uint64_t council__mix64(uint64_t x);

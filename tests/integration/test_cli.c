@@ -19,6 +19,7 @@
 
 #include "council.h"
 #include "cli_run.h"
+#include "rawhttp.h"
 #include "runner.h"
 
 extern char **environ;
@@ -308,6 +309,175 @@ TEST_T(member_failure_recorded_with_cause, 60)
     cli_result_free(&r);
     free(file);
     council_mockllm_close(m);
+}
+
+/* ---- secrets -------------------------------------------------------------
+ */
+
+#define ECHO_KEY "sk-echo-0123456789abcdef-SECRET"
+
+/* Does the file at path hold needle anywhere (bytes)? */
+static int
+file_holds(const char *path, const char *needle)
+{
+    size_t n = 0;
+    int found;
+    char *t;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return 0;
+    t = malloc(64 << 20);
+    ASSERT_NOT_NULL(t);
+    n = fread(t, 1, 64 << 20, f);
+    fclose(f);
+    found = memmem(t, n, needle, strlen(needle)) != NULL;
+    free(t);
+    return found;
+}
+
+/* The text of every member_delta of member (in order), joined. */
+static int
+field_is(json_t *ev, const char *key, const char *want)
+{
+    const char *v = json_string_value(json_object_get(ev, key));
+
+    return v != NULL && strcmp(v, want) == 0;
+}
+
+static char *
+deltas_of(const char *lines, const char *member)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *out = calloc(1, cap);
+    const char *p = lines;
+
+    ASSERT_NOT_NULL(out);
+    while (*p != '\0') {
+        const char *nl = strchr(p, '\n');
+        json_t *ev;
+
+        ASSERT_NOT_NULL(nl);
+        ev = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        ASSERT_NOT_NULL(ev);
+        if (field_is(ev, "type", "member_delta") &&
+            field_is(ev, "member", member) && field_is(ev, "stage", "answer")) {
+            const char *t = json_string_value(json_object_get(ev, "delta"));
+
+            ASSERT_NOT_NULL(t);
+            ASSERT(n + strlen(t) < cap);
+            memcpy(out + n, t, strlen(t));
+            n += strlen(t);
+        }
+        json_decref(ev);
+        p = nl + 1;
+    }
+    return out;
+}
+
+/*
+ * Issue 13: a provider that echoed its API key as answer text had it
+ * stored verbatim in events, JSONL and SQLite.  Here every call's answer
+ * holds the key twice, the first time split across two deltas, and the
+ * question holds it too: no event, record, output or log line holds any
+ * of it, the deltas joined read "[redacted]" where the key was, and so do
+ * the answers and the result; in this process and in a child host.
+ */
+TEST_T(echoed_api_key_is_redacted_everywhere, 90)
+{
+    static const char response[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Connection: close\r\n\r\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"my key "
+        "is sk-echo-0123456\"}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"789abcdef-"
+        "SECRET, again " ECHO_KEY ".\"}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+        "\"stop\"}]}\n\n"
+        "data: [DONE]\n\n";
+    rawhttp *srv = rawhttp_start();
+    char *file = path_in_tmp("council.yaml"), *db = path_in_tmp("runs.db");
+    char *dir = path_in_tmp("jl"), text[1200], *run_id = NULL, *joined;
+    char jl[900], wal[800];
+    cli_result r;
+
+    rawhttp_reply(srv, response, RAWHTTP_CLOSE);
+    snprintf(text, sizeof(text),
+             "name: t\n"
+             "providers:\n"
+             "  p: { kind: openai, base_url: http://127.0.0.1:%d/v1, "
+             "api_key_env: COUNCIL_TEST_ECHO_KEY }\n"
+             "members:\n"
+             "  - { name: a, provider: p, model: m-a }\n"
+             "  - { name: b, provider: p, model: m-b }\n"
+             "chairman: { provider: p, model: m-chair }\n"
+             "limits: { quorum: 2, member_timeout: 20s }\n",
+             rawhttp_port(srv));
+    write_file(file, text);
+    ASSERT_EQ_INT(mkdir(dir, 0700), 0);
+    setenv("COUNCIL_TEST_ECHO_KEY", ECHO_KEY, 1);
+    {
+        char rec_jl[800], rec_db[800];
+        const char *args[] = {"run",      "--json",   "-c",
+                              file,       "--record", rec_jl,
+                              "--record", rec_db,     "is " ECHO_KEY " mine?",
+                              NULL};
+
+        snprintf(rec_jl, sizeof(rec_jl), "jsonl:%s", dir);
+        snprintf(rec_db, sizeof(rec_db), "sqlite:%s", db);
+        r = run_cli(0, args);
+    }
+    if (r.code != 0)
+        FAIL("exit %d; stderr: %s", r.code, r.err);
+    check_event_lines(r.out, "run_completed", &run_id);
+    ASSERT(strstr(r.out, "sk-echo") == NULL);
+    ASSERT(strstr(r.out, "SECRET") == NULL);
+    ASSERT(strstr(r.err, "sk-echo") == NULL);
+    ASSERT_STR_CONTAINS(r.out, "is [redacted] mine?");
+    /* The deltas, joined: the split key is redacted as a whole. */
+    joined = deltas_of(r.out, "a");
+    ASSERT_STR_EQ(joined, "my key is [redacted], again [redacted].");
+    free(joined);
+    ASSERT_STR_CONTAINS(r.out, "\"text\":\"my key is [redacted], again "
+                               "[redacted].\"");
+    cli_result_free(&r);
+    /* The records, byte for byte. */
+    snprintf(jl, sizeof(jl), "%s/%s.jsonl", dir, run_id);
+    ASSERT_EQ_INT(file_holds(jl, "[redacted]"), 1);
+    ASSERT_EQ_INT(file_holds(jl, "sk-echo"), 0);
+    ASSERT_EQ_INT(file_holds(db, "sk-echo"), 0);
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    ASSERT_EQ_INT(file_holds(wal, "sk-echo"), 0);
+    {
+        const char *args[] = {"runs", "show", run_id, "--db", db, NULL};
+
+        r = run_cli(0, args);
+    }
+    ASSERT_EQ_INT(r.code, 0);
+    ASSERT_STR_CONTAINS(r.out, "[redacted]");
+    ASSERT(strstr(r.out, "sk-echo") == NULL);
+    cli_result_free(&r);
+    /* Plain progress on stderr and the answer on stdout, the council in a
+     * child process (it redacts too). */
+    {
+        const char *args[] = {"run",         "-c",      file,
+                              "--isolation", "process", "--no-record",
+                              "q " ECHO_KEY, NULL};
+
+        r = run_cli(0, args);
+    }
+    if (r.code != 0)
+        FAIL("exit %d; stderr: %s", r.code, r.err);
+    ASSERT_STR_CONTAINS(r.out, "[redacted]");
+    ASSERT(strstr(r.out, "sk-echo") == NULL);
+    ASSERT(strstr(r.err, "sk-echo") == NULL);
+    cli_result_free(&r);
+    unsetenv("COUNCIL_TEST_ECHO_KEY");
+    rawhttp_stop(srv);
+    free(run_id);
+    free(file);
+    free(db);
+    free(dir);
 }
 
 /* Below quorum the run fails: exit 1, the reason named. */
