@@ -467,6 +467,36 @@ council__host_call_info(const council__chat_result *res, const char *model)
     return d;
 }
 
+/*
+ * A member cut while it streamed its answer (the run cancelled, or failed,
+ * mid-answer): its text so far, marked "partial": true, in a partial
+ * result's answers.  The call is still there (its on_done comes later,
+ * from the loop), and so is the text it streamed.  Redacted here, as it
+ * is not an event's text (council__host_emit redacts the result again,
+ * which finds nothing more).
+ */
+static void
+partial_answer(council__host *h, const council__hmember *m, json_t *answers)
+{
+    const char *t = NULL;
+    char *r = NULL;
+    size_t n = 0, rn;
+    int s;
+
+    for (s = 0; s < 2 && t == NULL; s++)
+        if (m->calls[s].chat != NULL && m->calls[s].streamed)
+            t = council__chat_text_so_far(m->calls[s].chat, &n);
+    if (t == NULL)
+        return;
+    if (council__host_redact(h, t, n, &r, &rn) < 0)
+        return; /* out of memory: left out rather than unredacted */
+    json_array_append_new(
+        answers, json_pack("{s:s,s:s,s:s%,s:n,s:b}", "member", m->name, "model",
+                           m->model, "text", r != NULL ? r : t,
+                           r != NULL ? rn : n, "usage", "partial", 1));
+    council__free(r);
+}
+
 /* The partial or final result object. */
 static json_t *
 result_json(council__host *h, const char *answer, size_t answer_len)
@@ -482,6 +512,8 @@ result_json(council__host *h, const char *answer, size_t answer_len)
                 json_pack("{s:s,s:s,s:s%,s:o}", "member", m->name, "model",
                           m->model, "text", m->answer, m->answer_len, "usage",
                           council__host_usage_json(&m->usage)));
+        else if (m->state == COUNCIL__M_STREAMING && answer == NULL)
+            partial_answer(h, m, answers);
         else if (m->error != NULL)
             json_array_append_new(failed,
                                   json_pack("{s:s,s:o}", "member", m->name,

@@ -764,6 +764,13 @@ council__chat_text(council__chat *c, const char *s, size_t n)
     return council__chat_running(c);
 }
 
+const char *
+council__chat_text_so_far(const council__chat *c, size_t *len)
+{
+    *len = c->text.p != NULL ? c->text.len : 0;
+    return c->text.p != NULL ? c->text.p : "";
+}
+
 void
 council__chat_cancel(council__chat *c)
 {

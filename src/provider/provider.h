@@ -130,6 +130,9 @@ council_err council__chat_start(council__http *h,
 /* Request an early end; the call object is freed by the library after
  * on_done returns.  Safe to call from on_delta.  No-op after on_done. */
 void council__chat_cancel(council__chat *c);
+/* The text streamed so far (every on_delta's, joined; borrowed: valid
+ * until on_done returns), its length in *len.  Before on_done only. */
+const char *council__chat_text_so_far(const council__chat *c, size_t *len);
 
 const char *council__call_errkind_name(council__call_errkind kind);
 

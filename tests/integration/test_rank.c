@@ -474,6 +474,100 @@ TEST_T(cancel_during_answers, 30)
     council_mockllm_close(m);
 }
 
+/* The deltas of member in the answer stage so far, joined (malloc'd);
+ * *n_out how many. */
+static char *
+answer_deltas(keep *k, const char *member, size_t *n_out)
+{
+    size_t i, n = 0, len = 0;
+    char *out = calloc(1, 1);
+    json_t *e;
+
+    ASSERT_NOT_NULL(out);
+    pthread_mutex_lock(&k->mu);
+    json_array_foreach (k->events, i, e) {
+        const char *t = json_string_value(json_object_get(e, "type"));
+        const char *m = json_string_value(json_object_get(e, "member"));
+        const char *st = json_string_value(json_object_get(e, "stage"));
+        const char *d = json_string_value(json_object_get(e, "delta"));
+
+        if (t == NULL || strcmp(t, "member_delta") != 0 || m == NULL ||
+            strcmp(m, member) != 0 || st == NULL || strcmp(st, "answer") != 0 ||
+            d == NULL)
+            continue;
+        out = realloc(out, len + strlen(d) + 1);
+        ASSERT_NOT_NULL(out);
+        memcpy(out + len, d, strlen(d) + 1);
+        len += strlen(d);
+        n++;
+    }
+    pthread_mutex_unlock(&k->mu);
+    *n_out = n;
+    return out;
+}
+
+/* Issue 13: a run cancelled mid-answer kept only the finished answers in
+ * its partial result (answers: [] when none had finished), though the
+ * members' text was in the events.  Each member cut while streaming now
+ * has its text so far there, "partial": true and no usage: exactly the
+ * text its deltas carried. */
+TEST_T(cancel_mid_answer_keeps_partial_text, 30)
+{
+    static const char *const names[] = {"ann", "bob", "cy", "dee"};
+    council_mockllm *m = mock(NULL, 0, 20);
+    council_def *def = council(m, 3, "20s", "mock-chair");
+    council_engine *eng = NULL;
+    keep k = {0};
+    council_run *run;
+    const council_outcome *o;
+    json_t *res, *answers, *a;
+    size_t i, j, n;
+    int tries;
+
+    ASSERT_OK(council_engine_open(NULL, &eng));
+    run = start(eng, def, &k, 1, 0);
+    /* Until every member has streamed a few deltas. */
+    for (tries = 0; tries < 10000; tries++) {
+        size_t least = SIZE_MAX;
+
+        for (i = 0; i < 4; i++) {
+            free(answer_deltas(&k, names[i], &n));
+            if (n < least)
+                least = n;
+        }
+        if (least >= 3)
+            break;
+        usleep(1000);
+    }
+    ASSERT_OK(council_run_cancel(run));
+    o = wait_for(run);
+    ASSERT_EQ_INT(council_outcome_kind_of(o), COUNCIL_OUTCOME_CANCELLED);
+    res = json_loads(council_outcome_result_json(o), 0, NULL);
+    ASSERT_NOT_NULL(res);
+    answers = json_object_get(res, "answers");
+    ASSERT_EQ_INT(json_array_size(answers), 4);
+    for (i = 0; i < 4; i++) {
+        char *want = answer_deltas(&k, names[i], &n);
+
+        ASSERT(n >= 3);
+        json_array_foreach (answers, j, a)
+            if (strcmp(json_string_value(json_object_get(a, "member")),
+                       names[i]) == 0)
+                break;
+        ASSERT(j < 4);
+        ASSERT_STR_EQ(json_string_value(json_object_get(a, "text")), want);
+        ASSERT(json_is_true(json_object_get(a, "partial")));
+        ASSERT(json_is_null(json_object_get(a, "usage")));
+        free(want);
+    }
+    json_decref(res);
+    council_run_release(run);
+    council_engine_close(eng);
+    keep_free(&k);
+    council_def_free(def);
+    council_mockllm_close(m);
+}
+
 /* The deadline bounds the run's wall time. */
 TEST_T(deadline_bounds_wall_time, 30)
 {
