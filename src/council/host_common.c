@@ -918,15 +918,24 @@ council__host_answer_done(council__host *h, council__hcall *c,
     json_t *e;
 
     if (res->err == COUNCIL_OK && res->text_len > 0) {
-        char *a = council__strndup(res->text, res->text_len);
+        /* Kept redacted: the answer goes into the other members' and the
+         * chairman's prompts, and no provider is sent another's key. */
+        char *a = NULL;
+        size_t alen = 0;
+        int red = council__host_redact(h, res->text, res->text_len, &a, &alen);
+
+        if (red == 0) {
+            a = council__strndup(res->text, res->text_len);
+            alen = res->text_len;
+        }
         if (a != NULL) {
             council__free(m->answer);
             m->answer = a;
-            m->answer_len = res->text_len;
+            m->answer_len = alen;
             m->usage = res->usage;
             m->state = COUNCIL__M_DONE;
             council__host_emit(h, COUNCIL_EV_MEMBER_COMPLETED, c->stage,
-                               c->round, m->name, res->text, res->text_len,
+                               c->round, m->name, a, alen,
                                council__host_call_info(res, m->model));
             return 1;
         }

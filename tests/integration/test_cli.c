@@ -460,9 +460,8 @@ TEST_T(echoed_api_key_is_redacted_everywhere, 90)
     /* Plain progress on stderr and the answer on stdout, the council in a
      * child process (it redacts too). */
     {
-        const char *args[] = {"run",         "-c",      file,
-                              "--isolation", "process", "--no-record",
-                              "q " ECHO_KEY, NULL};
+        const char *args[] = {"run",     "-c",          file, "--isolation",
+                              "process", "--no-record", "q",  NULL};
 
         r = run_cli(0, args);
     }
@@ -472,6 +471,19 @@ TEST_T(echoed_api_key_is_redacted_everywhere, 90)
     ASSERT(strstr(r.out, "sk-echo") == NULL);
     ASSERT(strstr(r.err, "sk-echo") == NULL);
     cli_result_free(&r);
+    /* Nor did the members' answers carry the key to the chairman: the
+     * last request's body (the synthesis prompt) holds none of it. */
+    {
+        char *req = rawhttp_last_request(srv);
+        const char *body;
+
+        ASSERT_NOT_NULL(req);
+        body = strstr(req, "\r\n\r\n");
+        ASSERT_NOT_NULL(body);
+        ASSERT_STR_CONTAINS(body, "[redacted]");
+        ASSERT(strstr(body, "sk-echo") == NULL);
+        free(req);
+    }
     unsetenv("COUNCIL_TEST_ECHO_KEY");
     rawhttp_stop(srv);
     free(run_id);
