@@ -147,7 +147,7 @@ struct council__conn {
     uint64_t attempts, connects, failures, last_backoff;
     uint64_t rng;
     int pending_fail; /* a write failed synchronously: tear down soon */
-    char reason[300]; /* why it is down */
+    char reason[768]; /* why it is down */
     void (*on_done)(void *);
     void *done_ud;
 };
@@ -157,7 +157,7 @@ struct boot {
     council__conn *conn;
     uint64_t attempt;
     council_err rc;
-    char msg[300];
+    char msg[700];
 };
 
 static void teardown(council__conn *c, council_err rc, const char *fmt, ...)
@@ -781,7 +781,7 @@ static void start_attempt(council__conn *c);
 static void
 teardown(council__conn *c, council_err rc, const char *fmt, ...)
 {
-    char msg[400];
+    char msg[1200];
     va_list ap;
     uint64_t now = uv_now(c->loop);
     cmd *k;
@@ -846,7 +846,7 @@ go_up(council__conn *c)
 static void
 expire_unsent(council__conn *c, uint64_t now)
 {
-    char msg[400];
+    char msg[1200];
     cmd *k;
 
     for (k = c->unsent.head; k != NULL && !c->closing;) {
