@@ -20,6 +20,11 @@
  * teardown(), which detaches the socket, completes the sent commands and
  * schedules the next attempt.  The connection is freed only when it is
  * closing and its two timers, every sock and every bootstrap are gone.
+ * The handshake (AUTH, SELECT, PING, a subscriber's SUBSCRIBE) is made of
+ * internal commands in the same FIFO, covered by the attempt's deadline;
+ * a subscriber's keepalive PING is an internal command with a deadline
+ * of its own, sent by atimer while up; messages ([message, channel,
+ * payload]) are taken out before the FIFO is consulted.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,8 +60,9 @@ typedef enum cstate {
     S_CLOSED
 } cstate;
 
-/* Handshake steps (the internal commands' ud). */
-enum { H_AUTH = 1, H_SELECT, H_PING };
+/* Handshake steps (the internal commands' ud); H_SUB + i confirms the
+ * subscription to channel i. */
+enum { H_AUTH = 1, H_SELECT, H_PING, H_SUB = 16 };
 
 typedef struct cmd cmd;
 typedef struct cmd_list {
@@ -68,9 +74,9 @@ struct cmd {
     cmd_list *list;
     council__conn_cb cb;
     void *ud;
-    uint64_t deadline; /* loop time, ms; UINT64_MAX for handshake steps */
+    uint64_t deadline; /* loop time, ms; UINT64_MAX: none (handshake) */
     uint64_t timeout_ms;
-    int internal; /* a handshake step: not counted, no own deadline */
+    int internal; /* ours (handshake, keepalive PING): not counted */
     int secret;   /* AUTH: scrub its bytes */
     char *data;   /* the formatted command until it is written */
     size_t len;
@@ -135,6 +141,12 @@ struct council__conn {
     unsigned keepalive_s, user_timeout_ms;
     size_t max_reply, max_elements;
     int load_library;
+    char **channels; /* a subscriber's */
+    size_t n_channels;
+    void (*on_message)(council__conn *, const char *, size_t, const char *,
+                       size_t, void *);
+    uint64_t ping_ms;
+    int ping_inflight;
     void (*on_state)(council__conn *, int, council_err, const char *, void *);
     void *ud;
     /* State. */
@@ -168,6 +180,7 @@ static void on_dtimer(uv_timer_t *t);
 static void on_atimer(uv_timer_t *t);
 static void start_boot(council__conn *c);
 static void expire_unsent(council__conn *c, uint64_t now);
+static void push_subscribe(council__conn *c);
 
 /* ---- small helpers ---- */
 
@@ -732,6 +745,8 @@ council__conn_command(council__conn *c, int argc, const char **argv,
         return COUNCIL_EINVAL;
     if (c->closing)
         return COUNCIL_ECLOSED;
+    if (c->n_channels > 0)
+        return COUNCIL_EINVAL;
     k = cmd_new(c, argc, argv, argvlen, timeout_ms, cb, ud);
     if (k == NULL)
         return COUNCIL_ENOMEM;
@@ -760,7 +775,7 @@ rearm(council__conn *c)
         if (k->deadline < min)
             min = k->deadline;
     for (k = c->sent.head; k != NULL; k = k->next)
-        if (!k->internal && k->deadline < min)
+        if (k->deadline < min)
             min = k->deadline;
     if (min == UINT64_MAX)
         uv_timer_stop(&c->dtimer);
@@ -837,6 +852,8 @@ go_up(council__conn *c)
     c->reason[0] = '\0';
     while ((k = c->unsent.head) != NULL && !c->pending_fail)
         send_cmd(c, k);
+    if (c->n_channels > 0)
+        uv_timer_start(&c->atimer, on_atimer, c->ping_ms, c->ping_ms);
     rearm(c);
     if (c->on_state != NULL)
         c->on_state(c, 1, COUNCIL_OK, "connected", c->ud);
@@ -882,7 +899,7 @@ on_dtimer(uv_timer_t *t)
     if (c->closing)
         return;
     for (k = c->sent.head; k != NULL; k = k->next)
-        if (!k->internal && k->deadline <= now)
+        if (k->deadline <= now)
             break;
     if (k != NULL) {
         teardown(c, COUNCIL_ETIMEDOUT,
@@ -901,7 +918,8 @@ on_handshake(council__conn *c, council_err rc, const redisReply *rep,
     int step = (int)(intptr_t)ud;
     const char *name = step == H_AUTH     ? "AUTH"
                        : step == H_SELECT ? "SELECT"
-                                          : "PING";
+                       : step == H_PING   ? "PING"
+                                          : "SUBSCRIBE";
 
     (void)msg;
     if (rc != COUNCIL_OK || c->closing || c->state != S_HANDSHAKE)
@@ -909,6 +927,23 @@ on_handshake(council__conn *c, council_err rc, const redisReply *rep,
     if (rep->type == REDIS_REPLY_ERROR) {
         teardown(c, COUNCIL_EREFUSED, "%s refused by %s: %.160s", name,
                  c->where, rep->str != NULL ? rep->str : "");
+        return;
+    }
+    if (step >= H_SUB) {
+        size_t i = (size_t)(step - H_SUB);
+
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            strcmp(rep->element[0]->str, "subscribe") != 0 ||
+            rep->element[1]->type != REDIS_REPLY_STRING ||
+            strcmp(rep->element[1]->str, c->channels[i]) != 0 ||
+            rep->element[2]->type != REDIS_REPLY_INTEGER)
+            teardown(c, COUNCIL_EIO,
+                     "%s answered SUBSCRIBE %s with what Redis does not: "
+                     "not a Redis server?",
+                     c->where, c->channels[i]);
+        else if (i + 1 == c->n_channels)
+            go_up(c);
         return;
     }
     if (step != H_PING) {
@@ -927,11 +962,73 @@ on_handshake(council__conn *c, council_err rc, const redisReply *rep,
                  c->where);
         return;
     }
+    if (c->n_channels > 0)
+        return; /* up when every subscription is confirmed */
     if (c->load_library) {
         start_boot(c);
         return;
     }
     go_up(c);
+}
+
+/* A subscriber's keepalive PING: its reply is ["pong", ""]. */
+static void
+on_ping(council__conn *c, council_err rc, const redisReply *rep,
+        const char *msg, void *ud)
+{
+    (void)msg;
+    (void)ud;
+    c->ping_inflight = 0;
+    if (rc != COUNCIL_OK || c->closing)
+        return;
+    if (!(rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+          rep->element[0]->type == REDIS_REPLY_STRING &&
+          strcmp(rep->element[0]->str, "pong") == 0))
+        teardown(c, COUNCIL_EIO,
+                 "%s answered a subscriber's PING with what Redis does not",
+                 c->where);
+}
+
+static void
+send_ping(council__conn *c)
+{
+    const char *av[1] = {"PING"};
+    size_t lens[1] = {4};
+    cmd *k;
+
+    if (c->ping_inflight || c->pending_fail)
+        return;
+    k = cmd_new(c, 1, av, lens, 0, on_ping, NULL);
+    if (k == NULL)
+        return; /* the next tick tries again */
+    k->internal = 1;
+    c->ping_inflight = 1;
+    list_push(&c->unsent, k);
+    send_cmd(c, k);
+    rearm(c);
+}
+
+/* A subscriber's message: [message, channel, payload]; 0 if rep is not a
+ * message, 1 if it was one (delivered or refused). */
+static int
+deliver(council__conn *c, const redisReply *rep)
+{
+    if (c->n_channels == 0 || rep->type != REDIS_REPLY_ARRAY ||
+        rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(rep->element[0]->str, "message") != 0)
+        return 0;
+    if (rep->elements != 3 || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[2]->type != REDIS_REPLY_STRING) {
+        teardown(c, COUNCIL_EIO,
+                 "%s sent a message that is not [message, channel, "
+                 "payload]",
+                 c->where);
+        return 1;
+    }
+    if (c->on_message != NULL)
+        c->on_message(c, rep->element[1]->str, rep->element[1]->len,
+                      rep->element[2]->str, rep->element[2]->len, c->ud);
+    return 1;
 }
 
 static void
@@ -951,6 +1048,45 @@ push_internal(council__conn *c, int step, int argc, const char **argv,
     k->deadline = UINT64_MAX;
     list_push(&c->unsent, k); /* send_cmd moves it to sent */
     send_cmd(c, k);
+}
+
+/* SUBSCRIBE ch_0 ... ch_n-1: one command, n confirmations, so n
+ * internal entries in sent (only the first carries the bytes). */
+static void
+push_subscribe(council__conn *c)
+{
+    const char **av = council__calloc(c->n_channels + 1, sizeof(*av));
+    size_t *lens = council__calloc(c->n_channels + 1, sizeof(*lens));
+    size_t i;
+
+    if (av == NULL || lens == NULL) {
+        c->pending_fail = COUNCIL_ENOMEM;
+        goto out;
+    }
+    av[0] = "SUBSCRIBE";
+    lens[0] = 9;
+    for (i = 0; i < c->n_channels; i++) {
+        av[i + 1] = c->channels[i];
+        lens[i + 1] = strlen(c->channels[i]);
+    }
+    push_internal(c, H_SUB, (int)c->n_channels + 1, av, lens);
+    for (i = 1; i < c->n_channels && !c->pending_fail; i++) {
+        cmd *k = council__calloc(1, sizeof(*k));
+
+        if (k == NULL) {
+            c->pending_fail = COUNCIL_ENOMEM;
+            break;
+        }
+        k->cb = on_handshake;
+        k->ud = (void *)(intptr_t)(H_SUB + (int)i);
+        k->internal = 1;
+        k->deadline = UINT64_MAX;
+        list_push(&c->sent, k);
+    }
+out:
+    council__free(av);
+    council__free(lens);
+    rearm(c);
 }
 
 static void
@@ -1005,6 +1141,12 @@ on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         if (rep == NULL)
             break;
         s->reply_start = s->fed - (uint64_t)(r->len - r->pos);
+        if (deliver(c, rep)) {
+            freeReplyObject(rep);
+            if (s->conn == NULL)
+                return;
+            continue;
+        }
         k = c->sent.head;
         if (k == NULL) {
             redisReply *x = rep;
@@ -1103,6 +1245,8 @@ on_connect(uv_connect_t *req, int status)
     av[0] = "PING";
     lens[0] = 4;
     push_internal(c, H_PING, 1, av, lens);
+    if (c->n_channels > 0)
+        push_subscribe(c);
 }
 
 static void
@@ -1214,8 +1358,10 @@ on_atimer(uv_timer_t *t)
                                            : "the library bootstrap");
         break;
     case S_UP:
+        send_ping(c); /* a subscriber's keepalive */
+        break;
     case S_CLOSED:
-        break; /* nop: the timer is stopped in these states */
+        break; /* nop: the timer is stopped */
     }
 }
 
@@ -1354,6 +1500,21 @@ on_timer_close(uv_handle_t *h)
     maybe_free(c);
 }
 
+/* Frees c and what open copied into it. */
+static void
+free_parsed(council__conn *c)
+{
+    size_t i;
+
+    council__free(c->host);
+    scrub_free(c->user);
+    scrub_free(c->pass);
+    for (i = 0; c->channels != NULL && i < c->n_channels; i++)
+        council__free(c->channels[i]);
+    council__free(c->channels);
+    council__free(c);
+}
+
 static void
 maybe_free(council__conn *c)
 {
@@ -1364,10 +1525,7 @@ maybe_free(council__conn *c)
         return;
     done = c->on_done;
     ud = c->done_ud;
-    council__free(c->host);
-    scrub_free(c->user);
-    scrub_free(c->pass);
-    council__free(c);
+    free_parsed(c);
     if (done != NULL)
         done(ud);
 }
@@ -1390,10 +1548,7 @@ council__conn_open(uv_loop_t *loop, const council__conn_opts *o,
         return COUNCIL_ENOMEM;
     rc = parse_url(c, o->url, diag);
     if (rc != COUNCIL_OK) {
-        council__free(c->host);
-        scrub_free(c->user);
-        scrub_free(c->pass);
-        council__free(c);
+        free_parsed(c);
         return rc;
     }
     c->loop = loop;
@@ -1416,6 +1571,35 @@ council__conn_open(uv_loop_t *loop, const council__conn_opts *o,
     if (c->max_elements > INT_MAX)
         c->max_elements = INT_MAX;
     c->load_library = o->load_library;
+    c->ping_ms = o->ping_interval_ms ? o->ping_interval_ms : c->command_ms;
+    if (o->n_channels > 0) {
+        size_t i;
+
+        if (o->channels == NULL) {
+            diag_set(diag, c->where, "a subscriber without its channels");
+            free_parsed(c);
+            return COUNCIL_EINVAL;
+        }
+        c->channels = council__calloc(o->n_channels, sizeof(char *));
+        if (c->channels == NULL) {
+            free_parsed(c);
+            return COUNCIL_ENOMEM;
+        }
+        c->n_channels = o->n_channels;
+        for (i = 0; i < o->n_channels; i++) {
+            if (o->channels[i] == NULL || o->channels[i][0] == '\0') {
+                diag_set(diag, c->where, "subscriber channel %zu is empty", i);
+                free_parsed(c);
+                return COUNCIL_EINVAL;
+            }
+            c->channels[i] = council__strdup(o->channels[i]);
+            if (c->channels[i] == NULL) {
+                free_parsed(c);
+                return COUNCIL_ENOMEM;
+            }
+        }
+        c->on_message = o->on_message;
+    }
     c->on_state = o->on_state;
     c->ud = o->ud;
     c->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ull;

@@ -80,8 +80,27 @@ typedef struct council__conn_opts {
     /* Caps on one reply (see above); 0 = 64 MiB and 1 << 20 elements. */
     size_t max_reply_bytes;
     size_t max_elements;
-    /* Run the library bootstrap (council__fn_load) at each connect. */
+    /* Run the library bootstrap (council__fn_load) at each connect (not
+     * for a subscriber). */
     int load_library;
+    /*
+     * A subscriber (e.g. council:cancel and council:done): n_channels > 0
+     * channels (copied) are SUBSCRIBEd in each connection's handshake, so
+     * a reconnect resubscribes; the connection is up once Redis confirmed
+     * every one.  on_message gets each message (channel and payload
+     * borrowed for the call; messages lost while the connection was down
+     * are not replayed: Redis pub/sub keeps nothing).  A subscriber takes
+     * no commands (council__conn_command: COUNCIL_EINVAL) and PINGs
+     * itself every ping_interval_ms (0 = the command timeout) with the
+     * command timeout as the deadline, because keepalive alone does not
+     * see a peer that accepts and never answers.
+     */
+    const char *const *channels;
+    size_t n_channels;
+    void (*on_message)(council__conn *c, const char *channel,
+                       size_t channel_len, const char *payload,
+                       size_t payload_len, void *ud);
+    uint64_t ping_interval_ms;
     /*
      * Called on the loop thread after each change: up = 1 once a
      * connection is ready (handshake and bootstrap done); up = 0 with rc
@@ -131,8 +150,8 @@ typedef void (*council__conn_cb)(council__conn *c, council_err rc,
  * are sent in the order given and pipelined.  While the connection is
  * down a command waits, unsent, for the next connection until its
  * deadline.  COUNCIL_OK: cb will be called exactly once.  COUNCIL_ECLOSED
- * after close, COUNCIL_EINVAL (argc < 1, NULL cb), COUNCIL_ENOMEM: cb is
- * never called.  Loop thread.
+ * after close, COUNCIL_EINVAL (argc < 1, NULL cb, a subscriber),
+ * COUNCIL_ENOMEM: cb is never called.  Loop thread.
  */
 council_err council__conn_command(council__conn *c, int argc, const char **argv,
                                   const size_t *argvlen, uint64_t timeout_ms,
@@ -160,14 +179,5 @@ void council__conn_get_info(const council__conn *c, council__conn_info *out);
  * inside any of c's callbacks; c must not be used after.  NULL is fine.
  */
 void council__conn_close(council__conn *c, void (*on_done)(void *ud), void *ud);
-
-/*
- * A subscriber (SUBSCRIBE council:cancel council:done) will be a second
- * council__conn opened with a channel list and an on_message callback in
- * its options: it subscribes in its handshake on each connect, takes no
- * commands, and PINGs itself every command timeout with that deadline
- * (keepalive alone does not see a peer that accepts and never answers).
- * Not built yet.
- */
 
 #endif

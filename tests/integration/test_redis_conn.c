@@ -710,7 +710,9 @@ typedef enum fake_mode {
     FAKE_HUGE_BULK,   /* PONG, then $4294967296 and 2 MiB of it */
     FAKE_HUGE_ARRAY,  /* PONG, then *2147483647 */
     FAKE_DEEP,        /* PONG, then arrays nested 9 deep */
-    FAKE_ECHO         /* an error quoting what it was sent */
+    FAKE_ECHO,        /* an error quoting what it was sent */
+    FAKE_BAD_MESSAGE, /* PONG and a message of the wrong shape */
+    FAKE_BAD_SUBACK   /* PONG and a subscribe confirmation for another */
 } fake_mode;
 
 typedef struct fake {
@@ -735,6 +737,12 @@ write_all(int fd, const char *s, size_t n)
 }
 
 static void
+write_str(int fd, const char *s)
+{
+    write_all(fd, s, strlen(s));
+}
+
+static void
 fake_serve(fake *f, int fd)
 {
     char buf[4096];
@@ -747,12 +755,19 @@ fake_serve(fake *f, int fd)
         return;
     switch (f->mode) {
     case FAKE_GARBAGE:
-        write_all(fd, "hello there\r\n", 13);
+        write_str(fd, "hello there\r\n");
         return;
     case FAKE_SILENT:
         return;
     case FAKE_EXTRA:
-        write_all(fd, "+PONG\r\n+OK\r\n", 12);
+        write_str(fd, "+PONG\r\n+OK\r\n");
+        return;
+    case FAKE_BAD_MESSAGE:
+        write_str(fd, "+PONG\r\n*2\r\n$7\r\nmessage\r\n:1\r\n");
+        return;
+    case FAKE_BAD_SUBACK:
+        write_str(fd, "+PONG\r\n*3\r\n$9\r\nsubscribe\r\n$5\r\nwrong\r\n"
+                      ":1\r\n");
         return;
     case FAKE_ECHO: {
         char out[4200];
@@ -768,27 +783,26 @@ fake_serve(fake *f, int fd)
     default:
         break;
     }
-    write_all(fd, "+PONG\r\n", 7);
+    write_str(fd, "+PONG\r\n");
     n = recv(fd, buf, sizeof(buf), 0);
     if (n <= 0)
         return;
     if (f->mode == FAKE_MID_CLOSE) {
-        write_all(fd, "$10\r\nabc", 8);
+        write_str(fd, "$10\r\nabc");
         shutdown(fd, SHUT_WR);
     } else if (f->mode == FAKE_HUGE_BULK) {
         static char chunk[65536];
         int i;
 
         memset(chunk, 'x', sizeof(chunk));
-        write_all(fd, "$4294967296\r\n", 13);
+        write_str(fd, "$4294967296\r\n");
         for (i = 0; i < 32; i++)
             write_all(fd, chunk, sizeof(chunk));
     } else if (f->mode == FAKE_HUGE_ARRAY) {
-        write_all(fd, "*2147483647\r\n:1\r\n", 17);
+        write_str(fd, "*2147483647\r\n:1\r\n");
     } else if (f->mode == FAKE_DEEP) {
-        write_all(
-            fd, "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
-            40);
+        write_str(
+            fd, "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n");
     }
 }
 
@@ -990,4 +1004,189 @@ TEST(fake_server_huge_array)
 TEST(fake_server_too_deep)
 {
     expect_command_fails(FAKE_DEEP, COUNCIL_EIO, "a protocol error", 0);
+}
+
+/* ---- a subscriber ---- */
+
+typedef struct inbox {
+    int n;
+    char channel[64][64], payload[64][64];
+} inbox;
+
+/* A watch followed by the inbox (the subscriber's ud is the watch). */
+typedef struct sub_ud {
+    watch w;
+    inbox *in;
+} sub_ud;
+
+static void
+on_message(council__conn *c, const char *ch, size_t ch_len, const char *payload,
+           size_t len, void *ud)
+{
+    inbox *in = ((sub_ud *)ud)->in;
+
+    (void)c;
+    ASSERT(in->n < 64);
+    snprintf(in->channel[in->n], 64, "%.*s", (int)ch_len, ch);
+    snprintf(in->payload[in->n], 64, "%.*s", (int)len, payload);
+    in->n++;
+}
+
+/* Runs the loop until in has n messages; 1 if so. */
+static int
+wait_messages(const inbox *in, int n, double seconds)
+{
+    uint64_t end =
+        ms_now() + (uint64_t)(seconds * 1000 * runner_timeout_multiplier());
+    int never = 0;
+
+    while (in->n < n && ms_now() < end)
+        run_until(&never, 0.01);
+    return in->n >= n;
+}
+
+static council__conn *
+open_sub(const char *url, sub_ud *u, uint64_t ping_ms, uint64_t timeout_ms)
+{
+    static const char *const chans[] = {"council:cancel", "council:done"};
+    council__conn_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.channels = chans;
+    o.n_channels = 2;
+    o.on_message = on_message;
+    o.ping_interval_ms = ping_ms;
+    o.command_timeout_ms = timeout_ms;
+    o.backoff_min_ms = 20;
+    o.backoff_max_ms = 100;
+    return open_conn(url, &u->w, &o);
+}
+
+static void
+publish(int port, const char *ch, const char *msg)
+{
+    struct timeval tv = {5, 0};
+    redisContext *s = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *rep;
+
+    ASSERT(s != NULL && s->err == 0);
+    rep = redisCommand(s, "PUBLISH %s %s", ch, msg);
+    ASSERT(rep != NULL && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(s);
+}
+
+TEST(subscriber_gets_messages_and_resubscribes)
+{
+    redis_server *r = redis_server_start(NULL);
+    int port = redis_server_port(r);
+    faultproxy *p = faultproxy_start(port);
+    static inbox in;
+    sub_ud u;
+    council__conn *c;
+    const char *av[1] = {"PING"};
+    size_t lens[1] = {4};
+    result res;
+
+    loop_start();
+    memset(&u, 0, sizeof(u));
+    memset(&in, 0, sizeof(in));
+    u.in = &in;
+    c = open_sub(faultproxy_url(p), &u, 0, 0);
+    ASSERT(run_until(&u.w.up, 5));
+    ASSERT_EQ_INT(council__conn_command(c, 1, av, lens, 0, on_reply, &res),
+                  COUNCIL_EINVAL);
+    publish(port, "council:cancel", "R1");
+    publish(port, "other", "not this");
+    publish(port, "council:done", "R2");
+    ASSERT(wait_messages(&in, 2, 5));
+    ASSERT(!wait_messages(&in, 3, 0.2)); /* not "other" */
+    ASSERT_STR_EQ(in.channel[0], "council:cancel");
+    ASSERT_STR_EQ(in.payload[0], "R1");
+    ASSERT_STR_EQ(in.channel[1], "council:done");
+    ASSERT_STR_EQ(in.payload[1], "R2");
+    /* A reset: reconnected and subscribed again. */
+    faultproxy_reset_all(p);
+    ASSERT(run_until(&u.w.downs, 5));
+    u.w.up = 0;
+    ASSERT(run_until(&u.w.up, 5));
+    publish(port, "council:done", "R3");
+    ASSERT(wait_messages(&in, 3, 5));
+    ASSERT_STR_EQ(in.payload[2], "R3");
+    ASSERT_EQ_INT(u.w.ups, 2);
+    close_conn(c, &u.w);
+    loop_end();
+    faultproxy_stop(p);
+    redis_server_stop(r);
+}
+
+TEST(subscriber_ping_sees_a_blackhole)
+{
+    redis_server *r = redis_server_start(NULL);
+    faultproxy *p = faultproxy_start(redis_server_port(r));
+    static inbox in;
+    sub_ud u;
+    council__conn *c;
+    uint64_t t0, took;
+
+    loop_start();
+    memset(&u, 0, sizeof(u));
+    memset(&in, 0, sizeof(in));
+    u.in = &in;
+    c = open_sub(faultproxy_url(p), &u, 100, 300);
+    ASSERT(run_until(&u.w.up, 5));
+    /* Pings answered: still up after several intervals. */
+    ASSERT(run_until(&u.w.downs, 0.5) == 0);
+    faultproxy_set(p, FAULTPROXY_BLACKHOLE, 0);
+    t0 = ms_now();
+    ASSERT(run_until(&u.w.downs, 5));
+    took = u.w.down_ms - t0;
+    ASSERT_EQ_INT(u.w.last_rc, COUNCIL_ETIMEDOUT);
+    ASSERT_STR_CONTAINS(u.w.reason, "no reply");
+    /* The next ping within 100 ms, its deadline 300 ms later. */
+    ASSERT_LE_U64(took, 400 + (uint64_t)(200 * runner_timeout_multiplier()));
+    faultproxy_set(p, FAULTPROXY_PASS, 0);
+    u.w.up = 0;
+    ASSERT(run_until(&u.w.up, 5));
+    close_conn(c, &u.w);
+    loop_end();
+    faultproxy_stop(p);
+    redis_server_stop(r);
+}
+
+/* hiredis 0.14's async API asserts on both of these. */
+static void
+expect_subscriber_fails(fake_mode mode, const char *says)
+{
+    fake *f = fake_start(mode);
+    static inbox in;
+    sub_ud u;
+    council__conn *c;
+
+    loop_start();
+    memset(&u, 0, sizeof(u));
+    memset(&in, 0, sizeof(in));
+    u.in = &in;
+    c = open_sub(f->url, &u, 0, 0);
+    ASSERT(run_until(&u.w.downs, 5));
+    ASSERT_EQ_INT(u.w.ups, 0);
+    ASSERT_EQ_INT(u.w.last_rc, COUNCIL_EIO);
+    ASSERT_STR_CONTAINS(u.w.reason, says);
+    ASSERT_EQ_INT(in.n, 0);
+    close_conn(c, &u.w);
+    loop_end();
+    fake_stop(f);
+}
+
+TEST(fake_server_bad_message)
+{
+    expect_subscriber_fails(FAKE_BAD_MESSAGE,
+                            "a message that is not [message, channel, "
+                            "payload]");
+}
+
+TEST(fake_server_bad_subscribe_confirmation)
+{
+    expect_subscriber_fails(FAKE_BAD_SUBACK,
+                            "answered SUBSCRIBE council:cancel with what");
 }
