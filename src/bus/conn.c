@@ -1358,7 +1358,8 @@ on_atimer(uv_timer_t *t)
                                            : "the library bootstrap");
         break;
     case S_UP:
-        send_ping(c); /* a subscriber's keepalive */
+        if (c->n_channels > 0)
+            send_ping(c); /* a subscriber's keepalive */
         break;
     case S_CLOSED:
         break; /* nop: the timer is stopped */
