@@ -727,6 +727,9 @@ cmd_new(council__conn *c, int argc, const char **argv, const size_t *lens,
     }
     k->cb = cb;
     k->ud = ud;
+    /* The loop's time is that of the start of this iteration: a deadline
+     * counted from it would be short by the time since. */
+    uv_update_time(c->loop);
     k->timeout_ms = timeout_ms != 0 ? timeout_ms : c->command_ms;
     if (k->timeout_ms > UINT64_MAX / 4)
         k->timeout_ms = UINT64_MAX / 4; /* no overflow below */
@@ -798,11 +801,13 @@ teardown(council__conn *c, council_err rc, const char *fmt, ...)
 {
     char msg[1200];
     va_list ap;
-    uint64_t now = uv_now(c->loop);
+    uint64_t now;
     cmd *k;
 
     if (c->closing)
         return;
+    uv_update_time(c->loop); /* the backoff counts from now */
+    now = uv_now(c->loop);
     va_start(ap, fmt);
     vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
     va_end(ap);
