@@ -12,8 +12,10 @@
  *
  * TEST_LABELS: threaded
  */
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -417,6 +419,72 @@ TEST(library_bootstrap_refused)
     ASSERT_EQ_INT(w.last_rc, COUNCIL_EREFUSED);
     ASSERT_STR_CONTAINS(w.reason, "the council library on redis://");
     ASSERT_STR_CONTAINS(w.reason, "FUNCTION DELETE");
+    close_conn(c, &w);
+    loop_end();
+    redis_server_stop(r);
+}
+
+/* The connection's socket, found among this process's descriptors by its
+ * peer's port; -1 if none. */
+static int
+socket_to(int port)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int found = -1;
+
+    ASSERT_NOT_NULL(d);
+    while ((e = readdir(d)) != NULL && found < 0) {
+        struct sockaddr_in a;
+        socklen_t len = sizeof(a);
+        int fd = (int)strtol(e->d_name, NULL, 10);
+
+        if (e->d_name[0] == '.' || fd == dirfd(d))
+            continue;
+        if (getpeername(fd, (struct sockaddr *)&a, &len) == 0 &&
+            a.sin_family == AF_INET && ntohs(a.sin_port) == port)
+            found = fd;
+    }
+    closedir(d);
+    return found;
+}
+
+static int
+sockopt(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+
+    ASSERT_EQ_INT(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+TEST(keepalive_and_user_timeout)
+{
+    redis_server *r = redis_server_start(NULL);
+    council__conn_opts o;
+    council__conn *c;
+    watch w;
+    int fd;
+
+    loop_start();
+    memset(&o, 0, sizeof(o));
+    o.command_timeout_ms = 2000;
+    o.keepalive_s = 9;
+    memset(&w, 0, sizeof(w));
+    c = open_conn(redis_server_url(r), &w, &o);
+    ASSERT(run_until(&w.up, 5));
+    fd = socket_to(redis_server_port(r));
+    ASSERT(fd >= 0);
+    ASSERT_EQ_INT(sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    ASSERT_EQ_INT(sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), 9);
+    ASSERT_EQ_INT(sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), 3);
+    ASSERT_EQ_INT(sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+    ASSERT_EQ_INT(sockopt(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+#ifdef TCP_USER_TIMEOUT
+    /* The command timeout + keepalive_s. */
+    ASSERT_EQ_INT(sockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 2000 + 9000);
+#endif
     close_conn(c, &w);
     loop_end();
     redis_server_stop(r);
