@@ -50,6 +50,8 @@
 #define DEFAULT_MAX_REPLY ((size_t)64 << 20)
 #define DEFAULT_MAX_ELEMENTS ((size_t)1 << 20)
 #define READ_CHUNK 65536
+/* Redis's own limit on a bulk string (proto-max-bulk-len) is 512 MiB. */
+#define MAX_COMMAND_BYTES ((size_t)1 << 30)
 
 typedef enum cstate {
     S_WAIT = 1,   /* down; atimer is the backoff (or 0 before the first) */
@@ -742,7 +744,9 @@ council__conn_command(council__conn *c, int argc, const char **argv,
                       const size_t *argvlen, uint64_t timeout_ms,
                       council__conn_cb cb, void *ud)
 {
+    size_t total;
     cmd *k;
+    int i;
 
     if (c == NULL || argc < 1 || argv == NULL || argvlen == NULL || cb == NULL)
         return COUNCIL_EINVAL;
@@ -750,6 +754,13 @@ council__conn_command(council__conn *c, int argc, const char **argv,
         return COUNCIL_ECLOSED;
     if (c->n_channels > 0)
         return COUNCIL_EINVAL;
+    for (i = 0, total = 0; i < argc; i++) {
+        if (argv[i] == NULL && argvlen[i] > 0)
+            return COUNCIL_EINVAL;
+        total += argvlen[i];
+        if (total > MAX_COMMAND_BYTES)
+            return COUNCIL_EINVAL;
+    }
     k = cmd_new(c, argc, argv, argvlen, timeout_ms, cb, ud);
     if (k == NULL)
         return COUNCIL_ENOMEM;

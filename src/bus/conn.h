@@ -27,9 +27,10 @@
  * announces, up to INT_MAX pointers), and the bytes of one reply are
  * capped at max_reply_bytes (a bulk header announcing 4 GB makes the
  * reader buffer what arrives until then; here the connection fails at the
- * cap).  What remains: a reply under both caps can still cost about 12
+ * cap).  What remains: a reply under both caps can still cost about 14
  * times its size in redisReply objects (":1\r\n" is 4 bytes, its
- * redisReply 48), and the nesting depth is hiredis's (7).
+ * redisReply 48 and its slot in the parent array 8), and the nesting depth is
+ * hiredis's (7).
  *
  * The library bootstrap (opts.load_library) is a synchronous
  * council__fn_load (fn.h) on the libuv thread pool, over a short-lived
@@ -150,8 +151,9 @@ typedef void (*council__conn_cb)(council__conn *c, council_err rc,
  * are sent in the order given and pipelined.  While the connection is
  * down a command waits, unsent, for the next connection until its
  * deadline.  COUNCIL_OK: cb will be called exactly once.  COUNCIL_ECLOSED
- * after close, COUNCIL_EINVAL (argc < 1, NULL cb, a subscriber),
- * COUNCIL_ENOMEM: cb is never called.  Loop thread.
+ * after close; COUNCIL_EINVAL for argc < 1, a NULL cb, a subscriber, or
+ * arguments over 1 GiB in all; COUNCIL_ENOMEM: cb is never called.  Loop
+ * thread.
  */
 council_err council__conn_command(council__conn *c, int argc, const char **argv,
                                   const size_t *argvlen, uint64_t timeout_ms,

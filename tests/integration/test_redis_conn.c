@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "bus/conn.h"
+#include "bus/fn.h"
 #include "faultproxy.h"
 #include "redis_server.h"
 #include "runner.h"
@@ -367,6 +368,30 @@ TEST(unix_socket)
     unlink(path);
 }
 
+typedef struct fn_result {
+    int calls;
+    council_err rc;
+    council__fn_status status;
+} fn_result;
+
+static void
+on_enqueued(council__conn *c, council_err rc, const redisReply *rep,
+            const char *msg, void *ud)
+{
+    fn_result *fr = ud;
+    council__fn_reply out;
+    council_diag d;
+
+    (void)c;
+    (void)msg;
+    fr->calls++;
+    fr->rc = rc;
+    if (rc == COUNCIL_OK) {
+        fr->rc = council__fn_parse_enqueue(rep, "R1", &out, &d);
+        fr->status = out.status;
+    }
+}
+
 TEST(library_bootstrap)
 {
     redis_server *r = redis_server_start(NULL);
@@ -388,6 +413,22 @@ TEST(library_bootstrap)
     must(c, "FCALL_RO council_v1_version 0", &res);
     ASSERT_EQ_INT(res.type, REDIS_REPLY_INTEGER);
     ASSERT_EQ_INT(res.integer, 1);
+    /* A function's command from fn.h, its reply parsed by fn.h. */
+    {
+        council__fn_cmd cmd;
+        council_diag d;
+        fn_result fr;
+
+        memset(&cmd, 0, sizeof(cmd));
+        memset(&fr, 0, sizeof(fr));
+        ASSERT_OK(council__fn_enqueue_cmd(&cmd, "R1", "{}", 2, "test", &d));
+        ASSERT_OK(council__conn_command(c, cmd.argc, cmd.argv, cmd.argvlen, 0,
+                                        on_enqueued, &fr));
+        council__fn_cmd_free(&cmd);
+        ASSERT(run_until(&fr.calls, 5));
+        ASSERT_OK(fr.rc);
+        ASSERT_EQ_INT(fr.status, COUNCIL__FN_CREATED);
+    }
     close_conn(c, &w);
     loop_end();
     redis_server_stop(r);
