@@ -86,9 +86,12 @@ typedef struct cli_record {
 } cli_record;
 int cli_parse_record(const char *spec, cli_record *out);
 
-/* The engine's log, for one run's command: the first failure of each
- * recorder is printed, later ones counted; cli_log_summary prints the
- * count once the run has ended.  Zero it and init mu before use. */
+/* The engine's log, for one run's command.  The engine logs the first
+ * failure of each episode of a recorder's failures and sums the episode up
+ * in a line of its own (core/rechost.c): the first failures are printed,
+ * the sums absorbed, and cli_log_summary prints each recorder's total,
+ * with the recorder's path, once the run has ended.  Zero it and init mu
+ * before use. */
 #define CLI_LOG_RECORDERS (CLI_MAX_RECORD + 1)
 typedef struct cli_log {
     pthread_mutex_t mu;

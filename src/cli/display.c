@@ -572,12 +572,14 @@ cli_report(cli_display *d, const char *run_id, const council_outcome *out)
  */
 
 /*
- * Method (one line per failure episode).  The engine logs a line for each
- * event a recorder fails on ("run ID: recorder N failed on seq S (...)"):
- * on a full disk, one per event, hundreds for one run.  The first line of
- * each recorder is printed, the rest are counted, and cli_log_summary
- * says how many and which seqs once the run has ended.  Every other line
- * goes through as it is.
+ * Method (one line per failure episode).  The engine logs the first event
+ * of each episode of a recorder's failures ("run ID: recorder N failed on
+ * seq S (...)") and sums the episode up in a line of its own ("run ID:
+ * recorder N failed on K events (seq A to B)", core/rechost.c).  The first
+ * lines are printed and counted; the sums are added to the count, not
+ * printed; cli_log_summary says how many and which seqs, with the
+ * recorder's path, once the run has ended.  Every other line goes through
+ * as it is.
  */
 void
 cli_log_line(const char *line, void *ud)
@@ -585,24 +587,28 @@ cli_log_line(const char *line, void *ud)
     cli_log *l = ud;
     const char *p =
         strncmp(line, "run ", 4) == 0 ? strstr(line, ": recorder ") : NULL;
-    unsigned long long seq;
-    int idx, first = 0;
+    unsigned long long seq, k, a, b;
+    int idx;
 
     if (l != NULL && p != NULL &&
         sscanf(p, ": recorder %d failed on seq %llu", &idx, &seq) == 2 &&
         idx >= 0 && idx < CLI_LOG_RECORDERS) {
         pthread_mutex_lock(&l->mu);
-        first = l->rec[idx].n++ == 0;
-        if (first)
+        if (l->rec[idx].n++ == 0)
             l->rec[idx].first = seq;
         l->rec[idx].last = seq;
         pthread_mutex_unlock(&l->mu);
-        if (!first)
-            return;
-        fprintf(stderr,
-                "council: %s (its further failures are counted, and "
-                "summed up when the run ends)\n",
-                line);
+        fprintf(stderr, "council: %s\n", line);
+        return;
+    }
+    if (l != NULL && p != NULL &&
+        sscanf(p, ": recorder %d failed on %llu events (seq %llu to %llu)",
+               &idx, &k, &a, &b) == 4 &&
+        idx >= 0 && idx < CLI_LOG_RECORDERS && k > 0) {
+        pthread_mutex_lock(&l->mu);
+        l->rec[idx].n += k - 1; /* its first was counted */
+        l->rec[idx].last = b;
+        pthread_mutex_unlock(&l->mu);
         return;
     }
     fprintf(stderr, "council: %s\n", line);

@@ -185,6 +185,9 @@ struct rec {
     uint64_t last_seq;
     int finalized;
     int index;
+    /* The failure episode in progress (pool thread): handle_event failed
+     * on ep_n events in a row, seqs ep_first to ep_last. */
+    uint64_t ep_n, ep_first, ep_last;
 };
 
 /* Create run->recs[0..n) with their mailboxes (no init yet).  ENOMEM:

@@ -8,6 +8,13 @@
  * once, in seq order (a seq at or below the last one is a duplicate and is
  * dropped, a jump is a gap: both are counted, never hidden); its
  * handle_finalize is called exactly once, last (the `finalized` flag).
+ *
+ * Failures are logged by episode, not by event: a recorder that cannot
+ * write (a full disk) fails on every event, hundreds a run.  The first
+ * failure of an episode is logged as it happens; the rest of the episode
+ * is counted and summed up in one line when the recorder records again
+ * or the run ends ("run R: recorder N failed on K events (seq A to B)").
+ * Every failure is still counted in the engine's stats.
  */
 #include <stdio.h>
 #include <string.h>
@@ -53,12 +60,27 @@ rec_deliver(council__mbox *mb, council_event *ev)
     rc = r->ops->handle_event(r->state, ev);
     if (rc != 0) {
         stat_add(&eng->st_rec_failures, 1);
-        council__log(eng,
-                     "run %s: recorder %d failed on seq %llu (%s): "
-                     "handle_event returned %d",
-                     r->run->id, r->index, (unsigned long long)seq,
-                     council_event_type_name(council_event_type_of(ev)), rc);
+        if (r->ep_n++ == 0) {
+            r->ep_first = seq;
+            council__log(
+                eng,
+                "run %s: recorder %d failed on seq %llu (%s): "
+                "handle_event returned %d (failures after it in a row are "
+                "summed up when it records again or the run ends)",
+                r->run->id, r->index, (unsigned long long)seq,
+                council_event_type_name(council_event_type_of(ev)), rc);
+        }
+        r->ep_last = seq;
+        return;
     }
+    if (r->ep_n > 1)
+        council__log(eng,
+                     "run %s: recorder %d failed on %llu events (seq %llu to "
+                     "%llu), then recorded seq %llu",
+                     r->run->id, r->index, (unsigned long long)r->ep_n,
+                     (unsigned long long)r->ep_first,
+                     (unsigned long long)r->ep_last, (unsigned long long)seq);
+    r->ep_n = 0;
 }
 
 static void
@@ -90,6 +112,13 @@ rec_end(council__mbox *mb, const council_outcome *o)
     if (r->finalized)
         return;
     r->finalized = 1;
+    if (r->ep_n > 1)
+        council__log(r->run->eng,
+                     "run %s: recorder %d failed on %llu events (seq %llu to "
+                     "%llu)",
+                     r->run->id, r->index, (unsigned long long)r->ep_n,
+                     (unsigned long long)r->ep_first,
+                     (unsigned long long)r->ep_last);
     r->ops->handle_finalize(r->state, o);
     r->state = NULL;
     run_recorder_finalized(r->run);

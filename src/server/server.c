@@ -543,10 +543,11 @@ mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
 }
 
 /*
- * The engine's log.  It says every event a recorder fails on; on a full
- * disk that is one line per event (hundreds per run): the first failure
- * of each recorder of a run is logged, the others counted in the run, and
- * the reaper sums them up when the run has ended.
+ * The engine's log.  The engine logs the first event of each episode of a
+ * recorder's failures and sums the episode up in a line of its own
+ * (core/rechost.c): the first lines are logged and counted in the run,
+ * the sums added to the count, and the reaper says each recorder's total
+ * when the run has ended (fail_summary).
  */
 static void
 engine_log(const char *line, void *ud)
@@ -554,32 +555,39 @@ engine_log(const char *line, void *ud)
     srv *s = ud;
     const char *p =
         strncmp(line, "run ", 4) == 0 ? strstr(line, ": recorder ") : NULL;
-    unsigned long long seq;
-    int idx, first = 1;
+    unsigned long long seq = 0, k = 0, a, b;
+    int idx, sum = 0;
 
     if (p != NULL && (size_t)(p - line - 4) < 72 &&
-        sscanf(p, ": recorder %d failed on seq %llu", &idx, &seq) == 2 &&
-        idx >= 0 && idx < SRV_MAX_RECORD + 2) {
+        (sscanf(p, ": recorder %d failed on seq %llu", &idx, &seq) == 2 ||
+         (sum = sscanf(p,
+                       ": recorder %d failed on %llu events (seq %llu to "
+                       "%llu)",
+                       &idx, &k, &a, &b) == 4)) &&
+        idx >= 0 && idx < SRV_MAX_RECORD + 2 && (!sum || k > 0)) {
         char id[72];
         srun *r, *dead = NULL;
+        int counted;
 
         snprintf(id, sizeof(id), "%.*s", (int)(p - line - 4), line + 4);
         pthread_mutex_lock(&s->mu);
         r = srun_find(s, id); /* a reference */
+        counted = r != NULL;
         if (r != NULL) {
-            first = r->rec_fail[idx].n++ == 0;
-            if (first)
-                r->rec_fail[idx].first = seq;
-            r->rec_fail[idx].last = seq;
+            if (sum) {
+                r->rec_fail[idx].n += k - 1; /* its first was counted */
+                r->rec_fail[idx].last = b;
+            } else {
+                if (r->rec_fail[idx].n++ == 0)
+                    r->rec_fail[idx].first = seq;
+                r->rec_fail[idx].last = seq;
+            }
             srun_unref_locked(s, r, &dead);
         }
         pthread_mutex_unlock(&s->mu);
         srun_free(dead);
-        if (first)
-            srv_log(s,
-                    "%s (its further failures are counted, and summed up "
-                    "when the run ends)",
-                    line);
+        if (!sum || !counted) /* a run the reaper will not sum up */
+            srv_log(s, "%s", line);
         return;
     }
     srv_log(s, "%s", line);

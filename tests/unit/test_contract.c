@@ -23,6 +23,7 @@ typedef struct trec {
     /* configuration */
     int refuse;         /* init refuses */
     int fail_events;    /* handle_event returns -1 */
+    unsigned fail_mask; /* ... for the seqs whose bit is set */
     int sleep_first_ms; /* sleep in the first handle_event */
     int cancel_on_seq;  /* call council_engine_cancel at this seq */
     int wait_on_seq;    /* call council_run_wait from handle_event */
@@ -120,6 +121,9 @@ t_event(void *state, council_event *ev)
         t->wait_rc = council_run_wait(r, 0, NULL);
     }
     if (t->fail_events)
+        rc = -1;
+    if (council_event_seq(ev) < 32 &&
+        (t->fail_mask >> council_event_seq(ev)) & 1)
         rc = -1;
     leave(t);
     return rc;
@@ -516,12 +520,22 @@ TEST(slow_recorder_delays_only_itself)
 static char logged[512];
 static atomic_int log_lines;
 
+static char last_logged[512], all_logged[4096];
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void
 capture_log(const char *line, void *ud)
 {
     (void)ud;
+    pthread_mutex_lock(&log_mu);
     if (atomic_fetch_add(&log_lines, 1) == 0)
         snprintf(logged, sizeof(logged), "%s", line);
+    snprintf(last_logged, sizeof(last_logged), "%s", line);
+    if (strlen(all_logged) + strlen(line) + 2 < sizeof(all_logged)) {
+        strcat(all_logged, line);
+        strcat(all_logged, "\n");
+    }
+    pthread_mutex_unlock(&log_mu);
 }
 
 /* Clause 6: a failing recorder is reported and still finalized. */
@@ -544,8 +558,12 @@ TEST(failing_recorder_is_reported_and_finalized)
     check_history(&good, 5);
     council_engine_stats_get(eng, &st);
     ASSERT_EQ_U64(st.recorder_failures, 5);
-    ASSERT_EQ_INT(atomic_load(&log_lines), 5);
+    /* One episode of five failures: its first, and its sum at the end
+     * (never a line per event). */
+    ASSERT_EQ_INT(atomic_load(&log_lines), 2);
     ASSERT_STR_CONTAINS(logged, "recorder 0 failed on seq 1 (run_started)");
+    ASSERT_STR_CONTAINS(last_logged,
+                        "recorder 0 failed on 5 events (seq 1 to 5)");
     council_run_release(run);
     council_engine_close(eng);
 }
@@ -978,4 +996,40 @@ TEST_T(every_spin_budget_keeps_the_contract, 60)
         }
         council_engine_close(eng);
     }
+}
+
+/* Failures are logged by episode: the first of each, and a sum when the
+ * recorder records again (then) or the run ends; an episode of one is its
+ * first line alone. */
+static const council__script_step nine_steps[] = {
+    STARTED,         DELTA("a", "1"), DELTA("a", "2"),
+    DELTA("a", "3"), DELTA("a", "4"), DELTA("a", "5"),
+    DELTA("a", "6"), DELTA("a", "7"), COMPLETED};
+
+TEST(recorder_failures_are_logged_by_episode)
+{
+    council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
+    council_engine *eng;
+    council__script s = {nine_steps, 9, COUNCIL__SCRIPT_EXIT};
+    trec bad = {0};
+    trec *tp[1] = {&bad};
+    council_run *run;
+    council_engine_stats st;
+
+    eo.log = capture_log;
+    atomic_store(&log_lines, 0);
+    ASSERT_OK(council_engine_open(&eo, &eng));
+    /* seq 2-5 fail (an episode of four), 6 is recorded, 8 fails alone. */
+    bad.fail_mask = (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 8);
+    ASSERT_OK(start(eng, &s, tp, 1, NULL, &run, NULL));
+    ASSERT_EQ_INT(council_outcome_kind_of(wait_run(run)), COUNCIL_OUTCOME_OK);
+    council_engine_stats_get(eng, &st);
+    ASSERT_EQ_U64(st.recorder_failures, 5);
+    ASSERT_EQ_INT(atomic_load(&log_lines), 3);
+    ASSERT_STR_CONTAINS(logged, "recorder 0 failed on seq 2 (member_delta)");
+    ASSERT_STR_CONTAINS(all_logged, "recorder 0 failed on 4 events (seq 2 to "
+                                    "5), then recorded seq 6\n");
+    ASSERT_STR_CONTAINS(last_logged, "recorder 0 failed on seq 8");
+    council_run_release(run);
+    council_engine_close(eng);
 }
