@@ -9,7 +9,7 @@
 # CI: build every target and fuzz each for a short time, two at a time,
 # from a scratch copy of its corpus (the committed corpus is left as it
 # is); exit 1 if any target finds a crash, a leak or a timeout.
-#   fuzz/run.sh --ci [SECONDS] [BUILD_DIR]      (default 20 s, build-fuzz-ci)
+#   fuzz/run.sh --ci [SECONDS] [BUILD_DIR]      (default 30 s, build-fuzz-ci)
 # FUZZ_TARGETS="sse ranking" fuzzes only those.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,7 +62,7 @@ ci_one() {
 }
 
 if [ "${1:-}" = --ci ]; then
-    secs=${2:-20}
+    secs=${2:-30}
     build=${3:-build-fuzz-ci}
     cmake -S "$here/.." -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOUNCIL_FUZZ=ON >/dev/null
