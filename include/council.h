@@ -306,6 +306,65 @@ typedef struct council_recorder_spec {
 COUNCIL_API const council_recorder_ops *council_recorder_sqlite(void);
 COUNCIL_API const council_recorder_ops *council_recorder_jsonl(void);
 
+/*
+ * The webhook recorder: POSTs the run's outcome, and optionally every
+ * event, as JSON to an http:// or https:// URL (docs/api.md, "Webhook
+ * recorder", gives the payloads, headers and the signature check).  args
+ * is a council_webhook_args, borrowed by init (everything needed later is
+ * copied).  init refuses a URL that is not http or https, or has no host,
+ * and an unknown args version; it names the URL without its user:password
+ * and without its query.
+ *
+ * Deliveries never delay the run: handle_event and handle_finalize only
+ * queue a POST for the engine's webhook sender (one thread per engine,
+ * started by the first webhook recorder, with libcurl), so council_run_wait
+ * returns as soon as the run has ended, whatever the receiver does.  The
+ * sender sends each recorder's POSTs one at a time, in order: with events
+ * on, batches of events in seq order (each event in one batch), then the
+ * outcome.  A POST answered 2xx is delivered; a connection error, a
+ * timeout, 5xx or 429 is retried after an exponential backoff with jitter
+ * (429 and 503 honour Retry-After up to backoff_max_ms), at most
+ * max_attempts times; any other answer is not retried.  A retried POST may
+ * have reached the receiver already: every POST carries an
+ * Idempotency-Key header, the same for each of its attempts, so a receiver
+ * can drop a second copy.  Once an events POST is given up, later events
+ * are not posted (they would follow a gap); the outcome still is, and says
+ * how many events were delivered.
+ *
+ * council_engine_close gives the POSTs still queued up to drain_ms to be
+ * delivered, then abandons them.  Each POST given up or abandoned is
+ * reported through the engine's log ("run ID: recorder N (webhook URL):
+ * ... not delivered ..."), naming the URL without credentials.  The
+ * secret, and any user:password of the URL, never appear in events,
+ * records, log lines or errors.
+ */
+typedef struct council_webhook_args {
+    int version;     /* COUNCIL_WEBHOOK_ARGS_VERSION */
+    const char *url; /* http:// or https://; may hold user:password */
+    /* The HMAC-SHA256 key: every POST then carries X-Council-Timestamp and
+     * X-Council-Signature.  NULL or "" sends unsigned POSTs.  (The council
+     * command reads it from an environment variable.) */
+    const char *secret;
+    int events; /* 0: the outcome only; 1: every event too, batched */
+    /* Each attempt's whole time, and its connect phase: 0 = 10 s, 5 s. */
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+    /* Attempts per POST, retries included: 0 = 5; 1 = never retry. */
+    int max_attempts;
+    /* The first backoff and the largest one: 0 = 500 ms, 30 s. */
+    uint64_t backoff_ms;
+    uint64_t backoff_max_ms;
+    /* How long council_engine_close waits for this recorder's POSTs still
+     * queued: 0 = 5 s. */
+    uint64_t drain_ms;
+    /* Events per POST at most: 0 = 256. */
+    int batch_max;
+} council_webhook_args;
+
+#define COUNCIL_WEBHOOK_ARGS_VERSION 1
+
+COUNCIL_API const council_recorder_ops *council_recorder_webhook(void);
+
 /* ------------------------------------------------------------------------
  * Council definitions
  * ------------------------------------------------------------------------ */
@@ -442,9 +501,10 @@ COUNCIL_API council_err council_engine_open(const council_engine_opts *opts,
  * its provider calls stop, each recorder gets handle_finalize once.  Returns
  * when every run has ended and every recorder has been finalized; with
  * well-behaved recorders that is within milliseconds (a recorder blocked in
- * a callback delays close until it returns).  Then every thread and handle
- * of the engine is gone.  NULL is fine.  Not from a recorder or subscriber
- * callback, and not twice.
+ * a callback delays close until it returns).  Then webhook POSTs still
+ * queued get up to their recorder's drain_ms (see council_webhook_args).  Then
+ * every thread and handle of the engine is gone.  NULL is fine.  Not from a
+ * recorder or subscriber callback, and not twice.
  */
 COUNCIL_API void council_engine_close(council_engine *engine);
 

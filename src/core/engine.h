@@ -110,6 +110,9 @@ struct council_engine {
     int host_spares;
     /* How long a waiting thread spins before it sleeps (core/spin.h). */
     int64_t spin_ns;
+    /* The webhook recorders' sender (src/recorder/webhook.c), started by
+     * the first webhook recorder's init; NULL until then. */
+    struct council__webhook_sender *webhook;
 
     /* Runs in flight by id (reg_mu); each entry holds a reference. */
     pthread_mutex_t reg_mu;
@@ -132,5 +135,10 @@ council__loop *council__run_lp(council_run *run);
  * NULL if it could not be created, or the loop is shutting down. */
 void *council__loop_service(council__loop *lp,
                             const council__service_kind *kind);
+
+/* Engine close, once every recorder was finalized: give the webhook
+ * POSTs still queued their drain time, report what is abandoned, stop the
+ * sender (src/recorder/webhook.c).  Nothing to do if none was started. */
+void council__webhook_close(council_engine *eng);
 
 #endif

@@ -209,6 +209,11 @@ void council__recs_drop(council_run *run);
 /* Whether the calling thread runs a callback of this run's recorders or
  * subscribers (council_run_wait would wait on itself). */
 int council__is_own_callback(council_run *run);
+/* The engine and the index (in the run's recorders) of the recorder
+ * whose callback runs on this thread, for recorders that report through
+ * the engine's log after their callbacks return (the webhook recorder);
+ * NULL and -1 outside a recorder callback. */
+council_engine *council__rec_context(int *index);
 /* The subscription's run, for is_own_callback. */
 int council__sub_is_of(council__mbox *mb, council_run *run);
 

@@ -537,6 +537,8 @@ council_engine_close(council_engine *eng)
     stop_loops(eng, eng->n_loops);
     /* Every run has ended: the pool delivers the last finalizes. */
     council__pool_close(eng->pool);
+    /* Then no webhook POST can be queued any more: drain the sender. */
+    council__webhook_close(eng);
     council__free(eng->loops);
     pthread_mutex_destroy(&eng->reg_mu);
     council__free(eng->host_program);

@@ -136,6 +136,29 @@ rec_release(council__mbox *mb)
 static const council__mbox_ops rec_ops = {rec_deliver, rec_flush, rec_end,
                                           rec_release};
 
+/* The recorder whose init (or unstarted finalize) this thread is calling:
+ * those calls run on the starting thread, outside any mailbox. */
+static _Thread_local council_engine *init_eng;
+static _Thread_local int init_index;
+
+council_engine *
+council__rec_context(int *index)
+{
+    council__mbox *mb;
+
+    if (init_eng != NULL) {
+        *index = init_index;
+        return init_eng;
+    }
+    mb = council__mbox_current();
+    if (mb != NULL && mb->ops == &rec_ops) {
+        *index = ((rec *)mb->owner)->index;
+        return ((rec *)mb->owner)->run->eng;
+    }
+    *index = -1;
+    return NULL;
+}
+
 /* ---- creation and init (the starting thread) --------------------------- */
 
 council_err
@@ -183,7 +206,10 @@ council__recs_finalize_unstarted(council_run *run, size_t n, const char *kind,
     for (i = 0; i < n; i++) {
         rec *r = run->recs[i];
         r->finalized = 1;
+        init_eng = run->eng;
+        init_index = r->index;
         r->ops->handle_finalize(r->state, use);
+        init_eng = NULL;
         r->state = NULL;
     }
     council__outcome_free(o);
@@ -198,9 +224,15 @@ council__recs_init(council_run *run, const council_recorder_spec *specs,
 
     for (i = 0; i < run->n_recs; i++) {
         rec *r = run->recs[i];
+        int refused;
+
         why[0] = '\0';
-        if (r->ops->init(run->id, specs[i].args, &r->state, why, sizeof(why)) !=
-            0) {
+        init_eng = run->eng;
+        init_index = r->index;
+        refused =
+            r->ops->init(run->id, specs[i].args, &r->state, why, sizeof(why));
+        init_eng = NULL;
+        if (refused != 0) {
             char msg[300];
             why[sizeof(why) - 1] = '\0';
             snprintf(msg, sizeof(msg), "recorder %zu refused: %s", i,
