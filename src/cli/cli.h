@@ -78,13 +78,40 @@ void cli_display_free(cli_display *d);
 /* The recorder table; its args is the cli_display. */
 const council_recorder_ops *cli_display_ops(void);
 
-/* A --record SPEC: sqlite:PATH or jsonl:DIR.  0, or -1 with a message. */
+/* A --record SPEC: sqlite:PATH, jsonl:DIR or webhook:URL.  0, or -1 with
+ * a message.  A webhook record is complete once cli_records_finish has
+ * given it the webhook options. */
 #define CLI_MAX_RECORD 16
 typedef struct cli_record {
     const council_recorder_ops *ops;
-    const char *path;
+    const char *path; /* sqlite, jsonl: the path; webhook: the URL */
+    /* webhook: the URL without its user:password and query. */
+    char url_shown[512];
+    council_webhook_args wh; /* webhook: the recorder's args */
 } cli_record;
 int cli_parse_record(const char *spec, cli_record *out);
+/* The recorder's args for a council_recorder_spec. */
+void *cli_record_args(cli_record *r);
+/* What messages name: the path, or the URL without its credentials. */
+const char *cli_record_shown(const cli_record *r);
+/* "sqlite", "jsonl" or "webhook". */
+const char *cli_record_kind(const cli_record *r);
+
+/* The webhook options of every command that takes --record:
+ * --webhook-secret-env NAME and --webhook-events. */
+typedef struct cli_webhook_opts {
+    const char *secret_env; /* NULL: $COUNCIL_WEBHOOK_SECRET if set */
+    int events;
+} cli_webhook_opts;
+/* Whether a is one of them. */
+int cli_is_webhook_opt(const char *a);
+/* Parse argv[*i] (one of them), taking its value (*i advances).  0, or -1
+ * with a message. */
+int cli_parse_webhook_opt(int argc, char **argv, int *i, cli_webhook_opts *o);
+/* Give the webhook records of rec their secret (read from the named
+ * environment variable) and options.  0, or -1 with a message naming the
+ * option and the variable (never the secret). */
+int cli_records_finish(cli_record *rec, int n, const cli_webhook_opts *o);
 
 /* The engine's log, for one run's command.  The engine logs the first
  * failure of each episode of a recorder's failures and sums the episode up

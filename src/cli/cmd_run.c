@@ -34,9 +34,18 @@ static const char run_usage[] =
     "  --record SPEC        where to record the run, repeatable:\n"
     "                         sqlite:PATH   a SQLite store\n"
     "                         jsonl:DIR     DIR/<run_id>.jsonl\n"
+    "                         webhook:URL   POST the outcome to an http(s)\n"
+    "                                       URL, signed, retried; see\n"
+    "                                       docs/cli.md\n"
     "                       default: the SQLite store at $COUNCIL_DB, or\n"
     "                       $XDG_DATA_HOME/council/runs.db, or\n"
     "                       ~/.local/share/council/runs.db\n"
+    "  --webhook-secret-env NAME\n"
+    "                       sign webhook POSTs (HMAC-SHA256) with the\n"
+    "                       secret in $NAME; default: $COUNCIL_WEBHOOK_SECRET\n"
+    "                       if set, else unsigned\n"
+    "  --webhook-events     POST every event to the webhooks too, in\n"
+    "                       batches, before the outcome\n"
     "  --no-record          record nothing\n"
     "  --json               print every event as one JSON line on stdout\n"
     "                       (no progress view, no answer line)\n"
@@ -123,6 +132,7 @@ council_cmd_run(int argc, char **argv)
     council_engine_opts eo = {COUNCIL_ENGINE_OPTS_VERSION};
     const council_outcome *out = NULL;
     cli_log logs = {PTHREAD_MUTEX_INITIALIZER};
+    cli_webhook_opts wo = {NULL, 0};
     council_err rc;
 
     for (i = 1; i < argc; i++) {
@@ -147,6 +157,9 @@ council_cmd_run(int argc, char **argv)
                 return EXIT_USAGE;
             n_rec++;
             i++;
+        } else if (cli_is_webhook_opt(a)) {
+            if (cli_parse_webhook_opt(argc, argv, &i, &wo) != 0)
+                return EXIT_USAGE;
         } else if (strcmp(a, "--no-record") == 0) {
             no_record = 1;
         } else if (strcmp(a, "--json") == 0) {
@@ -231,10 +244,13 @@ council_cmd_run(int argc, char **argv)
     if (!no_record && n_rec == 0) {
         if (cli_default_db(db, sizeof(db), 1) != 0)
             return EXIT_FAILED;
+        memset(&rec[0], 0, sizeof(rec[0]));
         rec[0].ops = council_recorder_sqlite();
         rec[0].path = db;
         n_rec = 1;
     }
+    if (cli_records_finish(rec, n_rec, &wo) != 0)
+        return EXIT_USAGE;
     if (continue_id != NULL) {
         /* The store the run was recorded in: the first sqlite one given,
          * else the default. */
@@ -328,7 +344,7 @@ council_cmd_run(int argc, char **argv)
     }
     for (i = 0; i < n_rec; i++) {
         specs[i].ops = rec[i].ops;
-        specs[i].args = (void *)rec[i].path;
+        specs[i].args = cli_record_args(&rec[i]);
     }
     specs[n_rec].ops = cli_display_ops();
     specs[n_rec].args = d;
@@ -361,8 +377,11 @@ council_cmd_run(int argc, char **argv)
         code = EXIT_INCOMPLETE;
     if (!json && !quiet && !no_record)
         for (i = 0; i < n_rec; i++)
-            fprintf(stderr, "council: run %s recorded in %s\n",
-                    council_run_id(run), rec[i].path);
+            fprintf(stderr, "council: run %s %s %s\n", council_run_id(run),
+                    rec[i].ops == council_recorder_webhook()
+                        ? "handed to webhook"
+                        : "recorded in",
+                    cli_record_shown(&rec[i]));
 out:
     council_run_release(run);
     council_engine_close(eng);

@@ -100,8 +100,10 @@ static const char replay_usage[] =
     "  --pace P           recorded: wait between events as they were apart;\n"
     "                     fast: as fast as possible (default)\n"
     "  --json             print every event as one JSON line on stdout\n"
-    "  --record SPEC      record the replay too, repeatable: sqlite:PATH or\n"
-    "                     jsonl:DIR (as `council run --record`)\n"
+    "  --record SPEC      record the replay too, repeatable: sqlite:PATH,\n"
+    "                     jsonl:DIR or webhook:URL (as `council run\n"
+    "                     --record`, with --webhook-secret-env NAME and\n"
+    "                     --webhook-events)\n"
     "  --run-id ID        the replay's run id (default: the recorded one;\n"
     "                     needed to record into the store it came from)\n"
     "  -q, --quiet        no progress on stderr\n"
@@ -940,6 +942,7 @@ typedef struct replay_opts {
     const char *run_id;
     cli_record rec[CLI_MAX_RECORD];
     int n_rec;
+    cli_webhook_opts wo;
 } replay_opts;
 
 static int
@@ -973,6 +976,9 @@ replay_own(int argc, char **argv, int *i, void *ud)
         if (cli_parse_record(v, &o->rec[o->n_rec]) != 0)
             return -1;
         o->n_rec++;
+    } else if (cli_is_webhook_opt(a)) {
+        if (cli_parse_webhook_opt(argc, argv, i, &o->wo) != 0)
+            return -1;
     } else if (strcmp(a, "--run-id") == 0) {
         if ((o->run_id = value_of(argc, argv, i, "replay")) == NULL)
             return -1;
@@ -1029,6 +1035,8 @@ cmd_replay(int argc, char **argv)
                           replay_own, &o);
     if (code >= 0)
         return code;
+    if (cli_records_finish(o.rec, o.n_rec, &o.wo) != 0)
+        return EXIT_USAGE;
     code = open_store(&ra.w, 0, &s);
     if (code >= 0)
         return code;
@@ -1053,7 +1061,7 @@ cmd_replay(int argc, char **argv)
     }
     for (i = 0; i < o.n_rec; i++) {
         specs[i].ops = o.rec[i].ops;
-        specs[i].args = (void *)o.rec[i].path;
+        specs[i].args = cli_record_args(&o.rec[i]);
     }
     specs[o.n_rec].ops = cli_display_ops();
     specs[o.n_rec].args = d;
@@ -1079,8 +1087,11 @@ cmd_replay(int argc, char **argv)
         code = EXIT_INCOMPLETE;
     if (!o.json && !o.quiet)
         for (i = 0; i < o.n_rec; i++)
-            fprintf(stderr, "council: replay of run %s recorded in %s\n", id,
-                    o.rec[i].path);
+            fprintf(stderr, "council: replay of run %s %s %s\n", id,
+                    o.rec[i].ops == council_recorder_webhook()
+                        ? "handed to webhook"
+                        : "recorded in",
+                    cli_record_shown(&o.rec[i]));
 out:
     council_run_release(run);
     council_engine_close(eng);

@@ -44,7 +44,12 @@ static const char serve_usage[] =
     "                         $XDG_DATA_HOME/council/runs.db, or\n"
     "                         ~/.local/share/council/runs.db)\n"
     "  --record SPEC          record runs there too, repeatable:\n"
-    "                         sqlite:PATH or jsonl:DIR\n"
+    "                         sqlite:PATH, jsonl:DIR or webhook:URL (POST\n"
+    "                         each run's outcome there; see council run\n"
+    "                         --help)\n"
+    "  --webhook-secret-env NAME  sign webhook POSTs with the secret in\n"
+    "                         $NAME (default: $COUNCIL_WEBHOOK_SECRET if set)\n"
+    "  --webhook-events       POST every event to the webhooks too\n"
     "  --token TOKEN          require 'Authorization: Bearer TOKEN'\n"
     "                         (default: $COUNCIL_TOKEN; /healthz and the\n"
     "                         web page's files are open)\n"
@@ -152,6 +157,9 @@ council_cmd_serve(int argc, char **argv)
     struct sigaction sa;
     sigset_t set, stop_set;
     int i, sig = 0, rc;
+    /* The --record specs: their args live while the server does. */
+    cli_record recs[SRV_MAX_RECORD];
+    cli_webhook_opts wo = {NULL, 0};
 
     memset(&o, 0, sizeof(o));
     o.listen = DEFAULT_LISTEN;
@@ -176,6 +184,11 @@ council_cmd_serve(int argc, char **argv)
         }
         if (strcmp(a, "--no-inline") == 0) {
             o.no_inline = 1;
+            continue;
+        }
+        if (cli_is_webhook_opt(a)) {
+            if (cli_parse_webhook_opt(argc, argv, &i, &wo) != 0)
+                return EXIT_USAGE;
             continue;
         }
         if (strcmp(a, "--listen") != 0 && strcmp(a, "--councils") != 0 &&
@@ -206,16 +219,9 @@ council_cmd_serve(int argc, char **argv)
                 cli_error("at most %d --record options", SRV_MAX_RECORD);
                 return EXIT_USAGE;
             }
-            if (strncmp(v, "sqlite:", 7) == 0 && v[7] != '\0') {
-                o.rec_ops[o.n_rec] = council_recorder_sqlite();
-                o.rec_args[o.n_rec++] = v + 7;
-            } else if (strncmp(v, "jsonl:", 6) == 0 && v[6] != '\0') {
-                o.rec_ops[o.n_rec] = council_recorder_jsonl();
-                o.rec_args[o.n_rec++] = v + 6;
-            } else {
-                cli_error("--record %s: expected sqlite:PATH or jsonl:DIR", v);
+            if (cli_parse_record(v, &recs[o.n_rec]) != 0)
                 return EXIT_USAGE;
-            }
+            o.n_rec++;
         } else if (strcmp(a, "--token") == 0) {
             token = v;
         } else if (strcmp(a, "--max-runs") == 0) {
@@ -247,6 +253,12 @@ council_cmd_serve(int argc, char **argv)
             if (parse_dur(a, v, &grace_ms) != 0)
                 return EXIT_USAGE;
         }
+    }
+    if (cli_records_finish(recs, o.n_rec, &wo) != 0)
+        return EXIT_USAGE;
+    for (i = 0; i < o.n_rec; i++) {
+        o.rec_ops[i] = recs[i].ops;
+        o.rec_args[i] = cli_record_args(&recs[i]);
     }
     o.token = token;
     o.host_program = cli_host_program();

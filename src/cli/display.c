@@ -428,21 +428,138 @@ cli_display_ops(void)
 
 /* ---- --record specs ------------------------------------------------------ */
 
+/* url without its user:password and with "?..." for its query. */
+static void
+shown_url(const char *url, char *out, size_t size)
+{
+    const char *p = strstr(url, "://"), *auth = p != NULL ? p + 3 : url;
+    const char *end = auth + strcspn(auth, "/?#"), *q, *at = NULL;
+
+    for (q = auth; q < end; q++)
+        if (*q == '@')
+            at = q;
+    q = (at != NULL ? at + 1 : auth);
+    snprintf(out, size, "%.*s%.*s%s", (int)(auth - url), url,
+             (int)strcspn(q, "?#"), q,
+             q[strcspn(q, "?#")] != '\0' ? "?..." : "");
+}
+
 int
 cli_parse_record(const char *spec, cli_record *out)
 {
+    memset(out, 0, sizeof(*out));
     if (strncmp(spec, "sqlite:", 7) == 0 && spec[7] != '\0') {
         out->ops = council_recorder_sqlite();
         out->path = spec + 7;
-        return 0;
-    }
-    if (strncmp(spec, "jsonl:", 6) == 0 && spec[6] != '\0') {
+    } else if (strncmp(spec, "jsonl:", 6) == 0 && spec[6] != '\0') {
         out->ops = council_recorder_jsonl();
         out->path = spec + 6;
+    } else if (strncmp(spec, "webhook:", 8) == 0 && spec[8] != '\0') {
+        out->ops = council_recorder_webhook();
+        out->path = spec + 8;
+        if (strncmp(out->path, "http://", 7) != 0 &&
+            strncmp(out->path, "https://", 8) != 0) {
+            shown_url(out->path, out->url_shown, sizeof(out->url_shown));
+            cli_error("--record webhook:%s: expected an http:// or https:// "
+                      "URL",
+                      out->url_shown);
+            return -1;
+        }
+        shown_url(out->path, out->url_shown, sizeof(out->url_shown));
+        out->wh.version = COUNCIL_WEBHOOK_ARGS_VERSION;
+        out->wh.url = out->path;
+        return 0;
+    } else {
+        char shown[512];
+
+        shown_url(spec, shown, sizeof(shown));
+        cli_error("--record %s: expected sqlite:PATH, jsonl:DIR or "
+                  "webhook:URL",
+                  shown);
+        return -1;
+    }
+    return 0;
+}
+
+const char *
+cli_record_shown(const cli_record *r)
+{
+    return r->ops == council_recorder_webhook() ? r->url_shown : r->path;
+}
+
+void *
+cli_record_args(cli_record *r)
+{
+    return r->ops == council_recorder_webhook() ? (void *)&r->wh
+                                                : (void *)r->path;
+}
+
+const char *
+cli_record_kind(const cli_record *r)
+{
+    return r->ops == council_recorder_sqlite()  ? "sqlite"
+           : r->ops == council_recorder_jsonl() ? "jsonl"
+                                                : "webhook";
+}
+
+int
+cli_is_webhook_opt(const char *a)
+{
+    return strcmp(a, "--webhook-secret-env") == 0 ||
+           strcmp(a, "--webhook-events") == 0;
+}
+
+int
+cli_parse_webhook_opt(int argc, char **argv, int *i, cli_webhook_opts *o)
+{
+    const char *a = argv[*i];
+
+    if (strcmp(a, "--webhook-events") == 0) {
+        o->events = 1;
         return 0;
     }
-    cli_error("--record %s: expected sqlite:PATH or jsonl:DIR", spec);
-    return -1;
+    if (*i + 1 >= argc) {
+        cli_error("%s needs a value", a);
+        return -1;
+    }
+    o->secret_env = argv[++*i];
+    if (o->secret_env[0] == '\0' || strchr(o->secret_env, '=') != NULL) {
+        cli_error("--webhook-secret-env %s: expected the name of an "
+                  "environment variable",
+                  o->secret_env);
+        return -1;
+    }
+    return 0;
+}
+
+int
+cli_records_finish(cli_record *rec, int n, const cli_webhook_opts *o)
+{
+    const char *secret = NULL;
+    int i, any = 0;
+
+    for (i = 0; i < n; i++)
+        any |= rec[i].ops == council_recorder_webhook();
+    if (!any)
+        return 0;
+    if (o->secret_env != NULL) {
+        secret = getenv(o->secret_env);
+        if (secret == NULL || secret[0] == '\0') {
+            cli_error("--webhook-secret-env %s: the environment variable %s "
+                      "is not set (or empty)",
+                      o->secret_env, o->secret_env);
+            return -1;
+        }
+    } else {
+        secret = getenv("COUNCIL_WEBHOOK_SECRET");
+    }
+    for (i = 0; i < n; i++) {
+        if (rec[i].ops != council_recorder_webhook())
+            continue;
+        rec[i].wh.secret = secret;
+        rec[i].wh.events = o->events;
+    }
+    return 0;
 }
 
 /* ---- waiting for the end ----------------------------------------------------
@@ -627,11 +744,10 @@ cli_log_summary(cli_log *l, const char *run_id, const cli_record *rec,
         if (i < n_rec)
             cli_error("run %s: recorder %d (%s:%s) failed on %llu event%s "
                       "(seq %llu to %llu)",
-                      run_id, i,
-                      rec[i].ops == council_recorder_sqlite() ? "sqlite"
-                                                              : "jsonl",
-                      rec[i].path, l->rec[i].n, l->rec[i].n == 1 ? "" : "s",
-                      l->rec[i].first, l->rec[i].last);
+                      run_id, i, cli_record_kind(&rec[i]),
+                      cli_record_shown(&rec[i]), l->rec[i].n,
+                      l->rec[i].n == 1 ? "" : "s", l->rec[i].first,
+                      l->rec[i].last);
         else
             cli_error("run %s: recorder %d failed on %llu event%s (seq %llu "
                       "to %llu)",
@@ -653,6 +769,10 @@ check_record(const char *run_id, const cli_record *r)
     const char *outcome;
     int bad = 1;
 
+    /* A webhook keeps nothing here to read back: its failures are
+     * reported as they happen (the engine's log). */
+    if (r->ops == council_recorder_webhook())
+        return 0;
     if (r->ops == council_recorder_jsonl())
         snprintf(path, sizeof(path), "%s/%s.jsonl", r->path, run_id);
     else

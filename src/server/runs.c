@@ -505,7 +505,7 @@ srv_start_run(srv *s, const run_req *rq, srun **out, const char **type,
     specs[n++].args = (void *)s->o.db;
     for (i = 0; i < (size_t)s->o.n_rec; i++) {
         specs[n].ops = s->o.rec_ops[i];
-        specs[n++].args = (void *)s->o.rec_args[i];
+        specs[n++].args = s->o.rec_args[i];
     }
     specs[n].ops = &srv_rec_ops;
     specs[n++].args = r;

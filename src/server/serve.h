@@ -110,7 +110,7 @@ typedef struct srv_opts {
     const char *councils_dir; /* NULL: the built-in demo council */
     const char *db;           /* the SQLite store (always recorded to) */
     const council_recorder_ops *rec_ops[SRV_MAX_RECORD]; /* more --record */
-    const char *rec_args[SRV_MAX_RECORD];
+    void *rec_args[SRV_MAX_RECORD]; /* borrowed: live while the server does */
     int n_rec;
     const char *token; /* NULL or "": no auth */
     int insecure;

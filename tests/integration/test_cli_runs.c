@@ -944,8 +944,8 @@ TEST(help_for_every_subcommand)
         const char *args[] = {"runs", "replay", "a", "--record", "ftp:x", NULL};
         r = expect(2, args);
     }
-    ASSERT_STR_CONTAINS(r.err, "--record ftp:x: expected sqlite:PATH or "
-                               "jsonl:DIR");
+    ASSERT_STR_CONTAINS(r.err, "--record ftp:x: expected sqlite:PATH, "
+                               "jsonl:DIR or webhook:URL");
     cli_result_free(&r);
 }
 
