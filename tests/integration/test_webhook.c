@@ -8,11 +8,13 @@
  * run nor council_run_wait, and engine close gives up after the drain
  * time, reporting what was lost; bad URLs refused at init; the secret and
  * the URL's password never in a log line or an error; and the council
- * command end to end.
+ * command end to end (run and serve).
  * TEST_LABELS: threaded
  */
+#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -641,6 +643,88 @@ TEST_T(cli_reports_undelivered, 60)
         ASSERT_STR_EQ(r.sig, ""); /* no secret given: unsigned */
         hook_req_free(&r);
     }
+    cli_result_free(&res);
+    hook_server_stop(s);
+}
+
+static size_t
+keep_body(char *p, size_t size, size_t n, void *ud)
+{
+    char *buf = ud;
+    size_t have = strlen(buf), take = size * n;
+
+    if (have + take >= 4096)
+        take = 4095 - have;
+    memcpy(buf + have, p, take);
+    buf[have + take] = '\0';
+    return size * n;
+}
+
+/* council serve --record webhook: each run's outcome, signed with the
+ * secret of the variable named by --webhook-secret-env; posted before
+ * the server exits. */
+TEST_T(cli_serve_posts_each_run, 60)
+{
+    hook_server *s = hook_server_start(SECRET);
+    char spec[160], db[700], url[200] = "", body[4096] = "", *err = NULL;
+    const char *args[] = {
+        "serve",    "--listen", "127.0.0.1:0",          "--db",          db,
+        "--record", spec,       "--webhook-secret-env", "HOOK_TEST_KEY", NULL};
+    struct curl_slist *hdrs = NULL;
+    cli_result res;
+    hook_req r;
+    long status = 0;
+    CURL *c;
+    int pid, i;
+
+    ASSERT_NOT_NULL(s);
+    snprintf(spec, sizeof(spec), "webhook:http://127.0.0.1:%d/serve",
+             hook_server_port(s));
+    snprintf(db, sizeof(db), "%s/runs.db", runner_tmpdir());
+    setenv("HOOK_TEST_KEY", SECRET, 1);
+    pid = cli_spawn("serve", -1, args);
+    for (i = 0; i < 2000 && url[0] == '\0'; i++) {
+        char *p;
+
+        free(err);
+        err = cli_stderr_of("serve");
+        p = strstr(err, "listening on http://");
+        if (p != NULL && strchr(p, '\n') != NULL)
+            sscanf(p + strlen("listening on "), "%150s", url);
+        else
+            usleep(10000);
+    }
+    if (url[0] == '\0')
+        FAIL("council serve did not start: %s", err);
+    free(err);
+    snprintf(url + strlen(url), sizeof(url) - strlen(url), "/v1/runs");
+    c = curl_easy_init();
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+                     "{\"council\":\"demo\",\"input\":\"Why?\"}");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    ASSERT_EQ_INT(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    ASSERT_EQ_INT(status, 201);
+    /* SIGTERM: the run in flight gets its grace, is recorded, and its
+     * outcome is delivered before the process exits. */
+    kill(pid, SIGTERM);
+    res = cli_collect("serve", pid);
+    ASSERT_EQ_INT(res.code, 0);
+    check_no_secrets(res.err);
+    ASSERT_EQ_INT(hook_server_count(s), 1);
+    r = hook_server_get(s, 0);
+    ASSERT_STR_EQ(r.path, "POST /serve");
+    ASSERT_STR_EQ(r.kind, "outcome");
+    ASSERT_EQ_INT(r.sig_ok, 1);
+    ASSERT_STR_CONTAINS(body, r.run_id);
+    ASSERT_STR_CONTAINS(r.body, "\"outcome\":{\"outcome\":\"ok\"");
+    hook_req_free(&r);
     cli_result_free(&res);
     hook_server_stop(s);
 }
