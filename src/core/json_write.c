@@ -60,57 +60,74 @@ put(buf *b, const char *s, size_t n)
     b->len += n;
 }
 
+size_t
+council__json_plain_run(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            break;
+    }
+    return i;
+}
+
+size_t
+council__json_escape_byte(unsigned char c, char out[6])
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    out[0] = '\\';
+    switch (c) {
+    case '"':
+        out[1] = '"';
+        return 2;
+    case '\\':
+        out[1] = '\\';
+        return 2;
+    case '\b':
+        out[1] = 'b';
+        return 2;
+    case '\f':
+        out[1] = 'f';
+        return 2;
+    case '\n':
+        out[1] = 'n';
+        return 2;
+    case '\r':
+        out[1] = 'r';
+        return 2;
+    case '\t':
+        out[1] = 't';
+        return 2;
+    default:
+        out[1] = 'u';
+        out[2] = '0';
+        out[3] = '0';
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 15];
+        return 6;
+    }
+}
+
 static void
 put_string(buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i, run = 0;
+    size_t i = 0;
 
     put(b, "\"", 1);
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        size_t run = council__json_plain_run(s + i, n - i);
         char esc[6];
-        size_t el = 2;
 
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        put(b, s + run, i - run);
-        run = i + 1;
-        esc[0] = '\\';
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            el = 6;
-            break;
+        put(b, s + i, run);
+        i += run;
+        if (i < n) {
+            put(b, esc, council__json_escape_byte((unsigned char)s[i], esc));
+            i++;
         }
-        put(b, esc, el);
     }
-    put(b, s + run, n - run);
     put(b, "\"", 1);
 }
 

@@ -18,4 +18,12 @@ char *council__json_dumps(const json_t *v, size_t *len_out);
 
 #define COUNCIL__JSON_WRITE_DEPTH 2048
 
+/* The two halves of writing a string the way jansson does, for writers
+ * with buffers of their own (src/provider/json.c): how many bytes at the
+ * start of s[0..n) go in as they are (none of ", \ or a byte below 0x20),
+ * and the escape of a byte that stopped that run (\" \\ \b \f \n \r \t
+ * or \u00XX, upper-case digits), whose length is returned. */
+size_t council__json_plain_run(const char *s, size_t n);
+size_t council__json_escape_byte(unsigned char c, char out[6]);
+
 #endif

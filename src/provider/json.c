@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_write.h"
 #include "provider/call.h"
 #include "provider/json.h"
 
@@ -80,9 +81,7 @@ council_utf8_check(const char *s, size_t n, size_t *bad_offset)
 council_err
 council__json_put_str(council__bytes *b, const char *s, size_t n, size_t max)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *u = (const unsigned char *)s;
-    size_t start = b->len, i = 0, run;
+    size_t start = b->len, i = 0;
     council_err rc;
 
     /* Validate first, so that a refusal appends nothing. */
@@ -90,50 +89,19 @@ council__json_put_str(council__bytes *b, const char *s, size_t n, size_t max)
         memchr(s, '\0', n) != NULL)
         return COUNCIL_EINVAL;
     rc = council__bytes_add(b, "\"", 1, max);
-    for (i = 0; rc == COUNCIL_OK && i < n; i += run) {
-        char esc[6];
-        size_t elen = 2;
-
+    while (rc == COUNCIL_OK && i < n) {
         /* A run of bytes that need no escape goes in one copy. */
-        for (run = 0; i + run < n; run++) {
-            unsigned char ch = u[i + run];
-            if (ch < 0x20 || ch == '"' || ch == '\\')
-                break;
-        }
+        size_t run = council__json_plain_run(s + i, n - i);
+        char esc[6];
+
         if (run > 0) {
             rc = council__bytes_add(b, s + i, run, max);
+            i += run;
             continue;
         }
-        esc[0] = '\\';
-        switch (u[i]) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0';
-            esc[4] = hex[u[i] >> 4], esc[5] = hex[u[i] & 15];
-            elen = 6;
-        }
-        rc = council__bytes_add(b, esc, elen, max);
-        run = 1;
+        rc = council__bytes_add(
+            b, esc, council__json_escape_byte((unsigned char)s[i], esc), max);
+        i++;
     }
     if (rc == COUNCIL_OK)
         rc = council__bytes_add(b, "\"", 1, max);
