@@ -365,6 +365,63 @@ typedef struct council_webhook_args {
 
 COUNCIL_API const council_recorder_ops *council_recorder_webhook(void);
 
+/*
+ * The redis recorder: an in-process run's events written to Redis in the
+ * layout `council worker` writes (docs/distributed.md), so one reader
+ * serves both: the hash PREFIXrun:R (state running, then the outcome;
+ * owner "host:pid", last_seq, lost, emitted, created_ms, ended_ms,
+ * reason, outcome = council_outcome_json) and the stream PREFIXrun:R:ev
+ * (entry 0-<seq> per event, field ev = council_event_json, byte for
+ * byte; the terminal entry also has outcome, reason and ts_ms), never
+ * trimmed; at the end EXPIRE on both and PUBLISH PREFIXdone R.
+ *
+ * args is a council_recorder_redis_args (borrowed by init, which copies
+ * what it keeps).  init checks the arguments and the URL and refuses a
+ * bad one (the reason quotes the URL without its password); it does not
+ * wait for Redis: a Redis that is down at the start is written to once it
+ * is up.  Writes never block the run or the recorder thread: events are
+ * handed to a thread of this module (one per distinct URL, shared by the
+ * recorders using it, gone when the last one is finalized) that
+ * pipelines them.  While Redis is away they are buffered up to
+ * max_buffer_bytes; past that the event and every later one are lost
+ * (handle_event returns non-zero, a log line names the run and the key),
+ * never written after a gap, and the hash says how many (lost, and
+ * last_seq below emitted).  handle_finalize hands the end over and waits
+ * for it to be written at most finalize_wait_ms (the only wait; it delays
+ * council_run_wait and council_engine_close by at most that; while Redis
+ * stays unreachable the bound is shared by the runs ending then, so many
+ * cost one bound), then gives up what is left, counted and logged.  A run id
+ * whose hash already exists (written by another process or run) is not
+ * overwritten: every event is lost and logged.
+ */
+typedef struct council_recorder_redis_args {
+    int version; /* COUNCIL_RECORDER_REDIS_ARGS_VERSION */
+    /* redis://[user:password@]host[:port][/db] or unix:///path. */
+    const char *url;
+    /* The key prefix, 1..64 printable bytes without space; NULL =
+     * "council:" (the workers' keys). */
+    const char *prefix;
+    /* Seconds a finished run's keys stay; 0 = 7 days (604800). */
+    uint64_t expire_s;
+    /* Event JSON held while Redis is away; 0 = 8 MiB. */
+    size_t max_buffer_bytes;
+    /* handle_finalize's bound; 0 = 5000 ms. */
+    uint64_t finalize_wait_ms;
+} council_recorder_redis_args;
+
+#define COUNCIL_RECORDER_REDIS_ARGS_VERSION 1
+
+COUNCIL_API const council_recorder_ops *council_recorder_redis(void);
+
+/*
+ * Checks a Redis URL as the redis recorder's init does, without
+ * connecting: COUNCIL_OK, or COUNCIL_EINVAL with diag->msg (diag may be
+ * NULL) quoting the URL with its user and password replaced by "***";
+ * COUNCIL_ENOMEM.  Any thread.
+ */
+COUNCIL_API council_err council_redis_url_check(const char *url,
+                                                council_diag *diag);
+
 /* ------------------------------------------------------------------------
  * Council definitions
  * ------------------------------------------------------------------------ */

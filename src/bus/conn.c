@@ -1548,6 +1548,27 @@ maybe_free(council__conn *c)
 }
 
 council_err
+council__conn_check_url(const char *url, char *where, size_t where_size,
+                        council_diag *diag)
+{
+    council__conn *c;
+    council_err rc;
+
+    if (url == NULL) {
+        diag_set(diag, "", "no URL");
+        return COUNCIL_EINVAL;
+    }
+    c = council__calloc(1, sizeof(*c));
+    if (c == NULL)
+        return COUNCIL_ENOMEM;
+    rc = parse_url(c, url, diag);
+    if (rc == COUNCIL_OK && where != NULL && where_size > 0)
+        snprintf(where, where_size, "%s", c->where);
+    free_parsed(c);
+    return rc;
+}
+
+council_err
 council__conn_open(uv_loop_t *loop, const council__conn_opts *o,
                    council__conn **out, council_diag *diag)
 {

@@ -127,6 +127,16 @@ council_err council__conn_open(uv_loop_t *loop, const council__conn_opts *opts,
                                council__conn **out, council_diag *diag);
 
 /*
+ * Checks a URL as council__conn_open would, without opening anything:
+ * COUNCIL_OK with where (where_size bytes, may be NULL) set to the address
+ * as messages show it (never the password); COUNCIL_EINVAL with diag (the
+ * message quotes the URL without its password); COUNCIL_ENOMEM.  Any
+ * thread.
+ */
+council_err council__conn_check_url(const char *url, char *where,
+                                    size_t where_size, council_diag *diag);
+
+/*
  * A command's completion, exactly once per accepted command, on the loop
  * thread:
  *   rc COUNCIL_OK        reply is the server's answer (borrowed for the

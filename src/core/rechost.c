@@ -275,3 +275,13 @@ council__is_own_callback(council_run *run)
         return ((rec *)mb->owner)->run == run;
     return council__sub_is_of(mb, run);
 }
+
+council_engine *
+council__recorder_engine(void)
+{
+    council__mbox *mb = council__mbox_current();
+
+    if (mb == NULL || mb->ops != &rec_ops)
+        return NULL;
+    return ((rec *)mb->owner)->run->eng;
+}

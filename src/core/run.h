@@ -104,6 +104,11 @@ extern void *council__testing_on_emit_ud;
 void council__log(council_engine *eng, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The engine of the recorder whose callback (handle_event, handle_flush,
+ * handle_finalize) runs on this thread, or NULL (init, or any other
+ * thread): for a built-in recorder's log lines. */
+council_engine *council__recorder_engine(void);
+
 /* A new UUIDv7 string (36 chars + NUL) into out. */
 void council__uuid7(char out[37]);
 
