@@ -88,13 +88,16 @@ typedef struct cli_record {
     /* webhook: the URL without its user:password and query. */
     char url_shown[512];
     council_webhook_args wh; /* webhook: the recorder's args */
+    /* redis: the recorder's args (url_shown: the URL without its
+     * user:password) */
+    council_recorder_redis_args redis;
 } cli_record;
 int cli_parse_record(const char *spec, cli_record *out);
 /* The recorder's args for a council_recorder_spec. */
 void *cli_record_args(cli_record *r);
 /* What messages name: the path, or the URL without its credentials. */
 const char *cli_record_shown(const cli_record *r);
-/* "sqlite", "jsonl" or "webhook". */
+/* "sqlite", "jsonl", "webhook" or "redis". */
 const char *cli_record_kind(const cli_record *r);
 
 /* The webhook options of every command that takes --record:

@@ -37,6 +37,8 @@ static const char run_usage[] =
     "                         webhook:URL   POST the outcome to an http(s)\n"
     "                                       URL, signed, retried; see\n"
     "                                       docs/cli.md\n"
+    "                         redis:URL     the stream council:run:<id>:ev\n"
+    "                                       and hash council:run:<id>\n"
     "                       default: the SQLite store at $COUNCIL_DB, or\n"
     "                       $XDG_DATA_HOME/council/runs.db, or\n"
     "                       ~/.local/share/council/runs.db\n"

@@ -469,12 +469,27 @@ cli_parse_record(const char *spec, cli_record *out)
         out->wh.version = COUNCIL_WEBHOOK_ARGS_VERSION;
         out->wh.url = out->path;
         return 0;
+    } else if (strncmp(spec, "redis:", 6) == 0) {
+        council_diag diag;
+
+        out->ops = council_recorder_redis();
+        out->path = spec + 6;
+        shown_url(out->path, out->url_shown, sizeof(out->url_shown));
+        if (council_redis_url_check(out->path, &diag) != COUNCIL_OK) {
+            /* Both name the URL without its password. */
+            cli_error("--record redis:%s: %s", out->url_shown,
+                      diag.msg[0] != '\0' ? diag.msg : "out of memory");
+            return -1;
+        }
+        out->redis.version = COUNCIL_RECORDER_REDIS_ARGS_VERSION;
+        out->redis.url = out->path;
+        return 0;
     } else {
         char shown[512];
 
         shown_url(spec, shown, sizeof(shown));
-        cli_error("--record %s: expected sqlite:PATH, jsonl:DIR or "
-                  "webhook:URL",
+        cli_error("--record %s: expected sqlite:PATH, jsonl:DIR, "
+                  "webhook:URL or redis:URL",
                   shown);
         return -1;
     }
@@ -484,12 +499,17 @@ cli_parse_record(const char *spec, cli_record *out)
 const char *
 cli_record_shown(const cli_record *r)
 {
-    return r->ops == council_recorder_webhook() ? r->url_shown : r->path;
+    return r->ops == council_recorder_webhook() ||
+                   r->ops == council_recorder_redis()
+               ? r->url_shown
+               : r->path;
 }
 
 void *
 cli_record_args(cli_record *r)
 {
+    if (r->ops == council_recorder_redis())
+        return &r->redis;
     return r->ops == council_recorder_webhook() ? (void *)&r->wh
                                                 : (void *)r->path;
 }
@@ -499,6 +519,7 @@ cli_record_kind(const cli_record *r)
 {
     return r->ops == council_recorder_sqlite()  ? "sqlite"
            : r->ops == council_recorder_jsonl() ? "jsonl"
+           : r->ops == council_recorder_redis() ? "redis"
                                                 : "webhook";
 }
 
@@ -698,6 +719,11 @@ cli_report(cli_display *d, const char *run_id, const council_outcome *out)
  * recorder's path, once the run has ended.  Every other line goes through
  * as it is.
  */
+/* Set when the redis recorder logged that the run's record in Redis lacks
+ * something (each of its log lines says so): read by check_record, which
+ * cannot read Redis back.  One run per command. */
+static atomic_int redis_incomplete;
+
 void
 cli_log_line(const char *line, void *ud)
 {
@@ -706,6 +732,9 @@ cli_log_line(const char *line, void *ud)
         strncmp(line, "run ", 4) == 0 ? strstr(line, ": recorder ") : NULL;
     unsigned long long seq, k, a, b;
     int idx;
+
+    if (strncmp(line, "run ", 4) == 0 && strstr(line, ": redis recorder ("))
+        atomic_store(&redis_incomplete, 1);
 
     if (l != NULL && p != NULL &&
         sscanf(p, ": recorder %d failed on seq %llu", &idx, &seq) == 2 &&
@@ -773,6 +802,16 @@ check_record(const char *run_id, const cli_record *r)
      * reported as they happen (the engine's log). */
     if (r->ops == council_recorder_webhook())
         return 0;
+    /* Redis is not read back here either: the redis recorder logs what
+     * the record in Redis lacks (printed above), and the run's hash says
+     * it (lost, emitted). */
+    if (r->ops == council_recorder_redis()) {
+        if (!atomic_load(&redis_incomplete))
+            return 0;
+        cli_error("run %s: its record in %s is incomplete (see above)", run_id,
+                  r->url_shown);
+        return 1;
+    }
     if (r->ops == council_recorder_jsonl())
         snprintf(path, sizeof(path), "%s/%s.jsonl", r->path, run_id);
     else

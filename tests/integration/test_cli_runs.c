@@ -945,7 +945,7 @@ TEST(help_for_every_subcommand)
         r = expect(2, args);
     }
     ASSERT_STR_CONTAINS(r.err, "--record ftp:x: expected sqlite:PATH, "
-                               "jsonl:DIR or webhook:URL");
+                               "jsonl:DIR, webhook:URL or redis:URL");
     cli_result_free(&r);
 }
 

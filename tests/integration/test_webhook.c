@@ -591,7 +591,7 @@ TEST_T(cli_errors_name_the_option, 60)
                             "COUNCIL_TEST_UNSET_SECRET_VAR",
                             "q",
                             NULL};
-    const char *bad_spec[] = {"serve", "--record", "redis:nope", NULL};
+    const char *bad_spec[] = {"serve", "--record", "ftp:nope", NULL};
     cli_result res;
 
     res = cli_run(bad_scheme);
@@ -612,8 +612,8 @@ TEST_T(cli_errors_name_the_option, 60)
 
     res = cli_run(bad_spec);
     ASSERT_EQ_INT(res.code, 2);
-    ASSERT_STR_CONTAINS(res.err, "--record redis:nope: expected sqlite:PATH, "
-                                 "jsonl:DIR or webhook:URL");
+    ASSERT_STR_CONTAINS(res.err, "--record ftp:nope: expected sqlite:PATH, "
+                                 "jsonl:DIR, webhook:URL or redis:URL");
     cli_result_free(&res);
 }
 
