@@ -842,3 +842,53 @@ TEST_T(cli_with_redis_away_says_so_and_exits_5, 60)
     ASSERT(strstr(res.err, "topsecret1") == NULL);
     cli_result_free(&res);
 }
+
+static long long
+rcount(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *rep = redisCommand(c, fmt, arg);
+    long long v;
+
+    ASSERT_NOT_NULL(rep);
+    v = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* Replies lost after Redis ran the command: the proxy delays every byte
+ * 400 ms; once Redis holds the hash (the create ran) and again once the
+ * stream has entries (an append ran), every connection is reset before
+ * the reply gets through.  The resent create and append are recognised
+ * (their writes are there): the stream is exactly 0-1..0-N, each once. */
+TEST_T(a_lost_reply_is_retried_without_a_duplicate, 90)
+{
+    redis_server *r = redis_server_start(NULL);
+    faultproxy *p = faultproxy_start(redis_server_port(r));
+    redisContext *c = rconnect(redis_server_port(r));
+    char key[200];
+    unsigned acc0;
+    fx f;
+
+    faultproxy_set(p, FAULTPROXY_DELAY, 400);
+    fx_open(&f, 0, faultproxy_url(p));
+    f.args.finalize_wait_ms = 60000;
+    key_of(key, sizeof(key), f.id);
+    ASSERT_OK(fx_start(&f, NULL));
+    while (rcount(c, "EXISTS %s", key) != 1)
+        usleep(2000);
+    acc0 = faultproxy_accepted(p);
+    faultproxy_reset_all(p);
+    while (rcount(c, "XLEN %s:ev", key) < 1)
+        usleep(2000);
+    faultproxy_reset_all(p);
+    faultproxy_set(p, FAULTPROXY_PASS, 0);
+    fx_wait(&f);
+    ASSERT(faultproxy_accepted(p) >= acc0 + 2);
+    check_stream(c, NULL, f.id, &f.k, -1, "ok");
+    ASSERT_EQ_INT(hget_int(c, key, "lost"), 0);
+    ASSERT_EQ_INT(hget_int(c, key, "last_seq"), (long long)f.k.n);
+    fx_close(&f);
+    redisFree(c);
+    faultproxy_stop(p);
+    redis_server_stop(r);
+}
